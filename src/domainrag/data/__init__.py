@@ -1,0 +1,1 @@
+"""Document loaders, chunking and training-dataset formats."""

@@ -1,0 +1,108 @@
+"""Load raw documents (txt, md, html, jsonl) from local paths or lake/URL locations."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from domainrag.errors import DatasetError
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A source document: a stable id (its name), text and metadata."""
+
+    doc_id: str
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
+
+
+def _title_from_markdown(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return fallback
+
+
+def parse_html(raw: str) -> tuple[str, str]:
+    """(title, visible text) of an HTML page; scripts/styles dropped."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(raw, "html.parser")
+    for tag in soup(["script", "style", "noscript"]):
+        tag.decompose()
+    title = soup.title.get_text(strip=True) if soup.title else ""
+    text = soup.get_text("\n")
+    text = re.sub(r"\n\s*\n+", "\n\n", text).strip()
+    return title, text
+
+
+def _read_jsonl(path: Path, raw: str) -> Iterator[Document]:
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(str(path), f"invalid JSON ({exc.msg})", line=lineno) from exc
+        if not isinstance(obj, dict):
+            raise DatasetError(str(path), "expected a JSON object per line", line=lineno)
+        text = obj.get("text") or obj.get("content")
+        if not isinstance(text, str) or not text.strip():
+            raise DatasetError(
+                str(path), "missing or empty text", line=lineno, field="text",
+                hint='each line needs {"id": ..., "text": ...} (optional "title", "metadata")',
+            )
+        doc_id = str(obj.get("id") or obj.get("_id") or f"{path.name}#{lineno}")
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        yield Document(doc_id=doc_id, text=text, title=str(obj.get("title") or ""), metadata=dict(meta))
+
+
+def load_file(path: Path, doc_id: str | None = None) -> list[Document]:
+    """Load one file into documents (a JSONL file may hold many)."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DatasetError(
+            str(path), f"unsupported file type '{suffix}'", hint=f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(str(path), f"not UTF-8 text (byte {exc.start})", hint="convert it to UTF-8") from exc
+    name = doc_id or path.name
+    if suffix == ".jsonl":
+        return list(_read_jsonl(path, raw))
+    if suffix in (".html", ".htm"):
+        title, text = parse_html(raw)
+        docs = [Document(name, text, title or path.stem, {"source": str(path), "format": "html"})]
+    else:
+        title = _title_from_markdown(raw, path.stem) if suffix in (".md", ".markdown") else path.stem
+        docs = [Document(name, raw.strip(), title, {"source": str(path), "format": suffix.lstrip(".")})]
+    if not docs[0].text.strip():
+        raise DatasetError(str(path), "document is empty")
+    return docs
+
+
+def iter_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders (recursively) into supported files, sorted for determinism."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DatasetError(str(p), "no such file or folder")
+    return out

@@ -1,0 +1,1 @@
+"""Measure domain accuracy: retrieval metrics (trec_eval via pytrec-eval) and answer metrics."""

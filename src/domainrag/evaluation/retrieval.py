@@ -1,0 +1,72 @@
+"""Retrieval metrics over qrels/run dicts, computed by trec_eval (pytrec-eval-terrier).
+
+Metric names follow the usual short forms: ``ndcg@10``, ``recall@5``, ``mrr@10``, ``map``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from domainrag.index.base import SearchHit
+
+Qrels = Mapping[str, Mapping[str, int]]
+Run = Mapping[str, Mapping[str, float]]
+
+DEFAULT_METRICS = ("ndcg@10", "recall@1", "recall@5", "recall@10", "mrr@10", "map")
+
+
+def _trec_name(metric: str) -> tuple[str, str, int | None]:
+    name, _, cut = metric.partition("@")
+    k = int(cut) if cut else None
+    if name == "ndcg":
+        return (f"ndcg_cut.{k}", f"ndcg_cut_{k}", None) if k else ("ndcg", "ndcg", None)
+    if name == "recall":
+        return (f"recall.{k}", f"recall_{k}", None) if k else ("recall", "recall", None)
+    if name == "precision":
+        return (f"P.{k}", f"P_{k}", None)
+    if name == "mrr":
+        return ("recip_rank", "recip_rank", k)  # cut applied by truncating the run
+    if name == "map":
+        return ("map", "map", None)
+    raise ValueError(f"unsupported metric '{metric}' (use ndcg@k, recall@k, precision@k, mrr@k, map)")
+
+
+def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+    """Mean of each metric over the queries in ``qrels`` (queries missing from the run score 0)."""
+    import pytrec_eval
+
+    out: dict[str, float] = {}
+    qrels_d = {q: dict(d) for q, d in qrels.items() if d}
+    for metric in metrics:
+        measure, key, cut = _trec_name(metric)
+        r = {q: dict(run.get(q, {})) for q in qrels_d}
+        if cut is not None:
+            r = {q: dict(sorted(d.items(), key=lambda kv: -kv[1])[:cut]) for q, d in r.items()}
+        per_query = pytrec_eval.RelevanceEvaluator(qrels_d, {measure})
+        scores = per_query.evaluate({q: d or {"__none__": 0.0} for q, d in r.items()})
+        out[metric] = float(np.mean([s.get(key, 0.0) for s in scores.values()])) if scores else 0.0
+    return out
+
+
+def run_from_hits(hits: Sequence[SearchHit], level: str = "doc") -> dict[str, float]:
+    """Turn ranked hits into a run row: document level keeps each document's best rank."""
+    row: dict[str, float] = {}
+    n = len(hits)
+    for rank, h in enumerate(hits):
+        key = h.doc_id if level == "doc" else h.chunk_id
+        row.setdefault(key, float(n - rank))  # strictly decreasing: trec_eval sorts by score
+    return row
+
+
+def evaluate_retriever(
+    search: Callable[[str], Sequence[SearchHit]],
+    queries: Mapping[str, str],
+    qrels: Qrels,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    level: str = "doc",
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Run every query through ``search`` and score it; returns (metrics, run)."""
+    run = {qid: run_from_hits(search(text), level) for qid, text in queries.items()}
+    return evaluate_run(qrels, run, metrics), run

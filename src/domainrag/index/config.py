@@ -1,0 +1,69 @@
+"""Vector-store backend configurations: a pydantic discriminated union on ``type``."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbeddedStoreConfig(_Base):
+    """Embedded engine (LanceDB) on local disk or object storage; the default."""
+
+    type: Literal["embedded"] = "embedded"
+    uri: str | None = Field(None, description="database folder/URL; default <workspace>/indexes")
+    nprobes: int = Field(20, ge=1, description="IVF partitions probed per ANN query")
+    ann_min_rows: int = Field(50_000, ge=256, description="build an IVF-PQ ANN index above this many rows")
+
+
+class OpenSearchStoreConfig(_Base):
+    """OpenSearch with the k-NN plugin (``knn_vector`` + HNSW)."""
+
+    type: Literal["opensearch"] = "opensearch"
+    hosts: list[str] = Field(default_factory=lambda: [os.environ.get("DOMAINRAG_OPENSEARCH_URL", "http://127.0.0.1:9200")])
+    username_env: str = Field("OPENSEARCH_USERNAME", description="env var holding the user name, if any")
+    password_env: str = Field("OPENSEARCH_PASSWORD", description="env var holding the password, if any")
+    verify_certs: bool = True
+    engine: Literal["lucene", "faiss"] = "lucene"
+    m: int = Field(16, ge=2, le=100)
+    ef_construction: int = Field(128, ge=2)
+    ef_search: int = Field(100, ge=2)
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+
+
+class ElasticsearchStoreConfig(_Base):
+    """Elasticsearch ``dense_vector`` (indexed, cosine, HNSW)."""
+
+    type: Literal["elasticsearch"] = "elasticsearch"
+    hosts: list[str] = Field(default_factory=lambda: [os.environ.get("DOMAINRAG_ELASTICSEARCH_URL", "http://127.0.0.1:9200")])
+    username_env: str = "ELASTICSEARCH_USERNAME"
+    password_env: str = "ELASTICSEARCH_PASSWORD"
+    api_key_env: str = "ELASTICSEARCH_API_KEY"
+    verify_certs: bool = True
+    index_type: Literal["hnsw", "int8_hnsw", "flat"] = "hnsw"
+    m: int = Field(16, ge=2, le=100)
+    ef_construction: int = Field(100, ge=2)
+    num_candidates: int = Field(100, ge=1)
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+
+
+StoreConfig = Annotated[
+    EmbeddedStoreConfig | OpenSearchStoreConfig | ElasticsearchStoreConfig, Field(discriminator="type")
+]
+_ADAPTER: TypeAdapter[StoreConfig] = TypeAdapter(StoreConfig)
+
+
+def parse_store_config(data: dict | str | None) -> EmbeddedStoreConfig | OpenSearchStoreConfig | ElasticsearchStoreConfig:
+    """Validate a store config from a dict or a bare type name (``"opensearch"``)."""
+    if data is None:
+        return EmbeddedStoreConfig()
+    if isinstance(data, str):
+        data = {"type": data}
+    return _ADAPTER.validate_python(data)

@@ -1,0 +1,204 @@
+"""Embedded vector store on LanceDB: durable columnar files on disk (or object storage),
+cosine k-NN (exact below ``ann_min_rows``, IVF-PQ above), native BM25 full-text index,
+deletes and upserts via ``merge_insert``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from domainrag.data.chunking import Chunk
+from domainrag.index.base import Filters, SearchHit, VectorStore
+from domainrag.index.config import EmbeddedStoreConfig
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _where(filters: Filters | None) -> str | None:
+    """SQL predicate for LanceDB from simple equality / membership filters."""
+    if not filters:
+        return None
+    clauses = []
+    for key, value in filters.items():
+        if key not in ("doc_id", "title"):
+            raise ValueError(f"unsupported filter field '{key}' for the embedded store (use doc_id or title)")
+        if isinstance(value, (list, tuple, set)):
+            clauses.append(f"{key} IN ({', '.join(_quote(v) for v in value)})")
+        else:
+            clauses.append(f"{key} = {_quote(value)}")
+    return " AND ".join(clauses)
+
+
+class EmbeddedStore(VectorStore):
+    def __init__(self, name: str, config: EmbeddedStoreConfig, default_uri: str) -> None:
+        super().__init__(name)
+        import lancedb
+
+        self.config = config
+        self.uri = config.uri or default_uri
+        self.db = lancedb.connect(self.uri)
+        self._fts_dirty = False
+
+    def _table(self) -> Any | None:
+        try:
+            return self.db.open_table(self.name)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def exists(self) -> bool:
+        return self._table() is not None
+
+    def _schema(self, dimension: int) -> pa.Schema:
+        return pa.schema(
+            [
+                pa.field("chunk_id", pa.string()),
+                pa.field("doc_id", pa.string()),
+                pa.field("title", pa.string()),
+                pa.field("text", pa.string()),
+                pa.field("position", pa.int32()),
+                pa.field("metadata", pa.string()),
+                pa.field("vector", pa.list_(pa.float32(), dimension)),
+            ]
+        )
+
+    def create(self, dimension: int) -> None:
+        if self.exists():
+            return
+        self.db.create_table(self.name, schema=self._schema(dimension))
+
+    def dimension(self) -> int | None:
+        table = self._table()
+        if table is None:
+            return None
+        return int(table.schema.field("vector").type.list_size)
+
+    def _write(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
+        table = self._table()
+        if table is None:
+            self.create(int(vectors.shape[1]))
+            table = self._table()
+        rows = pa.table(
+            {
+                "chunk_id": [c.chunk_id for c in chunks],
+                "doc_id": [c.doc_id for c in chunks],
+                "title": [c.title for c in chunks],
+                "text": [c.text for c in chunks],
+                "position": pa.array([c.position for c in chunks], pa.int32()),
+                "metadata": [json.dumps(c.metadata, sort_keys=True, default=str) for c in chunks],
+                "vector": pa.FixedSizeListArray.from_arrays(
+                    pa.array(vectors.reshape(-1), pa.float32()), int(vectors.shape[1])
+                ),
+            },
+            schema=self._schema(int(vectors.shape[1])),
+        )
+        table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        self._fts_dirty = True
+        return len(chunks)
+
+    def refresh(self) -> None:
+        """Rebuild the BM25 index and, past ``ann_min_rows``, the ANN index."""
+        table = self._table()
+        if table is None:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table.create_fts_index("text", replace=True)
+            n = table.count_rows()
+            if n >= self.config.ann_min_rows:
+                table.create_index(metric="cosine", vector_column_name="vector", replace=True)
+        self._fts_dirty = False
+
+    def _ids(self, where: str) -> set[str]:
+        table = self._table()
+        if table is None:
+            return set()
+        res = table.search().where(where).select(["chunk_id"]).limit(None).to_arrow()
+        return set(res.column("chunk_id").to_pylist())
+
+    def existing_ids(self, chunk_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(chunk_ids)
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            found |= self._ids(f"chunk_id IN ({', '.join(_quote(i) for i in batch)})")
+        return found
+
+    def ids_for_document(self, doc_id: str) -> set[str]:
+        return self._ids(f"doc_id = {_quote(doc_id)}")
+
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> int:
+        table = self._table()
+        if table is None or not chunk_ids:
+            return 0
+        ids = list(chunk_ids)
+        for start in range(0, len(ids), 500):
+            table.delete(f"chunk_id IN ({', '.join(_quote(i) for i in ids[start : start + 500])})")
+        self._fts_dirty = True
+        return len(ids)
+
+    def count(self) -> int:
+        table = self._table()
+        return 0 if table is None else int(table.count_rows())
+
+    def document_count(self) -> int:
+        table = self._table()
+        if table is None:
+            return 0
+        return len(set(table.to_arrow().column("doc_id").to_pylist()))
+
+    @staticmethod
+    def _hits(rows: list[dict[str, Any]], score_of: Any, name: str) -> list[SearchHit]:
+        hits = []
+        for rank, row in enumerate(rows, start=1):
+            score = float(score_of(row))
+            hits.append(
+                SearchHit(
+                    chunk_id=row["chunk_id"], doc_id=row["doc_id"], text=row["text"], score=score,
+                    title=row.get("title") or "", metadata=json.loads(row.get("metadata") or "{}"),
+                    ranks={name: rank}, scores={name: score},
+                )
+            )
+        return hits
+
+    def dense_search(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[SearchHit]:
+        table = self._table()
+        if table is None:
+            return []
+        q = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("cosine")
+        q = q.nprobes(self.config.nprobes).refine_factor(5)
+        where = _where(filters)
+        if where:
+            q = q.where(where, prefilter=True)
+        rows = q.limit(k).to_list()
+        return self._hits(rows, lambda r: 1.0 - r["_distance"], "dense")
+
+    def text_search(self, query: str, k: int, filters: Filters | None = None) -> list[SearchHit]:
+        table = self._table()
+        if table is None or not query.strip():
+            return []
+        if self._fts_dirty:
+            self.refresh()
+        q = table.search(query, query_type="fts", fts_columns="text")
+        where = _where(filters)
+        if where:
+            q = q.where(where, prefilter=True)
+        try:
+            rows = q.limit(k).to_list()
+        except Exception as exc:  # no FTS index yet (empty table) or query syntax the parser rejects
+            if "index" in str(exc).lower():
+                self.refresh()
+                rows = q.limit(k).to_list()
+            else:
+                raise
+        return self._hits(rows, lambda r: r["_score"], "bm25")
+
+    def drop(self) -> None:
+        if self.exists():
+            self.db.drop_table(self.name)

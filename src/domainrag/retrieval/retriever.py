@@ -1,0 +1,61 @@
+"""Dense, BM25 and hybrid retrieval over any :class:`VectorStore`, one results API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domainrag.index.base import Filters, SearchHit, VectorStore
+from domainrag.retrieval.embedder import Embedder
+from domainrag.retrieval.fusion import reciprocal_rank_fusion
+
+Mode = Literal["dense", "bm25", "hybrid"]
+
+
+class RetrievalConfig(BaseModel):
+    """How an app retrieves: validated once, stored with the app."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vector_store: str = Field("embedded", description="store type, or a full store config under `store`")
+    index: str
+    top_k: int = Field(5, ge=1, le=100)
+    mode: Mode = "hybrid"
+    dense_weight: float = Field(1.0, ge=0)
+    bm25_weight: float = Field(1.0, ge=0)
+    rank_constant: int = Field(60, ge=0)
+    candidates: int = Field(30, ge=1, description="hits fetched from each retriever before fusion")
+    score_threshold: float | None = Field(
+        None, description="drop hits whose dense cosine similarity is below this (dense/hybrid)"
+    )
+    filters: Filters | None = None
+
+
+class Retriever:
+    """Runs one query against a store: embed → dense + BM25 → RRF → threshold → top_k."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, config: RetrievalConfig) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.config = config
+
+    def run(self, query: str, top_k: int | None = None, filters: Filters | None = None) -> list[SearchHit]:
+        cfg = self.config
+        k = top_k or cfg.top_k
+        flt = filters if filters is not None else cfg.filters
+        n = max(cfg.candidates, k)
+        results: dict[str, list[SearchHit]] = {}
+        if cfg.mode in ("dense", "hybrid"):
+            results["dense"] = self.store.dense_search(self.embedder.encode_query(query), n, flt)
+        if cfg.mode in ("bm25", "hybrid"):
+            results["bm25"] = self.store.text_search(query, n, flt)
+        if cfg.mode == "hybrid":
+            hits = reciprocal_rank_fusion(
+                results, {"dense": cfg.dense_weight, "bm25": cfg.bm25_weight}, cfg.rank_constant
+            )
+        else:
+            hits = next(iter(results.values()))
+        if cfg.score_threshold is not None and cfg.mode != "bm25":
+            hits = [h for h in hits if h.scores.get("dense", -1.0) >= cfg.score_threshold]
+        return hits[:k]

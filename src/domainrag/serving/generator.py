@@ -1,0 +1,92 @@
+"""Text generation behind one interface; in-process transformers on CPU by default.
+
+Streaming uses transformers' ``TextIteratorStreamer`` with ``generate`` in a worker thread, so
+tokens reach the caller as soon as they are decoded.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    temperature: float = 0.1
+    max_new_tokens: int = 160
+    top_p: float = 0.95
+    repetition_penalty: float = 1.1
+
+
+class TransformersGenerator:
+    """A causal LM (optionally with a LoRA adapter merged in) that streams chat completions."""
+
+    def __init__(self, base_path: str, adapter_path: str | None = None, name: str | None = None) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = name or base_path
+        self.tokenizer = AutoTokenizer.from_pretrained(adapter_path or base_path)
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        if adapter_path:
+            from peft import PeftModel
+
+            # Merged once at load: generation then runs at base-model speed.
+            model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+        model.eval()
+        self.model = model
+        self._lock = threading.Lock()  # one generate() at a time per model on a 2-core box
+
+    def prompt_ids(self, messages: Sequence[dict[str, str]]) -> torch.Tensor:
+        ids = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        return ids["input_ids"]
+
+    def stream(self, messages: Sequence[dict[str, str]], config: GenerationConfig | None = None) -> Iterator[str]:
+        """Yield text pieces as they are generated."""
+        from transformers import TextIteratorStreamer
+
+        cfg = config or GenerationConfig()
+        input_ids = self.prompt_ids(messages)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        kwargs = dict(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=cfg.max_new_tokens,
+            repetition_penalty=cfg.repetition_penalty,
+            streamer=streamer,
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        )
+        if cfg.temperature > 0:
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
+        else:
+            kwargs.update(do_sample=False)
+        errors: list[BaseException] = []
+
+        def _run() -> None:
+            try:
+                with self._lock, torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as exc:  # surfaced to the caller after the stream ends
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=_run, daemon=True)
+        thread.start()
+        yield from (piece for piece in streamer if piece)
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def generate(self, messages: Sequence[dict[str, str]], config: GenerationConfig | None = None) -> str:
+        return "".join(self.stream(messages, config))
+
+
+@functools.lru_cache(maxsize=3)
+def load_generator(base_path: str, adapter_path: str | None = None, name: str | None = None) -> TransformersGenerator:
+    """Process-wide cache of loaded generators (loading costs seconds)."""
+    return TransformersGenerator(base_path, adapter_path, name)

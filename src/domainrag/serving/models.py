@@ -1,0 +1,76 @@
+"""Model registration (CreateModel): from a finished job's artifact or a local folder."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from domainrag.errors import DomainRagError
+from domainrag.workspace import Workspace
+
+_JOB_KIND = {"sft": "llm", "embedding": "embedding"}
+
+
+def _detect(path: Path) -> tuple[str, str, str | None]:
+    """(kind, format, base model) of a model folder."""
+    if (path / "adapter_config.json").exists():
+        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        return "llm", "lora-adapter", base
+    if (path / "modules.json").exists() or (path / "config_sentence_transformers.json").exists():
+        return "embedding", "sentence-transformers", None
+    if (path / "config.json").exists():
+        return "llm", "hf", None
+    raise DomainRagError(
+        f"{path} does not look like a model folder (no adapter_config.json, modules.json or config.json)",
+        hint="point --path at a transformers, peft-adapter or sentence-transformers folder",
+    )
+
+
+def create_model(
+    ws: Workspace,
+    name: str,
+    *,
+    source: str = "job",
+    job_id: str | None = None,
+    path: Path | None = None,
+    kind: str | None = None,
+    base_model: str | None = None,
+    new_version: bool = False,
+) -> dict[str, Any]:
+    if source == "job":
+        if not job_id:
+            raise DomainRagError("--source job needs --job-id", hint="see `domainrag job list`")
+        job = ws.catalog.require("job", job_id)
+        if job["state"] != "succeeded":
+            raise DomainRagError(f"job '{job_id}' is {job['state']}; only a succeeded job's artifact can be registered")
+        spec = job["spec"]
+        key = job["artifact_key"]
+        fmt = job.get("artifact_format", "hf")
+        extra = {"metrics": job.get("metrics", {})}
+        if spec["algorithm"] == "embedding":
+            extra["dimension"] = job.get("metrics", {}).get("dimension")
+        info = {"type": "job", "job_id": job_id}
+        if ws.lake.is_local:
+            return ws.register_model(name, ws.lake.local_path(key), kind=_JOB_KIND[spec["algorithm"]], fmt=fmt,
+                                     base_model=spec["base_model"], source=info, extra=extra, new_version=new_version)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = ws.lake.download(key, Path(tmp) / "artifact")
+            return ws.register_model(name, local, kind=_JOB_KIND[spec["algorithm"]], fmt=fmt,
+                                     base_model=spec["base_model"], source=info, extra=extra, new_version=new_version)
+    if source == "path":
+        if path is None:
+            raise DomainRagError("--source path needs --path")
+        if not path.is_dir():
+            raise DomainRagError(f"model folder {path} does not exist")
+        detected_kind, fmt, detected_base = _detect(path)
+        kind = kind or detected_kind
+        extra: dict[str, Any] = {}
+        if kind == "embedding":
+            from domainrag.retrieval.embedder import Embedder
+
+            extra["dimension"] = Embedder(str(path)).dimension
+        return ws.register_model(name, path, kind=kind, fmt=fmt, base_model=base_model or detected_base,
+                                 source={"type": "path", "path": str(path)}, extra=extra, new_version=new_version)
+    raise DomainRagError(f"unknown --source '{source}'", hint="use job or path")

@@ -1,0 +1,109 @@
+"""A RAG application: retrieval config + model + generation defaults, invoked with streaming.
+
+The answer is grounded: the model sees only numbered retrieved passages under a strict system
+prompt; if retrieval finds nothing the app answers "not found" without calling the model;
+citations pointing at passages it was never given are dropped; references returned are the
+passages the answer cites (all passages given, if it cites none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domainrag.index.base import SearchHit
+from domainrag.retrieval.retriever import Retriever
+from domainrag.serving.generator import GenerationConfig, TransformersGenerator
+from domainrag.serving.prompts import (
+    DEFAULT_SYSTEM_PROMPT,
+    DEFAULT_TEMPERATURE,
+    NOT_FOUND_ANSWER,
+    ContextPassage,
+    build_messages,
+    extract_citations,
+    strip_invalid_citations,
+)
+
+
+class GenerationSettings(BaseModel):
+    """Generation defaults stored with an app."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(DEFAULT_TEMPERATURE, ge=0, le=2)
+    max_new_tokens: int = Field(160, ge=1, le=4096)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    not_found_answer: str = NOT_FOUND_ANSWER
+
+    def to_generation_config(self) -> GenerationConfig:
+        return GenerationConfig(temperature=self.temperature, max_new_tokens=self.max_new_tokens)
+
+
+@dataclass
+class RagEvent:
+    """One streamed event: a text delta, or the final references."""
+
+    type: Literal["token", "references"]
+    text: str = ""
+    references: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RagAnswer:
+    answer: str
+    references: list[dict[str, Any]]
+    passages: list[SearchHit]
+
+
+def reference(i: int, hit: SearchHit, excerpt_chars: int = 300) -> dict[str, Any]:
+    return {"citation": i, "chunk_id": hit.chunk_id, "document": hit.doc_id, "title": hit.title,
+            "score": round(hit.score, 6), "ranks": hit.ranks, "excerpt": hit.text[:excerpt_chars]}
+
+
+class RagApp:
+    def __init__(
+        self, name: str, retriever: Retriever, generator: TransformersGenerator | None, generation: GenerationSettings
+    ) -> None:
+        self.name = name
+        self.retriever = retriever
+        self.generator = generator
+        self.generation = generation
+
+    def retrieve(self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None) -> list[SearchHit]:
+        if not query.strip():
+            raise ValueError("query is empty")
+        return self.retriever.run(query, top_k=top_k, filters=filters)
+
+    def stream(self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None) -> Iterator[RagEvent]:
+        """Retrieve, then stream the grounded answer; the last event carries the references."""
+        yield from self.stream_with_hits(query, self.retrieve(query, top_k, filters))
+
+    def stream_with_hits(self, query: str, hits: list[SearchHit]) -> Iterator[RagEvent]:
+        if not hits:
+            yield RagEvent("token", self.generation.not_found_answer)
+            yield RagEvent("references", references=[])
+            return
+        if self.generator is None:
+            raise RuntimeError(f"app '{self.name}' has no generator loaded")
+        passages = [ContextPassage(h.text, h.doc_id) for h in hits]
+        messages = build_messages(query, passages, self.generation.system_prompt)
+        text = ""
+        for piece in self.generator.stream(messages, self.generation.to_generation_config()):
+            text += piece
+            yield RagEvent("token", piece)
+        cited, _ = extract_citations(text, len(hits))
+        chosen = cited or list(range(1, len(hits) + 1))
+        yield RagEvent("references", references=[reference(i, hits[i - 1]) for i in chosen])
+
+    def invoke(self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None) -> RagAnswer:
+        hits = self.retrieve(query, top_k, filters)
+        text, refs = "", []
+        for event in self.stream_with_hits(query, hits):
+            if event.type == "token":
+                text += event.text
+            else:
+                refs = event.references
+        return RagAnswer(strip_invalid_citations(text, len(hits)), refs, hits)

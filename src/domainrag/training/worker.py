@@ -1,0 +1,205 @@
+"""The job process: ``python -m domainrag.training.worker --job-id ID``.
+
+setup (state=running, fetch dataset) → fit (sft / embedding) → save (artifact, model card, loss
+plot) → state=succeeded; any exception → state=failed with the reason; SIGTERM → cancelled.
+A job on a remote lake trains in a local folder and uploads it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from domainrag.errors import DatasetError
+from domainrag.storage.lake import split_scheme
+from domainrag.training.reporting import FileReporter
+
+
+def _local_dataset(url: str, workdir: Path) -> Path:
+    """A local path for a dataset URL: plain paths as-is, remote objects downloaded."""
+    scheme = split_scheme(url)
+    if scheme in ("file", "local"):
+        path = Path(url.split("://", 1)[1] if "://" in url else url).expanduser()
+        if not path.exists():
+            raise DatasetError(str(path), "dataset file does not exist", hint="check the --dataset path")
+        return path
+    import fsspec
+
+    target = workdir / "input" / Path(url.rstrip("/")).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        raise DatasetError(url, "dataset object does not exist", hint="check the bucket and key")
+    fs.get_file(path, str(target))
+    return target
+
+
+def check_dataset(spec: Any) -> None:
+    """Parse the dataset now (local files only) so format errors surface before the job starts."""
+    if split_scheme(spec.dataset) not in ("file", "local"):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _local_dataset(spec.dataset, Path(tmp))
+        from domainrag.data import formats
+
+        if spec.algorithm == "sft":
+            formats.read_chat_dataset(path)
+        else:
+            formats.read_pairs(path)
+
+
+def plot_metrics(folder: Path) -> Path | None:
+    """loss.png from metrics.jsonl (training loss and any eval_* series)."""
+    path = folder / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    series = sorted({k for r in rows for k in r if k in ("loss", "eval_loss") or k.startswith("eval_")})
+    if not rows or not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in series:
+        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), label=key, marker="." if len(pts) < 50 else None)
+    ax.set_xlabel("step")
+    ax.set_title(folder.name)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = folder / "loss.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _as_dict(result: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(result):
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()}
+    return dict(result)
+
+
+def fit(spec: Any, dataset: Path, workdir: Path, reporter: FileReporter, resume: bool) -> tuple[dict[str, Any], Path, str]:
+    """Run the training function for the algorithm; returns (metrics, artifact folder, format)."""
+    hp = dict(spec.hyperparameters)
+    if spec.algorithm == "sft":
+        from domainrag.training.sft import SFTArgs, run_sft
+        from domainrag.zoo import resolve_llm
+
+        args = SFTArgs(base_model=resolve_llm(spec.base_model), dataset=dataset, output_dir=workdir / "output",
+                       checkpoint_dir=workdir / "checkpoints", resume=resume, **hp)
+        result = run_sft(args, reporter)
+        return _as_dict(result), Path(result.adapter_dir), "lora-adapter"
+    from domainrag.training.embedding import EmbeddingArgs, run_embedding
+    from domainrag.zoo import resolve_embedder
+
+    args = EmbeddingArgs(base_model=resolve_embedder(spec.base_model), dataset=dataset,
+                         output_dir=workdir / "output", checkpoint_dir=workdir / "checkpoints", resume=resume, **hp)
+    result = run_embedding(args, reporter)
+    return _as_dict(result), Path(result.output_dir), "sentence-transformers"
+
+
+def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str, Any]) -> None:
+    from domainrag.storage.lake import sha256_file
+
+    card = {
+        "base_model": spec.base_model,
+        "algorithm": spec.algorithm,
+        "dataset": {"uri": spec.dataset, "sha256": sha256_file(dataset), "bytes": dataset.stat().st_size},
+        "hyperparameters": spec.hyperparameters,
+        "metrics": metrics,
+    }
+    if spec.algorithm == "embedding":
+        card["output_dimension"] = metrics.get("dimension")
+    else:
+        tpl = artifact / "chat_template.jinja"
+        card["chat_template"] = tpl.read_text() if tpl.exists() else "from tokenizer_config.json"
+    (artifact / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
+    lines = [f"# Model card: {spec.name}", "", f"- base model: `{spec.base_model}`",
+             f"- algorithm: `{spec.algorithm}`", f"- dataset: `{spec.dataset}` (sha256 {card['dataset']['sha256'][:12]}, "
+             f"{card['dataset']['bytes']} bytes)", f"- hyper-parameters: `{json.dumps(spec.hyperparameters)}`", "",
+             "## Metrics", "", "```json", json.dumps(metrics, indent=2, default=str), "```"]
+    (artifact / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
+    from domainrag.settings import Settings
+    from domainrag.training.jobs import JobSpec
+    from domainrag.workspace import Workspace
+
+    ws = Workspace(Settings.resolve(workspace, lake))
+    record = ws.catalog.require("job", job_id)
+    spec = JobSpec.model_validate(record["spec"])
+    prefix = f"jobs/{job_id}"
+    local = ws.lake.is_local
+    workdir = ws.lake.local_path(prefix) if local else Path(tempfile.mkdtemp(prefix=f"domainrag-{job_id}-"))
+    if not local and resume and ws.lake.exists(f"{prefix}/checkpoints"):
+        ws.lake.download(f"{prefix}/checkpoints", workdir / "checkpoints")
+    reporter = FileReporter(workdir)
+
+    def _cancel(signum: int, frame: Any) -> None:
+        reporter.log("received SIGTERM: cancelling")
+        ws.catalog.update("job", job_id, state="cancelled", finished_at=time.time())
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, _cancel)
+    ws.catalog.update("job", job_id, state="running", pid=os.getpid(), error=None, running_at=time.time())
+    reporter.log(f"job {job_id}: {spec.algorithm} on {spec.base_model}, dataset {spec.dataset}")
+    try:
+        dataset = _local_dataset(spec.dataset, workdir)
+        metrics, artifact, fmt = fit(spec, dataset, workdir, reporter, resume)
+        write_model_card(artifact, spec, dataset, metrics)
+        plot_metrics(workdir)
+        if not local:
+            ws.lake.upload(workdir, prefix)
+        if spec.output:
+            from domainrag.storage.lake import Lake
+
+            dest = Lake(spec.output)
+            dest.upload(artifact, "artifact")
+            reporter.log(f"artifact copied to {dest.url('artifact')}")
+        rel = artifact.relative_to(workdir).as_posix()
+        ws.catalog.update("job", job_id, state="succeeded", finished_at=time.time(), metrics=metrics,
+                          artifact_key=f"{prefix}/{rel}", artifact_format=fmt)
+        reporter.log(f"job {job_id} succeeded; artifact at {ws.lake.url(f'{prefix}/{rel}')}")
+        return 0
+    except Exception as exc:  # recorded for `job show`; the traceback goes to the log
+        reporter.log("FAILED: " + "".join(traceback.format_exception_only(type(exc), exc)).strip())
+        with (workdir / "log.txt").open("a") as fh:
+            fh.write(traceback.format_exc())
+        if not local:
+            ws.lake.upload(workdir / "log.txt", f"{prefix}/log.txt")
+        ws.catalog.update("job", job_id, state="failed", error=str(exc), finished_at=time.time())
+        return 1
+    finally:
+        if not local:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--lake", required=True)
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--resume", action="store_true")
+    a = parser.parse_args(argv)
+    return run(a.workspace, a.lake, a.job_id, a.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""One handle on a workspace: settings, catalogue, data lake, and name → model/store resolution.
+
+Every CLI command and the HTTP API start from a :class:`Workspace`; layers below take plain
+objects (paths, stores, embedders) so they stay testable on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from domainrag.errors import DomainRagError, NotFoundError, StorageError
+from domainrag.index import VectorStore, open_store, parse_store_config
+from domainrag.retrieval.embedder import Embedder, load_embedder
+from domainrag.settings import Settings, cache_dir
+from domainrag.storage.catalog import Catalog
+from domainrag.storage.lake import Lake, sha256_file
+from domainrag.zoo import BASE_MODELS, resolve_embedder, resolve_llm
+
+
+class Workspace:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.resolve()
+        self.catalog = Catalog(self.settings.catalog_path)
+        self.lake = Lake(self.settings.lake)
+
+    @classmethod
+    def open(cls, workspace: str | Path | None = None, lake: str | None = None) -> Workspace:
+        return cls(Settings.resolve(workspace, lake))
+
+    # -- models --------------------------------------------------------------------------------
+    def model_record(self, name: str) -> dict[str, Any] | None:
+        return self.catalog.get("model", name)
+
+    def model_dir(self, name: str) -> Path:
+        """Local folder of a registered model's artifact, verified against its manifest.
+
+        Local lakes are read in place; remote ones are downloaded once into the cache, keyed by
+        the manifest's checksum so repeated loads are free.
+        """
+        record = self.catalog.require("model", name)
+        key = record["key"]
+        if self.lake.is_local:
+            folder = self.lake.local_path(key)
+        else:
+            manifest = self.lake.read_json(f"{key}/manifest.json")
+            digest = manifest.get("digest", "nodigest")[:16]
+            folder = cache_dir() / "lake-models" / f"{name}-{record['version']}-{digest}"
+            with FileLock(str(folder) + ".lock"):
+                if not (folder / "manifest.json").exists():
+                    tmp = folder.with_suffix(".partial")
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    self.lake.download(key, tmp)
+                    tmp.rename(folder)
+        verify_manifest(folder)
+        return folder
+
+    def llm_path(self, name: str) -> tuple[str, str | None]:
+        """(base model folder, adapter folder or None) for an LLM name: catalogue or base model."""
+        record = self.model_record(name)
+        if record is None:
+            if name in BASE_MODELS or Path(name).exists() or "/" in name:
+                return resolve_llm(name), None
+            raise NotFoundError(
+                f"model '{name}' is neither registered nor a known base model",
+                hint="run `domainrag model list`, or pass a base model such as smollm2-135m-instruct",
+            )
+        if record.get("kind") != "llm":
+            raise DomainRagError(f"model '{name}' is a {record.get('kind')} model, not an LLM")
+        folder = self.model_dir(name)
+        if record.get("format") == "lora-adapter":
+            return resolve_llm(record["base_model"]), str(folder / "artifact")
+        return str(folder / "artifact"), None
+
+    def embedder(self, name: str) -> Embedder:
+        record = self.model_record(name)
+        if record is None:
+            return load_embedder(resolve_embedder(name), name)
+        if record.get("kind") != "embedding":
+            raise DomainRagError(f"model '{name}' is a {record.get('kind')} model, not an embedding model")
+        return load_embedder(str(self.model_dir(name) / "artifact"), name)
+
+    def register_model(
+        self,
+        name: str,
+        source_dir: Path,
+        *,
+        kind: str,
+        fmt: str,
+        base_model: str | None,
+        source: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+        new_version: bool = False,
+    ) -> dict[str, Any]:
+        """Copy an artifact folder into ``models/<name>/<version>/`` with a manifest, then catalogue it.
+
+        Versions are immutable: re-registering a name needs ``new_version``. The catalogue row is
+        written last, so a failed upload never registers a half-copied model.
+        """
+        if not source_dir.is_dir():
+            raise StorageError(f"model source folder {source_dir} does not exist")
+        existing = self.model_record(name)
+        if existing and not new_version:
+            raise DomainRagError(
+                f"model '{name}' already exists (version {existing['version']})",
+                hint="pass --new-version to register another version, or choose another name",
+            )
+        version = int(existing["version"]) + 1 if existing else 1
+        key = f"models/{name}/{version}"
+        files = sorted(p for p in source_dir.rglob("*") if p.is_file())
+        manifest_files = [
+            {"path": f"artifact/{p.relative_to(source_dir).as_posix()}", "size": p.stat().st_size,
+             "sha256": sha256_file(p)}
+            for p in files
+        ]
+        digest = _digest(manifest_files)
+        manifest = {"name": name, "version": version, "kind": kind, "format": fmt, "base_model": base_model,
+                    "source": source, "files": manifest_files, "digest": digest, **(extra or {})}
+        self.lake.delete(key)  # leftovers of a crashed earlier attempt (never catalogued)
+        self.lake.upload(source_dir, f"{key}/artifact")
+        self.lake.write_json(f"{key}/manifest.json", manifest)
+        record = {"version": version, "kind": kind, "format": fmt, "base_model": base_model, "key": key,
+                  "uri": self.lake.url(key), "source": source, "digest": digest, **(extra or {})}
+        return self.catalog.put("model", name, record)
+
+    # -- indexes -------------------------------------------------------------------------------
+    def store(self, index: str) -> VectorStore:
+        record = self.catalog.require("index", index)
+        return open_store(index, parse_store_config(record.get("store")), self.default_store_uri)
+
+    @property
+    def default_store_uri(self) -> str:
+        return str(self.settings.workspace / "indexes")
+
+
+def _digest(files: list[dict[str, Any]]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def verify_manifest(folder: Path) -> dict[str, Any]:
+    """Check every file of a model folder against its manifest; name the corrupt one."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        raise StorageError(f"{folder} has no manifest.json", hint="re-register the model with `model create`")
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["files"]:
+        path = folder / entry["path"]
+        if not path.exists():
+            raise StorageError(f"model file {path} listed in the manifest is missing")
+        if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            raise StorageError(
+                f"model file {path} is corrupt (checksum differs from manifest)",
+                hint="re-register the model from its job or source folder",
+            )
+    return manifest

