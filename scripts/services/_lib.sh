@@ -8,6 +8,7 @@ SVC_CACHE_ROOT="${DOMAINRAG_SERVICES_CACHE:-$HOME/.cache/domainrag/services}"
 SVC_USER="${DOMAINRAG_SERVICES_USER:-domainrag-svc}"
 SVC_START_TIMEOUT="${DOMAINRAG_SERVICES_START_TIMEOUT:-240}"
 SVC_STOP_TIMEOUT="${DOMAINRAG_SERVICES_STOP_TIMEOUT:-60}"
+# shellcheck disable=SC2034 # used by the service scripts
 SVC_HEAP="${DOMAINRAG_SERVICES_HEAP:-512m}"
 
 svc_log() { printf '[%s] %s\n' "$SVC_NAME" "$*" >&2; }
@@ -44,7 +45,7 @@ svc_pick_java() {
     fi
     local d m best="" best_m=0 hi="" hi_m=0
     for d in /usr/lib/jvm/*; do
-        [ -d "$d" ] && [ -x "$d/bin/java" ] || continue
+        if [ ! -d "$d" ] || [ ! -x "$d/bin/java" ]; then continue; fi
         m="$(svc_java_major "$d")"
         [ "$m" -ge 21 ] || continue
         if [ "$m" -le 25 ]; then
@@ -142,6 +143,15 @@ svc_fetch() {
     svc_log "downloaded $(basename "$dest") ($(du -h "$dest" | cut -f1)) in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
 }
 
+# Serialise start/stop/wipe of one service (parallel test jobs may race).
+svc_lock() {
+    mkdir -p "$1"
+    exec 9>"$1/.lock"
+    if command -v flock >/dev/null 2>&1; then
+        flock -w "$((SVC_START_TIMEOUT + 600))" 9 || svc_die "could not lock $1/.lock"
+    fi
+}
+
 # --- process handling -----------------------------------------------------------
 
 # Print the pid from PIDFILE if it is alive and its command line mentions MARKER.
@@ -192,31 +202,58 @@ svc_stop_pid() {
     svc_log "stopped"
 }
 
-# svc_wait_health URL PIDFILE MARKER LOGFILE...
+# Remember the current size of log files so that failures show only new lines.
+SVC_LOG_MARKS=()
+svc_mark_logs() {
+    local f
+    SVC_LOG_MARKS=()
+    for f in "$@"; do
+        SVC_LOG_MARKS+=("$(stat -c %s "$f" 2>/dev/null || echo 0):$f")
+    done
+}
+
+# Same, but failures show the end of the whole files.
+svc_mark_logs_whole() {
+    local f
+    SVC_LOG_MARKS=()
+    for f in "$@"; do
+        SVC_LOG_MARKS+=("0:$f")
+    done
+}
+
+# Print the last lines written to the marked logs since svc_mark_logs.
+svc_dump_logs() {
+    local m f off tail_text
+    for m in "${SVC_LOG_MARKS[@]}"; do
+        off="${m%%:*}"
+        f="${m#*:}"
+        [ -s "$f" ] || continue
+        tail_text="$(tail -c +"$((off + 1))" "$f" | tail -n 40)"
+        [ -n "$tail_text" ] || continue
+        printf -- '--- tail of %s ---\n%s\n' "$f" "$tail_text" >&2
+    done
+}
+
+# svc_wait_health URL PIDFILE MARKER
 # Poll URL/_cluster/health until yellow/green. On timeout or early death print
-# the tail of the logs and fail.
+# the tail of the logs marked by svc_mark_logs and fail.
 svc_wait_health() {
     local url="$1" pidfile="$2" marker="$3"
-    shift 3
-    local t_start=$SECONDS deadline=$((SECONDS + SVC_START_TIMEOUT)) body f
+    local t_start=$SECONDS deadline=$((SECONDS + SVC_START_TIMEOUT)) body
     while ((SECONDS < deadline)); do
         body="$(curl -s --max-time 5 "$url/_cluster/health?wait_for_status=yellow&timeout=2s" 2>/dev/null || true)"
         case "$body" in
         *'"status":"green"'* | *'"status":"yellow"'*) return 0 ;;
         esac
         if ! svc_live_pid "$pidfile" "$marker" >/dev/null; then
-            # pid file may not be written yet right after launch
+            # the pid file may not be written yet right after launch
             if ((SECONDS - t_start > 20)) || [ -s "$pidfile" ]; then
-                for f in "$@"; do
-                    [ -s "$f" ] && { printf -- '--- tail of %s ---\n' "$f" >&2; tail -n 40 "$f" >&2; }
-                done
-                svc_die "server process exited during startup (logs above)"
+                svc_dump_logs
+                svc_die "server process exited during startup (log tail above)"
             fi
         fi
         sleep 1
     done
-    for f in "$@"; do
-        [ -s "$f" ] && { printf -- '--- tail of %s ---\n' "$f" >&2; tail -n 40 "$f" >&2; }
-    done
-    svc_die "not healthy (yellow/green) at $url within ${SVC_START_TIMEOUT}s (logs above)"
+    svc_dump_logs
+    svc_die "not healthy (yellow/green) at $url within ${SVC_START_TIMEOUT}s (log tail above; server left running, use '$0 stop')"
 }

@@ -3,8 +3,9 @@
 # on 127.0.0.1 for integration tests.
 # Usage: scripts/services/elasticsearch.sh {start|stop|status|url|wipe}
 # See scripts/services/README.md.
+# shellcheck disable=SC2034 # used by _lib.sh
 SVC_NAME=elasticsearch
-# shellcheck source=scripts/services/_lib.sh
+# shellcheck source=_lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 ES_VERSION=9.5.4
@@ -61,7 +62,8 @@ EOF
 es_start() {
     local pid java_home
     if pid="$(svc_live_pid "$ES_PIDFILE" "$ES_MARKER")"; then
-        svc_wait_health "$ES_URL" "$ES_PIDFILE" "$ES_MARKER" "$ES_LOGS/$ES_CLUSTER.log" "$ES_CONSOLE"
+        svc_mark_logs_whole "$ES_CONSOLE" "$ES_LOGS/$ES_CLUSTER.log"
+        svc_wait_health "$ES_URL" "$ES_PIDFILE" "$ES_MARKER"
         svc_log "already running (pid $pid) at $ES_URL"
         return 0
     fi
@@ -82,18 +84,18 @@ es_start() {
     svc_chown "$ES_HOME" "$ES_DATA" "$ES_LOGS" "$ES_RUN"
     svc_log "starting Elasticsearch $ES_VERSION (java $(svc_java_major "$java_home"): $java_home) on $ES_URL"
     local t0=$SECONDS
-    svc_run_as env \
+    : >"$ES_CONSOLE"
+    svc_mark_logs "$ES_CONSOLE" "$ES_LOGS/$ES_CLUSTER.log"
+    svc_run_as env -u JAVA_HOME \
         ES_JAVA_HOME="$java_home" \
-        JAVA_HOME="$java_home" \
         ES_PATH_CONF="$ES_HOME/config" \
         ES_JAVA_OPTS="-Xms$SVC_HEAP -Xmx$SVC_HEAP ${DOMAINRAG_ELASTICSEARCH_JAVA_OPTS:-}" \
-        "$ES_HOME/bin/elasticsearch" -d -p "$ES_PIDFILE" >"$ES_CONSOLE" 2>&1 </dev/null ||
+        "$ES_HOME/bin/elasticsearch" -d -p "$ES_PIDFILE" >>"$ES_CONSOLE" 2>&1 </dev/null 9>&- ||
         {
-            tail -n 40 "$ES_CONSOLE" >&2
-            [ -s "$ES_LOGS/$ES_CLUSTER.log" ] && tail -n 40 "$ES_LOGS/$ES_CLUSTER.log" >&2
+            svc_dump_logs
             svc_die "bin/elasticsearch failed to start"
         }
-    svc_wait_health "$ES_URL" "$ES_PIDFILE" "$ES_MARKER" "$ES_LOGS/$ES_CLUSTER.log" "$ES_CONSOLE"
+    svc_wait_health "$ES_URL" "$ES_PIDFILE" "$ES_MARKER"
     pid="$(svc_live_pid "$ES_PIDFILE" "$ES_MARKER")"
     svc_log "up in $((SECONDS - t0))s: pid $pid, RSS $(svc_rss_mib "$pid") MiB, $ES_URL"
 }
@@ -109,6 +111,9 @@ es_status() {
     return 3
 }
 
+case "${1:-}" in
+start | stop | wipe) svc_lock "$ES_DIR" ;;
+esac
 case "${1:-}" in
 start) es_start ;;
 stop) svc_stop_pid "$ES_PIDFILE" "$ES_MARKER" ;;

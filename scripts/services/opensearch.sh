@@ -2,8 +2,9 @@
 # Single-node OpenSearch (+ k-NN, neural-search) on 127.0.0.1 for integration tests.
 # Usage: scripts/services/opensearch.sh {start|stop|status|url|wipe}
 # See scripts/services/README.md.
+# shellcheck disable=SC2034 # used by _lib.sh
 SVC_NAME=opensearch
-# shellcheck source=scripts/services/_lib.sh
+# shellcheck source=_lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 # Pinned versions: plugins must match the core version exactly.
@@ -122,7 +123,8 @@ os_apply_guard() {
 os_start() {
     local pid java_home
     if pid="$(svc_live_pid "$OS_PIDFILE" "$OS_MARKER")"; then
-        svc_wait_health "$OS_URL" "$OS_PIDFILE" "$OS_MARKER" "$OS_LOGS/$OS_CLUSTER.log" "$OS_CONSOLE"
+        svc_mark_logs_whole "$OS_CONSOLE" "$OS_LOGS/$OS_CLUSTER.log"
+        svc_wait_health "$OS_URL" "$OS_PIDFILE" "$OS_MARKER"
         svc_log "already running (pid $pid) at $OS_URL"
         return 0
     fi
@@ -142,19 +144,21 @@ os_start() {
     rm -f "$OS_PIDFILE"
     svc_chown "$OS_HOME" "$OS_DATA" "$OS_LOGS" "$OS_RUN"
     svc_log "starting OpenSearch $OS_VERSION (java $(svc_java_major "$java_home"): $java_home) on $OS_URL"
+    # k-NN looks for its JNI libraries here (the Maven zip ships none; see README)
     local t0=$SECONDS knn_lib="$OS_HOME/plugins/opensearch-knn/lib"
-    svc_run_as env \
+    : >"$OS_CONSOLE"
+    svc_mark_logs "$OS_CONSOLE" "$OS_LOGS/$OS_CLUSTER.log"
+    svc_run_as env -u JAVA_HOME \
         OPENSEARCH_JAVA_HOME="$java_home" \
-        JAVA_HOME="$java_home" \
         OPENSEARCH_PATH_CONF="$OS_HOME/config" \
         OPENSEARCH_JAVA_OPTS="-Xms$SVC_HEAP -Xmx$SVC_HEAP ${DOMAINRAG_OPENSEARCH_JAVA_OPTS:-}" \
         LD_LIBRARY_PATH="$knn_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-        "$OS_HOME/bin/opensearch" -d -p "$OS_PIDFILE" >"$OS_CONSOLE" 2>&1 </dev/null ||
+        "$OS_HOME/bin/opensearch" -d -p "$OS_PIDFILE" >>"$OS_CONSOLE" 2>&1 </dev/null 9>&- ||
         {
-            tail -n 40 "$OS_CONSOLE" >&2
+            svc_dump_logs
             svc_die "bin/opensearch failed to launch"
         }
-    svc_wait_health "$OS_URL" "$OS_PIDFILE" "$OS_MARKER" "$OS_LOGS/$OS_CLUSTER.log" "$OS_CONSOLE"
+    svc_wait_health "$OS_URL" "$OS_PIDFILE" "$OS_MARKER"
     os_apply_guard
     pid="$(svc_live_pid "$OS_PIDFILE" "$OS_MARKER")"
     svc_log "up in $((SECONDS - t0))s: pid $pid, RSS $(svc_rss_mib "$pid") MiB, $OS_URL"
@@ -171,6 +175,9 @@ os_status() {
     return 3
 }
 
+case "${1:-}" in
+start | stop | wipe) svc_lock "$OS_DIR" ;;
+esac
 case "${1:-}" in
 start) os_start ;;
 stop) svc_stop_pid "$OS_PIDFILE" "$OS_MARKER" ;;

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -37,18 +37,19 @@ def clean_storage_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOMAINRAG_CACHE", str(tmp_path / "cache"))
 
 
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
+@pytest.fixture
+def dead_endpoint() -> str:
+    """URL of a local port nothing listens on (bound, then released): an unreachable endpoint."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 @dataclass(frozen=True)
 class S3Server:
     url: str
     key: str
-    secret: str
+    secret: str = field(repr=False)
     region: str
     bucket: str
     binary: Path
@@ -107,7 +108,7 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 @dataclass(frozen=True)
 class Reader:
     key: str
-    secret: str
+    secret: str = field(repr=False)
     prefix_url: str
 
 

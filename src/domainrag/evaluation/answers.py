@@ -57,3 +57,152 @@ def judge_answer(answer: str, reference: str, short_answer: str | None) -> Answe
     else:
         correct = normalize(short_answer) in normalize(answer) and not refused
     return AnswerVerdict(correct, refused, token_f1(answer, reference), normalize(answer) == normalize(reference))
+
+
+# -- per-question scoring and aggregation for `domainrag eval answers` -----------------------------
+_LABEL = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_CITE = re.compile(r"\[\d{1,3}\]")
+_STOPWORDS = frozenset(
+    "a an the of to in on at for by with from and or but is are was were be been being it its this that these those "
+    "as into than then there their they them he she his her we our you your i not no do does did has have had "
+    "which who whom what when where why how can could should would may might will shall also such".split()
+)
+LEXICAL_SUPPORT_OVERLAP = 0.6
+
+
+def extract_label(answer: str) -> str | None:
+    """yes/no/maybe predicted by an answer: its first word if that is a label, else the first label word."""
+    words = normalize(answer).split()
+    if words and words[0].strip(",.;:!") in ("yes", "no", "maybe"):
+        return words[0].strip(",.;:!")
+    m = _LABEL.search(answer)
+    return m.group(1).lower() if m else None
+
+
+def _content_tokens(text: str) -> list[str]:
+    return [t.strip(".-") for t in normalize(_CITE.sub(" ", text)).split() if t.strip(".-") not in _STOPWORDS]
+
+
+def lexical_support(answer: str, passages: list[str], threshold: float = LEXICAL_SUPPORT_OVERLAP) -> float | None:
+    """Fraction of answer sentences whose content tokens are ≥ ``threshold`` present in the passages.
+
+    A cheap lexical proxy, not faithfulness: it rewards copying and misses paraphrase.
+    None when the answer has no content sentence.
+    """
+    vocab = set()
+    for p in passages:
+        vocab.update(_content_tokens(p))
+    scored = []
+    for sentence in _SENTENCE.split(answer):
+        toks = _content_tokens(sentence)
+        if toks:
+            scored.append(sum(t in vocab for t in toks) / len(toks) >= threshold)
+    return sum(scored) / len(scored) if scored else None
+
+
+@dataclass
+class QuestionScore:
+    """Every answer metric for one (app, question); None = not applicable to this question."""
+
+    answerable: bool
+    error: str | None = None
+    refused: bool = False
+    exact: float | None = None
+    f1: float | None = None
+    key_fact: float | None = None
+    label: str | None = None
+    label_correct: float | None = None
+    cited: int = 0
+    cited_good: int = 0
+    lexical_support: float | None = None
+    faithfulness: float | None = None
+    faithfulness_detail: dict[str, object] | None = None
+
+    @property
+    def correct(self) -> bool:
+        """Verdict shown in the drill-down: the question's main check passed."""
+        if self.error:
+            return False
+        if not self.answerable:
+            return self.refused
+        for v in (self.label_correct, self.key_fact, self.exact):
+            if v is not None:
+                return bool(v)
+        return False
+
+
+def score_answer(
+    item: dict[str, object],
+    answer: str | None,
+    cited_passages: list[tuple[str, str]] | None = None,
+    context_passages: list[str] | None = None,
+    error: str | None = None,
+    gold: list[str] | None = None,
+) -> QuestionScore:
+    """Score one answer against a question's reference.
+
+    ``cited_passages`` are (document, text) of the passages the answer cites explicitly;
+    ``context_passages`` the texts it was given (for lexical support when it cites none). An
+    errored question scores as a wrong, non-refused answer, so errors never flatter an app.
+    """
+    gold = gold or []
+    reference = str(item.get("answer") or "")
+    short = str(item.get("short_answer") or "") or None
+    answerable = bool(gold) or (not item.get("doc") and "doc" not in item and bool(reference))
+    s = QuestionScore(answerable=answerable, error=error)
+    text = "" if error else (answer or "")
+    s.refused = bool(text) and is_refusal(text)
+    if not answerable:
+        return s
+    if reference:
+        s.exact = float(normalize(_CITE.sub("", text)) == normalize(reference))
+        s.f1 = token_f1(_CITE.sub("", text), reference)
+    if short:
+        s.key_fact = float(bool(text) and not s.refused and normalize(short) in normalize(text))
+    if _is_label(reference):
+        s.label = None if s.refused else extract_label(text)
+        s.label_correct = float(s.label == reference.strip().lower().rstrip("."))
+    for doc, passage in cited_passages or []:
+        s.cited += 1
+        s.cited_good += int(doc in gold or (short is not None and normalize(short) in normalize(passage)))
+    if text and not s.refused:
+        support_from = [p for _, p in cited_passages] if cited_passages else (context_passages or [])
+        s.lexical_support = lexical_support(text, support_from)
+    return s
+
+
+def _is_label(text: str) -> bool:
+    return text.strip().lower().rstrip(".") in ("yes", "no", "maybe")
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+ANSWER_METRICS = ("exact_match", "token_f1", "key_fact_accuracy", "label_accuracy", "refusal_rate_unanswerable",
+                  "false_refusal_rate", "citation_precision", "citation_rate", "lexical_support", "faithfulness",
+                  "error_rate")
+"""Metric names of :func:`aggregate_scores` (all in [0, 1]; higher is better except the two rates of failure)."""
+
+LOWER_IS_BETTER = frozenset({"false_refusal_rate", "error_rate"})
+
+
+def aggregate_scores(scores: list[QuestionScore]) -> dict[str, float | None]:
+    """Means over the questions each metric applies to; None = no question it applies to (or not measured)."""
+    ans = [s for s in scores if s.answerable]
+    unans = [s for s in scores if not s.answerable]
+    cited = sum(s.cited for s in ans)
+    return {
+        "exact_match": _mean([s.exact for s in ans if s.exact is not None]),
+        "token_f1": _mean([s.f1 for s in ans if s.f1 is not None]),
+        "key_fact_accuracy": _mean([s.key_fact for s in ans if s.key_fact is not None]),
+        "label_accuracy": _mean([s.label_correct for s in ans if s.label_correct is not None]),
+        "refusal_rate_unanswerable": _mean([float(s.refused) for s in unans]),
+        "false_refusal_rate": _mean([float(s.refused) for s in ans]),
+        "citation_precision": sum(s.cited_good for s in ans) / cited if cited else None,
+        "citation_rate": _mean([float(s.cited > 0) for s in ans if not s.error and not s.refused]),
+        "lexical_support": _mean([s.lexical_support for s in scores if s.lexical_support is not None]),
+        "faithfulness": _mean([s.faithfulness for s in scores if s.faithfulness is not None]),
+        "error_rate": _mean([float(s.error is not None) for s in scores]),
+    }

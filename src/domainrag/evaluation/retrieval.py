@@ -14,7 +14,7 @@ from domainrag.index.base import SearchHit
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Mapping[str, float]]
 
-DEFAULT_METRICS = ("ndcg@10", "recall@1", "recall@5", "recall@10", "mrr@10", "map")
+DEFAULT_METRICS = ("ndcg@10", "recall@1", "recall@5", "recall@10", "recall@100", "mrr@10", "map")
 
 
 def _trec_name(metric: str) -> tuple[str, str, int | None]:
@@ -33,21 +33,37 @@ def _trec_name(metric: str) -> tuple[str, str, int | None]:
     raise ValueError(f"unsupported metric '{metric}' (use ndcg@k, recall@k, precision@k, mrr@k, map)")
 
 
-def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
-    """Mean of each metric over the queries in ``qrels`` (queries missing from the run score 0)."""
+def evaluate_run_per_query(
+    qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS
+) -> dict[str, dict[str, float]]:
+    """Each metric for each query in ``qrels`` that has a judgement (queries missing from the run score 0).
+
+    Per-query values feed the report's drill-down; :func:`evaluate_run` averages them.
+    """
     import pytrec_eval
 
-    out: dict[str, float] = {}
     qrels_d = {q: dict(d) for q, d in qrels.items() if d}
+    out: dict[str, dict[str, float]] = {q: {} for q in qrels_d}
     for metric in metrics:
         measure, key, cut = _trec_name(metric)
         r = {q: dict(run.get(q, {})) for q in qrels_d}
         if cut is not None:
             r = {q: dict(sorted(d.items(), key=lambda kv: -kv[1])[:cut]) for q, d in r.items()}
-        per_query = pytrec_eval.RelevanceEvaluator(qrels_d, {measure})
-        scores = per_query.evaluate({q: d or {"__none__": 0.0} for q, d in r.items()})
-        out[metric] = float(np.mean([s.get(key, 0.0) for s in scores.values()])) if scores else 0.0
+        evaluator = pytrec_eval.RelevanceEvaluator(qrels_d, {measure})
+        scores = evaluator.evaluate({q: d or {"__none__": 0.0} for q, d in r.items()})
+        for q in qrels_d:
+            out[q][metric] = float(scores.get(q, {}).get(key, 0.0))
     return out
+
+
+def mean_metrics(per_query: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> dict[str, float]:
+    """Mean of each metric over the queries of a per-query table (0.0 when there are none)."""
+    return {m: float(np.mean([row[m] for row in per_query.values()])) if per_query else 0.0 for m in metrics}
+
+
+def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+    """Mean of each metric over the queries in ``qrels`` (queries missing from the run score 0)."""
+    return mean_metrics(evaluate_run_per_query(qrels, run, metrics), metrics)
 
 
 def run_from_hits(hits: Sequence[SearchHit], level: str = "doc") -> dict[str, float]:

@@ -46,11 +46,21 @@ class TransformersGenerator:
         )
         return ids["input_ids"]
 
-    def stream(self, messages: Sequence[dict[str, str]], config: GenerationConfig | None = None) -> Iterator[str]:
-        """Yield text pieces as they are generated."""
-        from transformers import TextIteratorStreamer
+    def stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        config: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces as they are generated.
+
+        Setting ``cancel`` (or closing the iterator) stops ``generate`` at the next token, so an
+        abandoned request (client gone) frees the model instead of generating to ``max_new_tokens``.
+        """
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         cfg = config or GenerationConfig()
+        stop = cancel or threading.Event()
         input_ids = self.prompt_ids(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         kwargs = dict(
@@ -60,6 +70,7 @@ class TransformersGenerator:
             repetition_penalty=cfg.repetition_penalty,
             streamer=streamer,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            stopping_criteria=StoppingCriteriaList([_cancel_criteria(stop)]),
         )
         if cfg.temperature > 0:
             kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
@@ -70,6 +81,9 @@ class TransformersGenerator:
         def _run() -> None:
             try:
                 with self._lock, torch.inference_mode():
+                    if stop.is_set():  # cancelled while waiting for the model
+                        streamer.end()
+                        return
                     self.model.generate(**kwargs)
             except BaseException as exc:  # surfaced to the caller after the stream ends
                 errors.append(exc)
@@ -77,13 +91,30 @@ class TransformersGenerator:
 
         thread = threading.Thread(target=_run, daemon=True)
         thread.start()
-        yield from (piece for piece in streamer if piece)
+        finished = False
+        try:
+            yield from (piece for piece in streamer if piece)
+            finished = True
+        finally:
+            if not finished:  # consumer stopped early: let generate() stop too
+                stop.set()
         thread.join()
         if errors:
             raise errors[0]
 
     def generate(self, messages: Sequence[dict[str, str]], config: GenerationConfig | None = None) -> str:
         return "".join(self.stream(messages, config))
+
+
+def _cancel_criteria(event: threading.Event) -> object:
+    """A transformers ``StoppingCriteria`` that stops generation once ``event`` is set (checked per token)."""
+    from transformers import StoppingCriteria
+
+    class _Cancel(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor | None, **kwargs: object) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return _Cancel()
 
 
 @functools.lru_cache(maxsize=3)

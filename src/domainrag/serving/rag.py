@@ -8,7 +8,8 @@ passages the answer cites (all passages given, if it cites none).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -77,21 +78,44 @@ class RagApp:
             raise ValueError("query is empty")
         return self.retriever.run(query, top_k=top_k, filters=filters)
 
-    def stream(self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None) -> Iterator[RagEvent]:
+    def stream(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filters: dict[str, Any] | None = None,
+        *,
+        history: Sequence[dict[str, str]] = (),
+    ) -> Iterator[RagEvent]:
         """Retrieve, then stream the grounded answer; the last event carries the references."""
-        yield from self.stream_with_hits(query, self.retrieve(query, top_k, filters))
+        yield from self.stream_with_hits(query, self.retrieve(query, top_k, filters), history=history)
 
-    def stream_with_hits(self, query: str, hits: list[SearchHit]) -> Iterator[RagEvent]:
+    def messages(
+        self, query: str, hits: list[SearchHit], history: Sequence[dict[str, str]] = ()
+    ) -> list[dict[str, str]]:
+        """The chat messages the model sees: app system prompt, prior turns, fenced passages + question."""
+        passages = [ContextPassage(h.text, h.doc_id) for h in hits]
+        return build_messages(query, passages, self.generation.system_prompt, history)
+
+    def stream_with_hits(
+        self,
+        query: str,
+        hits: list[SearchHit],
+        *,
+        history: Sequence[dict[str, str]] = (),
+        config: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[RagEvent]:
+        """Stream the answer to ``query`` from ``hits``; ``history`` is prior user/assistant turns,
+        ``config`` overrides the app's generation defaults and setting ``cancel`` stops generation."""
         if not hits:
             yield RagEvent("token", self.generation.not_found_answer)
             yield RagEvent("references", references=[])
             return
         if self.generator is None:
             raise RuntimeError(f"app '{self.name}' has no generator loaded")
-        passages = [ContextPassage(h.text, h.doc_id) for h in hits]
-        messages = build_messages(query, passages, self.generation.system_prompt)
+        messages = self.messages(query, hits, history)
         text = ""
-        for piece in self.generator.stream(messages, self.generation.to_generation_config()):
+        for piece in self.generator.stream(messages, config or self.generation.to_generation_config(), cancel):
             text += piece
             yield RagEvent("token", piece)
         cited, _ = extract_citations(text, len(hits))

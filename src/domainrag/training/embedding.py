@@ -141,7 +141,7 @@ def _train_dataset(args: EmbeddingArgs, model: Any, train: list[Pair], reporter:
             base,
             model,
             num_negatives=args.hard_negatives,
-            relative_margin=0.05,  # NV-Retriever "TopK-PercPos": skip near-duplicates of the positive
+            range_min=0,
             sampling_strategy="top",
             output_format="n-tuple",
             batch_size=args.batch_size,
@@ -217,6 +217,7 @@ def fit(args: EmbeddingArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         BatchSamplers,
         SentenceTransformerTrainingArguments,
     )
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="domainrag-emb-") as scratch:
@@ -248,6 +249,7 @@ def fit(args: EmbeddingArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
             loss=MultipleNegativesRankingLoss(s.model),
             callbacks=[_reporter_callback(reporter)],
         )
+        trainer.remove_callback(PrinterCallback)  # logs go to the reporter, not stdout
         resume_from = get_last_checkpoint(str(out)) if args.resume and args.checkpoint_dir is not None else None
         if args.resume and resume_from is None:
             reporter.log(f"no checkpoint in {args.checkpoint_dir}; starting from scratch")

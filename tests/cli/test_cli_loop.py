@@ -1,0 +1,69 @@
+"""The CLI as a user runs it (a real subprocess, real tiny models, a temporary workspace)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+DOMAINRAG = [sys.executable, "-m", "domainrag.cli.main"]
+
+
+def run(args: list[str], home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOMAINRAG_HOME": str(home), "COLUMNS": "200"}
+    proc = subprocess.run([*DOMAINRAG, *args], env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_index_ingest_app_invoke(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "warranty.md").write_text("# Warranty\n\nEvery Zentro controller has a 36-month warranty.")
+    (docs / "office.md").write_text("# Office\n\nThe Zentro office opens at 08:00.")
+    (docs / "broken.jsonl").write_text('{"id": 1}\n')
+
+    out = run(["index", "create", "kb", "--embedding-model", "all-minilm-l6-v2"], home).stdout
+    assert "384-d" in out  # dimension read from the model, never typed
+    out = run(["ingest", "--index", "kb", str(docs)], home)
+    assert "2 documents → 2 chunks: 2 written" in out.stdout
+    assert "broken.jsonl:1" in out.stderr  # the bad file is named, the rest continues
+    stats = json.loads(run(["index", "stats", "kb"], home).stdout)
+    assert stats["chunks"] == 2 and stats["dimension"] == 384
+
+    bad = run(["app", "create", "--name", "A", "--model", "no-such-llm", "--retrieval", '{"index": "kb"}'], home, check=False)
+    assert bad.returncode == 2 and "no-such-llm" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run(["app", "create", "--name", "A", "--model", "smollm2-135m-instruct", "--retrieval", '{"index": "nope"}'],
+              home, check=False)
+    assert bad.returncode == 2 and "index 'nope' not found" in bad.stderr
+
+    run(["app", "create", "--name", "A", "--model", "smollm2-135m-instruct",
+         "--retrieval", '{"vector_store": "embedded", "index": "kb", "top_k": 1}',
+         "--generation", '{"max_new_tokens": 24}'], home)
+    shown = json.loads(run(["app", "show", "A"], home).stdout)
+    assert shown["generation"]["temperature"] == 0.1
+    assert "ONLY from the numbered context" in shown["generation"]["system_prompt"]
+    res = json.loads(run(["app", "invoke", "A", "--query", "How long is the warranty?", "--json"], home).stdout)
+    assert res["answer"].strip()
+    assert [r["document"] for r in res["references"]] == ["warranty.md"]
+
+
+def test_dimension_mismatch_refused_at_index_create(tmp_path: Path) -> None:
+    """An existing store table with another dimension is refused with both numbers."""
+    from domainrag.index.config import EmbeddedStoreConfig
+    from domainrag.index.embedded import EmbeddedStore
+
+    home = tmp_path / "ws"
+    home.mkdir()
+    EmbeddedStore("kb", EmbeddedStoreConfig(), str(home / "indexes")).create(768)
+    bad = run(["index", "create", "kb", "--embedding-model", "all-minilm-l6-v2"], home, check=False)
+    assert bad.returncode == 2
+    assert "768" in bad.stderr and "384" in bad.stderr

@@ -1,0 +1,45 @@
+"""Shared fixtures: an isolated workspace per test and the real (offline) base models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh workspace (catalogue + local lake) in a temporary folder."""
+    from domainrag.workspace import Workspace
+
+    monkeypatch.delenv("DOMAINRAG_LAKE", raising=False)
+    monkeypatch.setenv("DOMAINRAG_HOME", str(tmp_path / "ws"))
+    return Workspace.open(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 embedder shipped in its PyPI package (384 dims)."""
+    from domainrag.retrieval.embedder import load_embedder
+    from domainrag.zoo import resolve_embedder
+
+    return load_embedder(resolve_embedder("all-minilm-l6-v2"), "all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="session")
+def sample_paths():
+    from domainrag.data.sample import sample_paths as paths
+
+    return paths()
+
+
+def write_docs(folder: Path, docs: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in docs.items():
+        (folder / name).write_text(text)
+    return folder

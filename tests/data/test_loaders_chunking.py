@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from domainrag.data.chunking import chunk_document
+from domainrag.data.loaders import Document, iter_files, load_file
+from domainrag.errors import DatasetError
+
+
+def test_loads_every_supported_format(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("# Pump guide\n\nThe DP-220 doses 12 l/h.")
+    (tmp_path / "b.txt").write_text("plain text body")
+    (tmp_path / "c.html").write_text("<html><head><title>T</title><script>x=1</script></head><body><h1>H</h1><p>Para one.</p></body></html>")
+    (tmp_path / "d.jsonl").write_text('{"id": "x1", "text": "first"}\n{"id": "x2", "text": "second", "title": "S"}\n')
+    docs = [d for f in iter_files([tmp_path]) for d in load_file(f)]
+    by_id = {d.doc_id: d for d in docs}
+    assert set(by_id) == {"a.md", "b.txt", "c.html", "x1", "x2"}
+    assert by_id["a.md"].title == "Pump guide"
+    assert "Para one." in by_id["c.html"].text and "x=1" not in by_id["c.html"].text
+    assert by_id["c.html"].title == "T"
+    assert by_id["x2"].title == "S"
+
+
+def test_bad_jsonl_names_file_line_and_field(tmp_path: Path) -> None:
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"id": "ok", "text": "fine"}\n{"id": "nope"}\n')
+    with pytest.raises(DatasetError) as err:
+        load_file(f)
+    assert err.value.line == 2 and err.value.field == "text"
+    assert "bad.jsonl:2" in str(err.value)
+
+
+def test_unsupported_and_missing_files(tmp_path: Path) -> None:
+    (tmp_path / "x.pdf").write_bytes(b"%PDF")
+    with pytest.raises(DatasetError, match="unsupported file type"):
+        load_file(tmp_path / "x.pdf")
+    with pytest.raises(DatasetError, match="no such file"):
+        iter_files([tmp_path / "missing"])
+
+
+def test_chunks_are_deterministic_and_bounded() -> None:
+    words = " ".join(f"w{i}" for i in range(500))
+    doc = Document("d.md", f"intro paragraph\n\n{words}\n\nshort tail", "D")
+    a = chunk_document(doc, max_words=100, overlap_words=20)
+    b = chunk_document(doc, max_words=100, overlap_words=20)
+    assert [c.chunk_id for c in a] == [c.chunk_id for c in b]
+    assert all(len(c.text.split()) <= 100 for c in a)
+    assert len({c.chunk_id for c in a}) == len(a)
+    # overlapping windows: the second window starts 80 words after the first
+    long = [c for c in a if c.text.startswith("w")]
+    assert long[1].text.split()[0] == "w80"
+    # every word of the long paragraph is covered
+    covered = {w for c in a for w in c.text.split()}
+    assert {f"w{i}" for i in range(500)} <= covered
+
+
+def test_edited_document_changes_only_affected_chunk_ids() -> None:
+    base = "para one words here\n\n" + " ".join(["x"] * 150) + "\n\npara three"
+    a = chunk_document(Document("d", base), max_words=100, overlap_words=10)
+    b = chunk_document(Document("d", base.replace("para three", "para three edited")), max_words=100, overlap_words=10)
+    assert a[0].chunk_id == b[0].chunk_id
+    assert a[-1].chunk_id != b[-1].chunk_id

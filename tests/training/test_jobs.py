@@ -1,0 +1,53 @@
+"""Job lifecycle with a real worker process (no model training needed for these paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from domainrag.errors import DatasetError, DomainRagError
+from domainrag.training.jobs import JobSpec, create_job, wait_job
+
+
+def test_unknown_or_wrong_kind_base_model_is_refused(ws) -> None:
+    with pytest.raises(DomainRagError, match="unknown base model"):
+        JobSpec(name="x", algorithm="sft", base_model="no-such-model", dataset="d.jsonl").check_base_model()
+    with pytest.raises(DomainRagError, match="needs an llm model"):
+        JobSpec(name="x", algorithm="sft", base_model="all-minilm-l6-v2", dataset="d.jsonl").check_base_model()
+
+
+def test_bad_dataset_is_refused_before_the_job_starts(ws, tmp_path: Path) -> None:
+    bad = tmp_path / "chat.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\nnot json\n')
+    with pytest.raises(DatasetError) as err:
+        create_job(ws, JobSpec(name="sft", algorithm="sft", base_model="smollm2-135m-instruct", dataset=str(bad)))
+    assert err.value.line == 2
+    assert ws.catalog.list("job") == []
+    with pytest.raises(DatasetError, match="does not exist"):
+        create_job(ws, JobSpec(name="sft", algorithm="sft", base_model="smollm2-135m-instruct",
+                               dataset=str(tmp_path / "missing.jsonl")))
+
+
+def test_crashing_job_is_marked_failed_with_reason(ws, tmp_path: Path) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"query": "q1", "positive": "p1"}\n{"query": "q2", "positive": "p2"}\n')
+    # an unknown hyper-parameter makes the worker's training setup raise inside the job process
+    record = create_job(ws, JobSpec(name="emb", algorithm="embedding", base_model="all-minilm-l6-v2",
+                                    dataset=str(data), hyperparameters={"no_such_option": 1}))
+    final = wait_job(ws, record["name"], timeout=240)
+    assert final["state"] == "failed"
+    assert "no_such_option" in final["error"]
+    log = ws.lake.read_text(f"jobs/{record['name']}/log.txt")
+    assert "FAILED" in log and "Traceback" in log
+
+
+def test_invalid_job_name_and_scheme() -> None:
+    from pydantic import ValidationError
+
+    from domainrag.errors import StorageError
+
+    with pytest.raises(ValidationError):
+        JobSpec(name="bad name!", algorithm="sft", base_model="m", dataset="x")
+    with pytest.raises(StorageError, match="unsupported storage scheme"):
+        JobSpec(name="ok", algorithm="sft", base_model="m", dataset="ftp://host/x")
