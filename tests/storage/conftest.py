@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import s3fs
 
 REPO = Path(__file__).resolve().parents[2]
 S3_SH = REPO / "scripts" / "services" / "s3.sh"
@@ -54,14 +55,15 @@ class S3Server:
     bucket: str
     binary: Path
 
-    def root_fs(self):  # noqa: ANN201 - s3fs.S3FileSystem
-        import s3fs
+    def root_fs(self) -> s3fs.S3FileSystem:
 
-        return s3fs.S3FileSystem(endpoint_url=self.url, key=self.key, secret=self.secret, skip_instance_cache=True)
+        return s3fs.S3FileSystem(endpoint_url=self.url, key=self.key, secret=self.secret,
+                                 skip_instance_cache=True)
 
 
 def _services_cache() -> Path:
-    return Path(os.environ.get("DOMAINRAG_SERVICES_CACHE") or Path.home() / ".cache" / "domainrag" / "services")
+    default = Path.home() / ".cache" / "domainrag" / "services"
+    return Path(os.environ.get("DOMAINRAG_SERVICES_CACHE") or default)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +81,8 @@ def s3_server() -> Iterator[S3Server]:
         started = True
     env_text = subprocess.run([str(S3_SH), "env"], capture_output=True, text=True, check=True).stdout
     env = dict(line.removeprefix("export ").split("=", 1) for line in env_text.splitlines() if "=" in line)
-    server = S3Server(url=env["AWS_ENDPOINT_URL"], key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"],
+    server = S3Server(url=env["AWS_ENDPOINT_URL"], key=env["AWS_ACCESS_KEY_ID"],
+                      secret=env["AWS_SECRET_ACCESS_KEY"],
                       region=env.get("AWS_DEFAULT_REGION", "us-east-1"),
                       bucket=f"domainrag-test-{uuid.uuid4().hex[:10]}", binary=binary)
     fs = server.root_fs()

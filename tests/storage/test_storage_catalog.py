@@ -16,11 +16,11 @@ import json, sys, time
 from domainrag.errors import ConflictError
 from domainrag.storage.catalog import Catalog
 
-path, who, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+path, who, start, N = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 cat = Catalog(path)
 time.sleep(max(0.0, start - time.time()))  # both writers begin together
 won = []
-for i in range(%d):
+for i in range(N):
     cat.put("job", f"{who}-{i}", {"i": i})
     try:
         cat.create("dataset", f"shared-{i}", {"by": who})
@@ -29,15 +29,16 @@ for i in range(%d):
         pass
     cat.update("model", "counter", **{who: i})
 print(json.dumps(won))
-""" % N
+"""
 
 
 def test_two_processes_write_the_catalog_concurrently(tmp_path: Path) -> None:
     db = tmp_path / "catalog.db"
     Catalog(db).put("model", "counter", {})
     start = time.time() + 1.5
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), who, str(start)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for who in ("a", "b")]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), who, str(start), str(N)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for who in ("a", "b")]
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err

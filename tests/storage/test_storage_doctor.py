@@ -49,7 +49,8 @@ def test_doctor_command_exit_code(tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     assert "all 2 checks passed" in ok.output
 
-    ws.catalog.put("model", "m", {"version": 1, "kind": "llm", "key": "models/m/1", "uri": ws.lake.url("models/m/1")})
+    ws.catalog.put("model", "m", {"version": 1, "kind": "llm", "key": "models/m/1",
+                                  "uri": ws.lake.url("models/m/1")})
     bad = runner.invoke(cli(ws), ["doctor"])
     assert bad.exit_code == 1
     assert "manifest.json" in bad.output and "not found" in bad.output

@@ -54,14 +54,17 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path: Path, monkeypatch: p
 def test_temporary_objects_are_hidden_from_listings(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path / "lake"))
     lake.write_text("d/x.txt", "x")
-    (tmp_path / "lake" / "d" / "y.bin.domainrag-tmp-0123abcd").write_bytes(b"half")  # a crashed writer's leftover
+    # a crashed writer's leftover
+    (tmp_path / "lake" / "d" / "y.bin.domainrag-tmp-0123abcd").write_bytes(b"half")
     assert lake.list("d") == ["d/x.txt"]
     assert is_temp_key("d/y.bin.domainrag-tmp-0123abcd") and not is_temp_key("d/y.tmp-notours")
     out = lake.download("d", tmp_path / "out")
     assert sorted(p.name for p in out.iterdir()) == ["x.txt"]
 
 
-def test_interrupted_folder_upload_leaves_only_complete_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_folder_upload_leaves_only_complete_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_adapter(tmp_path / "adapter")
     lake = Lake(str(tmp_path / "lake"))
     fail_after(monkeypatch, lake.fs, "put_file", 2)

@@ -19,8 +19,8 @@ from domainrag.storage.options import (
     scrub,
 )
 
-AWS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value", "AWS_SESSION_TOKEN": "tok-123",
-       "AWS_ENDPOINT_URL": "http://minio:9000", "AWS_REGION": "eu-west-1"}
+AWS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value",
+       "AWS_SESSION_TOKEN": "tok-123", "AWS_ENDPOINT_URL": "http://minio:9000", "AWS_REGION": "eu-west-1"}
 OSS = {"OSS_ENDPOINT": "oss-cn-hangzhou.aliyuncs.com", "OSS_ACCESS_KEY_ID": "LTAIEXAMPLE",
        "OSS_ACCESS_KEY_SECRET": "oss-s3cr3t", "OSS_SECURITY_TOKEN": "sts-tok"}
 
@@ -34,7 +34,8 @@ def test_aws_environment_is_resolved() -> None:
 
 
 def test_service_specific_endpoint_wins_and_us_east_1_is_not_forced() -> None:
-    env = {"AWS_ENDPOINT_URL": "http://a", "AWS_ENDPOINT_URL_S3": "http://b", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {"AWS_ENDPOINT_URL": "http://a", "AWS_ENDPOINT_URL_S3": "http://b",
+           "AWS_DEFAULT_REGION": "us-east-1"}
     assert resolve("s3a://b/p", env=env).options == {"endpoint_url": "http://b"}
 
 
@@ -136,8 +137,10 @@ def test_lake_repr_and_logging_never_show_secrets(monkeypatch: pytest.MonkeyPatc
 
 
 def test_scrub_removes_secret_values_from_messages() -> None:
-    msg = "failed with key AKIAEXAMPLE and secret s3cr3t-value at http://minio:9000"
-    assert scrub(msg, resolve("s3://b", env=AWS).options) == "failed with key *** and secret *** at http://minio:9000"
+    msg = "failed for key AKIAEXAMPLE with secret s3cr3t-value and token tok-123 at http://minio:9000"
+    assert scrub(msg, resolve("s3://b", env=AWS).options) == (
+        "failed for key AKIAEXAMPLE with secret *** and token *** at http://minio:9000")
+    assert scrub("domainrag-preflight", {"key": "a", "secret": "a"}) == "domainrag-preflight"
 
 
 def test_parse_storage_options_errors_do_not_echo_input() -> None:

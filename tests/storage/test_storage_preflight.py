@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from fsspec.implementations.local import LocalFileSystem
 
 from domainrag.errors import StorageError
 from domainrag.storage.options import resolve
@@ -50,16 +51,21 @@ def test_local_checks(tmp_path: Path) -> None:
     assert str(tmp_path / "nope") in (missing.hint or "")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_local_write_denied(tmp_path: Path) -> None:
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        result = check_write(str(ro))
-    finally:
-        ro.chmod(0o755)
-    assert result.cause == Failure.ACCESS_DENIED
+def test_write_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def denied(self: object, path: str, value: bytes, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(LocalFileSystem, "pipe_file", denied)
+    result = check_write(str(tmp_path / "lake"))
+    assert (result.ok, result.cause) == (False, Failure.ACCESS_DENIED)
+    assert result.hint == f"give this user write permission on {tmp_path / 'lake'}"
+
+
+def test_silently_failing_delete_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LocalFileSystem, "rm_file", lambda self, path, **kw: None)  # like s3fs's bulk rm
+    result = check_write(str(tmp_path / "lake"))
+    assert (result.ok, result.cause) == (False, Failure.ACCESS_DENIED)
+    assert "delete permission" in (result.hint or "") and "still there" in result.detail
 
 
 def test_invalid_url() -> None:
@@ -88,10 +94,10 @@ def test_missing_oss_credentials(monkeypatch: pytest.MonkeyPatch, dead_endpoint:
         (raised_from(PermissionError("Access Denied."), client_error("AccessDenied")), Failure.ACCESS_DENIED,
          "grant the role read access (s3:GetObject, s3:ListBucket) to bucket bkt prefix data/set"),
         (PermissionError("Forbidden"), Failure.ACCESS_DENIED, "grant the role read access"),
-        (raised_from(PermissionError("signature"), client_error("SignatureDoesNotMatch")), Failure.ACCESS_DENIED,
-         "rejected the credentials"),
-        (raised_from(PermissionError("unknown key"), client_error("InvalidAccessKeyId")), Failure.ACCESS_DENIED,
-         "rejected the credentials"),
+        (raised_from(PermissionError("signature"), client_error("SignatureDoesNotMatch")),
+         Failure.ACCESS_DENIED, "rejected the credentials"),
+        (raised_from(PermissionError("unknown key"), client_error("InvalidAccessKeyId")),
+         Failure.ACCESS_DENIED, "rejected the credentials"),
         (raised_from(FileNotFoundError("The specified bucket does not exist."), client_error("NoSuchBucket")),
          Failure.BUCKET_MISSING, "bucket bkt does not exist at http://s3.local:9000"),
         (FileNotFoundError("bkt/data/set"), Failure.NOT_FOUND, "does not exist"),

@@ -24,13 +24,13 @@ if TYPE_CHECKING:
 def doctor(
     ws: Workspace, storage_options: Mapping[str, Any] | None = None, console: Console | None = None
 ) -> list[CheckResult]:
-    """Run the storage checks for a workspace, print them as a table, and return the results."""
+    """Run the storage checks for a workspace, print them as a table (to ``console``, default
+    stdout), and return the results."""
     lake = ws.settings.lake
     reads = [r["uri"] for r in ws.catalog.list("dataset") if r.get("uri")]
     reads += [f"{r['uri'].rstrip('/')}/manifest.json" for r in ws.catalog.list("model") if r.get("uri")]
     results = preflight(reads=reads, writes=[lake], lists=[lake], options=storage_options)
-    if console is not None:
-        print_results(results, lake, storage_options, console)
+    print_results(results, lake, storage_options, console or Console())
     return results
 
 
@@ -76,6 +76,6 @@ def register(app: typer.Typer, get_workspace: Callable[[], Workspace] | None = N
     ) -> None:
         """Check that the lake, datasets and models are reachable, readable and (lake) writable."""
         options = parse_storage_options(storage_options)
-        results = doctor((get_workspace or _default_workspace)(), options, Console())
+        results = doctor((get_workspace or _default_workspace)(), options)
         if not all(r.ok for r in results):
             raise typer.Exit(code=1)

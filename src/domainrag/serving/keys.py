@@ -83,6 +83,7 @@ def list_keys(ws: Workspace) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "sha256"} for r in ws.catalog.list("key")]
 
 
-def active_keys_exist(ws: Workspace) -> bool:
-    return any(not r.get("revoked_at") for r in ws.catalog.list("key"))
+def keys_exist(ws: Workspace) -> bool:
+    """True once any key was created, revoked ones included: revoking the last key never reopens a server."""
+    return bool(ws.catalog.list("key"))
 

@@ -28,10 +28,10 @@ SHORT_QUESTION_WORDS = 4
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 _WORD = re.compile(r"[a-z0-9']+")
-_REFERRING = frozenset(
-    "it its it's itself they them their theirs this that these those he him his she her there "
-    "one ones same former latter above previous".split()
-)
+_REFERRING = frozenset({
+    "it", "its", "it's", "itself", "they", "them", "their", "theirs", "this", "that", "these", "those",
+    "he", "him", "his", "she", "her", "there", "one", "ones", "same", "former", "latter", "above", "previous",
+})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (

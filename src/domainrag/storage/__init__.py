@@ -3,7 +3,15 @@
 from domainrag.storage.catalog import Catalog
 from domainrag.storage.lake import Lake, validate_key
 from domainrag.storage.options import redact, resolve, storage_options
-from domainrag.storage.preflight import CheckResult, Failure, check_list, check_read, check_write, preflight, require
+from domainrag.storage.preflight import (
+    CheckResult,
+    Failure,
+    check_list,
+    check_read,
+    check_write,
+    preflight,
+    require,
+)
 
 __all__ = [
     "Catalog",

@@ -85,6 +85,10 @@ class Lake:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         return "s3" in protocol
 
+    def _transfer_kwargs(self) -> dict[str, int]:
+        """Bounded block size and parallelism for s3fs transfers (other backends stream as they do)."""
+        return {"chunksize": TRANSFER_BLOCK, "max_concurrency": TRANSFER_CONCURRENCY} if self._is_s3 else {}
+
     def path(self, key: str) -> str:
         """Backend path (no scheme) of a key."""
         return posixpath.join(self._root_path, validate_key(key)) if key else self._root_path
@@ -155,12 +159,12 @@ class Lake:
     def _get(self, src: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
-        kwargs = {"chunksize": TRANSFER_BLOCK, "max_concurrency": TRANSFER_CONCURRENCY} if self._is_s3 else {}
         try:
-            self.fs.get_file(src, str(tmp), **kwargs)
+            self.fs.get_file(src, str(tmp), **self._transfer_kwargs())
             os.replace(tmp, target)
         except FileNotFoundError as exc:
-            raise StorageError(f"{self.root}/{src[len(self._root_path) :].lstrip('/')} does not exist") from exc
+            key = src[len(self._root_path) :].lstrip("/")
+            raise StorageError(f"{self.url(key)} does not exist") from exc
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -221,14 +225,14 @@ class Lake:
             raise StorageError(f"{local} does not exist")
         written: list[str] = []
         files = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else [local]
-        kwargs = {"chunksize": TRANSFER_BLOCK, "max_concurrency": TRANSFER_CONCURRENCY} if self._is_s3 else {}
+        base = validate_key(key)
         for f in files:
-            k = validate_key(key) if not local.is_dir() else f"{validate_key(key)}/{f.relative_to(local).as_posix()}"
+            k = f"{base}/{f.relative_to(local).as_posix()}" if local.is_dir() else base
             target = self.path(k)
             tmp = self._tmp_path(target)
             self._prepare_parent(target)
             try:
-                self.fs.put_file(str(f), tmp, **kwargs)
+                self.fs.put_file(str(f), tmp, **self._transfer_kwargs())
                 self.fs.mv(tmp, target)
             except BaseException:
                 self._discard(tmp)

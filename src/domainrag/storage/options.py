@@ -41,10 +41,12 @@ from domainrag.errors import StorageError
 SUPPORTED_SCHEMES = ("file", "local", "s3", "s3a", "oss")
 ENV_OPTIONS = "DOMAINRAG_STORAGE_OPTIONS"
 
-# Option names (at any nesting level) whose values are credentials.
+# Option names (at any nesting level) whose values are credentials. Access key IDs identify rather
+# than authenticate, so they are masked in option dumps but not scrubbed out of error messages.
 _SECRET_WORDS = ("secret", "token", "password", "credential", "passwd")
-_SECRET_NAMES = frozenset({"key", "aws_access_key_id", "access_key", "access_key_id", "accesskeyid",
-                           "username", "sas_token", "account_key"})
+_SECRET_NAMES = frozenset({"sas_token", "account_key"})
+_IDENTITY_NAMES = frozenset({"key", "aws_access_key_id", "access_key", "access_key_id", "accesskeyid",
+                             "username"})
 REDACTED = "***"
 
 # Client settings Alibaba documents for using AWS SDKs with OSS (see the module docstring).
@@ -88,7 +90,8 @@ class ResolvedStorage:
         """Endpoint in use, for messages (never contains credentials)."""
         if self.backend == "local":
             return "local filesystem"
-        return str(self.options.get("endpoint_url") or self.options.get("endpoint") or "the default AWS endpoint")
+        endpoint = self.options.get("endpoint_url") or self.options.get("endpoint")
+        return str(endpoint or "the default AWS endpoint")
 
     def describe(self) -> dict[str, Any]:
         """Backend and redacted options, safe to print."""
@@ -145,7 +148,9 @@ def open_fs(
     return fs, path, resolved
 
 
-def parse_storage_options(text: str | Mapping[str, Any] | None, *, source: str = "--storage-options") -> dict[str, Any]:
+def parse_storage_options(
+    text: str | Mapping[str, Any] | None, *, source: str = "--storage-options"
+) -> dict[str, Any]:
     """Parse the ``--storage-options`` JSON object; errors never echo the text (it may hold secrets)."""
     if text is None or text == "":
         return {}
@@ -154,8 +159,10 @@ def parse_storage_options(text: str | Mapping[str, Any] | None, *, source: str =
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StorageError(f"{source} is not valid JSON ({exc.msg} at column {exc.colno})",
-                           hint='pass a JSON object, e.g. {"endpoint_url": "http://127.0.0.1:19000"}') from None
+        raise StorageError(
+            f"{source} is not valid JSON ({exc.msg} at column {exc.colno})",
+            hint='pass a JSON object, e.g. {"endpoint_url": "http://127.0.0.1:19000"}',
+        ) from None
     if not isinstance(value, dict):
         raise StorageError(f"{source} must be a JSON object, not {type(value).__name__}")
     return value
@@ -173,15 +180,21 @@ def merge_options(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[
 
 
 def is_secret_option(name: str) -> bool:
+    """Whether an option's value authenticates (secret key, token, password)."""
     lowered = name.lower()
     return lowered in _SECRET_NAMES or any(w in lowered for w in _SECRET_WORDS)
+
+
+def is_credential_option(name: str) -> bool:
+    """Secrets plus access key IDs: everything :func:`redact` masks."""
+    return is_secret_option(name) or name.lower() in _IDENTITY_NAMES
 
 
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
     """Copy of ``options`` with every credential value replaced by ``***`` (safe to log or store)."""
     out: dict[str, Any] = {}
     for k, v in options.items():
-        if is_secret_option(str(k)) and v not in (None, ""):
+        if is_credential_option(str(k)) and v not in (None, ""):
             out[k] = REDACTED
         elif isinstance(v, Mapping):
             out[k] = redact(v)
@@ -191,7 +204,7 @@ def redact(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def secret_values(options: Mapping[str, Any]) -> list[str]:
-    """All credential values in ``options`` (to scrub them from messages)."""
+    """All secret values in ``options`` (to scrub them from messages)."""
     found: list[str] = []
     for k, v in options.items():
         if isinstance(v, Mapping):
@@ -202,9 +215,10 @@ def secret_values(options: Mapping[str, Any]) -> list[str]:
 
 
 def scrub(text: str, options: Mapping[str, Any]) -> str:
-    """``text`` with any credential value from ``options`` replaced by ``***``."""
+    """``text`` with any secret value from ``options`` replaced by ``***``."""
     for value in sorted(secret_values(options), key=len, reverse=True):
-        text = text.replace(value, REDACTED)
+        if len(value) >= 4:  # replacing a 1-3 character "secret" would only mangle the message
+            text = text.replace(value, REDACTED)
     return text
 
 

@@ -176,18 +176,18 @@ def _write(fs: Any, path: str, resolved: ResolvedStorage) -> str:
     try:
         fs.rm_file(probe)
     except Exception as exc:
-        raise _ProbeLeft(f"the probe object was written but could not be deleted ({exc})") from exc
+        raise ProbeLeftError(f"the probe object was written but could not be deleted ({exc})") from exc
     fs.invalidate_cache(probe)
     try:
         still_there = fs.exists(probe)
     except PermissionError:
         return "write and delete succeeded; deletion not verified (no read access)"
     if still_there:
-        raise _ProbeLeft("the delete returned success but the probe object is still there")
+        raise ProbeLeftError("the delete returned success but the probe object is still there")
     return ""
 
 
-class _ProbeLeft(PermissionError):
+class ProbeLeftError(PermissionError):
     """The probe was written but could not be removed: delete permission is missing."""
 
 
@@ -245,8 +245,9 @@ def classify(
     code = _error_code(exc)
 
     if isinstance(exc, StorageError) and resolved is None:
-        return Failure.INVALID_URL, exc.hint or "use a local path, file://, s3://bucket/prefix or oss://bucket/prefix"
-    if any(isinstance(e, bx.NoCredentialsError | bx.PartialCredentialsError | bx.ProfileNotFound) for e in chain):
+        return Failure.INVALID_URL, exc.hint or "use a local path, file://, s3://bucket/prefix or oss://..."
+    if any(isinstance(e, bx.NoCredentialsError | bx.PartialCredentialsError | bx.ProfileNotFound)
+           for e in chain):
         return Failure.MISSING_CREDENTIALS, (
             f"set {cred_vars}, or pass --storage-options '{{\"key\": ..., \"secret\": ...}}'")
     if any(isinstance(e, bx.ConnectionError | bx.HTTPClientError | ConnectionError | TimeoutError)
@@ -261,12 +262,14 @@ def classify(
     if code in _BAD_CREDENTIAL_CODES:
         return Failure.ACCESS_DENIED, (
             f"{endpoint} rejected the credentials ({code}): check {cred_vars}")
-    if isinstance(exc, _ProbeLeft):
+    if isinstance(exc, ProbeLeftError):
         return Failure.ACCESS_DENIED, (
-            f"grant the role delete access (s3:DeleteObject) to bucket {bucket} prefix {prefix}")
+            f"grant the role delete access (s3:DeleteObject) to bucket {bucket} prefix {prefix}" if remote
+            else f"give this user delete permission on {url}")
     if isinstance(exc, PermissionError) or code in _DENIED_CODES:
         if remote:
-            access = {"read": "read access (s3:GetObject, s3:ListBucket)", "list": "list access (s3:ListBucket)",
+            access = {"read": "read access (s3:GetObject, s3:ListBucket)",
+                      "list": "list access (s3:ListBucket)",
                       "write": "write access (s3:PutObject, s3:DeleteObject)"}[operation]
             return Failure.ACCESS_DENIED, f"grant the role {access} to bucket {bucket} prefix {prefix}"
         return Failure.ACCESS_DENIED, f"give this user {operation} permission on {url}"
@@ -276,7 +279,7 @@ def classify(
                 f"bucket {bucket} does not exist at {endpoint}: create it or fix the URL/endpoint")
         return Failure.NOT_FOUND, f"{url} does not exist: check the path, or upload/register it first"
     if code == "InvalidBucketName" or (isinstance(exc, OSError) and exc.errno == errno.EINVAL and remote):
-        return Failure.INVALID_URL, f"{bucket!r} is not a valid bucket name (3-63 lowercase letters, digits, -, .)"
+        return Failure.INVALID_URL, f"{bucket!r} is not a valid bucket name (3-63 of a-z, 0-9, '-', '.')"
     if isinstance(exc, StorageError | ImportError | ValueError):
         return Failure.INVALID_URL, getattr(exc, "hint", None) or "check the URL and --storage-options"
     return Failure.ERROR, f"unexpected error from {endpoint}; see the detail"
