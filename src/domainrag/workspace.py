@@ -52,9 +52,10 @@ class Workspace:
             folder = cache_dir() / "lake-models" / f"{name}-{record['version']}-{digest}"
             with FileLock(str(folder) + ".lock"):
                 if not (folder / "manifest.json").exists():
-                    tmp = folder.with_suffix(".partial")
+                    tmp = folder.with_name(folder.name + ".partial")
                     shutil.rmtree(tmp, ignore_errors=True)
                     self.lake.download(key, tmp)
+                    verify_manifest(tmp)  # a corrupt download never becomes the cache entry
                     tmp.rename(folder)
         verify_manifest(folder)
         return folder

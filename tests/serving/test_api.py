@@ -7,10 +7,12 @@ few tokens so the module stays fast on two CPU cores.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -393,12 +395,11 @@ class SlowFakeGenerator:
             time.sleep(0.02)
 
 
-def test_client_disconnect_stops_generation(served_ws, monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def serve(api) -> Iterator[str]:
+    """Run the API under uvicorn on a free loopback port in a thread; yields its base URL."""
     import uvicorn
 
-    api = create_api(served_ws, require_keys=False, max_concurrent=1, queue_timeout=0)
-    fake = SlowFakeGenerator()
-    monkeypatch.setattr(api.state.apps.get("docs"), "generator", fake)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -409,12 +410,24 @@ def test_client_disconnect_stops_generation(served_ws, monkeypatch: pytest.Monke
         deadline = time.monotonic() + 20
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http, http.stream(
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_client_disconnect_stops_generation(served_ws, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = create_api(served_ws, require_keys=False, max_concurrent=1, queue_timeout=0)
+    fake = SlowFakeGenerator()
+    monkeypatch.setattr(api.state.apps.get("docs"), "generator", fake)
+    with serve(api) as url:
+        with httpx.Client(base_url=url, timeout=30) as http, http.stream(
             "POST", "/v1/apps/docs/completion", json={"query": "DP-220 pump?", "stream": True}
         ) as resp:
             assert resp.status_code == 200
-            lines = resp.iter_lines()
-            assert next(line for line in lines if line.startswith("data: ")).startswith('data: {"type": "token"')
+            first = next(line for line in resp.iter_lines() if line.startswith("data: "))
+            assert first.startswith('data: {"type": "token"')
         # the connection is closed: generation must stop and its slot come back
         assert fake.cancelled.wait(10), "generation went on after the client left"
         deadline = time.monotonic() + 10
@@ -422,6 +435,39 @@ def test_client_disconnect_stops_generation(served_ws, monkeypatch: pytest.Monke
             time.sleep(0.05)
         assert slot is not None
         slot.release()
-    finally:
-        server.should_exit = True
-        thread.join(10)
+
+
+# -- playground in a real browser -----------------------------------------------------------------
+def test_playground_in_headless_chromium(served_ws) -> None:
+    """Pick an app, ask, watch the streamed answer and open its sources (Debian chromium + Selenium)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        pytest.skip("needs Debian's chromium and chromium-driver on PATH (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    with serve(create_api(served_ws, require_keys=False)) as url:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=chromedriver))
+        try:
+            wait = WebDriverWait(driver, 60)
+            driver.get(f"{url}/")
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#app option"))
+            names = {o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#app option")}
+            assert {"docs", "strict", "hr"} <= names
+            Select(driver.find_element(By.ID, "app")).select_by_value("docs")
+            driver.find_element(By.ID, "query").send_keys("How long is the CTL-400 warranty?")
+            driver.find_element(By.ID, "send").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant .sources summary"))
+            answer = driver.find_elements(By.CSS_SELECTOR, ".msg.assistant")[-1]
+            assert answer.text.strip()
+            answer.find_element(By.CSS_SELECTOR, ".sources summary").click()
+            meta = answer.find_elements(By.CSS_SELECTOR, ".source .meta")
+            assert meta and "score" in meta[0].text and ".md" in meta[0].text
+        finally:
+            driver.quit()

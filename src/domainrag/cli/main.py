@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from domainrag.cli.doctor import register as register_doctor
 from domainrag.errors import DomainRagError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -31,6 +32,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(index_app, name="index")
 app.add_typer(app_app, name="app")
 app.add_typer(dataset_app, name="dataset")
+register_doctor(app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -276,7 +278,7 @@ def index_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = 
 
 @app.command("ingest")
 def ingest_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="files or folders (txt, md, html, jsonl)")],
+    paths: Annotated[list[str], typer.Argument(help="files, folders or s3:// / oss:// URLs (txt, md, html, jsonl)")],
     index: Annotated[str, typer.Option(help="target index")],
     batch_size: Annotated[int, typer.Option()] = 64,
     max_words: Annotated[int, typer.Option(help="chunk size in words")] = 120,

@@ -66,9 +66,7 @@ _LABEL = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _CITE = re.compile(r"\[\d{1,3}\]")
 _STOPWORDS = frozenset(
-    "a an the of to in on at for by with from and or but is are was were be been being it its this that these those "
-    "as into than then there their they them he she his her we our you your i not no do does did has have had "
-    "which who whom what when where why how can could should would may might will shall also such".split()
+    ["a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or", "but", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "as", "into", "than", "then", "there", "their", "they", "them", "he", "she", "his", "her", "we", "our", "you", "your", "i", "not", "no", "do", "does", "did", "has", "have", "had", "which", "who", "whom", "what", "when", "where", "why", "how", "can", "could", "should", "would", "may", "might", "will", "shall", "also", "such"]
 )
 LEXICAL_SUPPORT_OVERLAP = 0.6
 

@@ -266,6 +266,23 @@ def _drop_docs_missing_from_index(dataset: RetrievalDataset, store: Any) -> int:
     return dropped
 
 
+class _BatchQueryEmbedder:
+    """Encodes every query in one batched call up front (per-query calls cost far more on CPU)."""
+
+    def __init__(self, embedder: Any, queries: Sequence[str], batch_size: int = 64) -> None:
+        self.embedder = embedder
+        self.name, self.dimension = embedder.name, embedder.dimension
+        unique = list(dict.fromkeys(queries))
+        self._vectors = dict(zip(unique, embedder.encode(unique, batch_size=batch_size), strict=True))
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> Any:
+        return self.embedder.encode(texts, batch_size=batch_size)
+
+    def encode_query(self, query: str) -> Any:
+        vec = self._vectors.get(query)
+        return vec if vec is not None else self.embedder.encode_query(query)
+
+
 def _max_cutoff(metrics: Sequence[str]) -> int:
     cuts = [int(m.partition("@")[2]) for m in metrics if m.partition("@")[2].isdigit()]
     return max([*cuts, 100])
@@ -326,7 +343,8 @@ def run_retrieval_eval(
     for cfg in resolved:
         record = ws.catalog.require("index", cfg.index)
         store_obj = ws.store(cfg.index)
-        embedder = ws.embedder(cfg.embedding_model) if cfg.mode != "bm25" else None
+        embedder = _BatchQueryEmbedder(ws.embedder(cfg.embedding_model), list(dataset.queries.values())) \
+            if cfg.mode != "bm25" else None
         rc = RetrievalConfig(index=cfg.index, mode=cfg.mode, top_k=min(depth, 100), candidates=depth,
                              vector_store=record["store"]["type"])
         retriever = Retriever(store_obj, embedder, rc)  # type: ignore[arg-type]  # bm25 never embeds

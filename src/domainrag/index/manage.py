@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,17 +52,42 @@ def ingest(
     embedder = ws.embedder(record["embedding_model"])
     store.check_dimension(embedder.dimension, embedder.name)  # before loading anything
     report = IngestReport()
-    docs = load_documents(paths, report)
+    with tempfile.TemporaryDirectory(prefix="domainrag-ingest-") as tmp:
+        local = fetch_sources(paths, Path(tmp))
+        docs = load_documents(local, report)
     if not docs and report.errors:
         raise DomainRagError("no document could be loaded:\n  " + "\n  ".join(report.errors))
     ingest_documents(docs, store, embedder, batch_size=batch_size, max_words=max_words,
                      overlap_words=overlap_words, progress=progress, report=report)
-    import json
-
     lines = "".join(json.dumps(c.to_dict()) + "\n" for c in report.chunk_records)
-    ws.lake.write_text(f"chunks/{index}/chunks.jsonl", lines)
+    ws.lake.write_text(f"chunks/{index}/ingest-{time.strftime('%Y%m%dT%H%M%S')}.jsonl", lines)
     ws.catalog.update("index", index, chunks=store.count(), documents=store.document_count())
     return report
+
+
+def fetch_sources(paths: Sequence[str | Path], workdir: Path) -> list[Path]:
+    """Local paths for ingest sources: remote URLs (s3://, oss://) are preflighted, then downloaded."""
+    from domainrag.storage.options import open_fs, split_scheme
+    from domainrag.storage.preflight import preflight, require
+
+    remote = [str(p) for p in paths if split_scheme(str(p)) not in ("file", "local")]
+    if remote:
+        require(preflight(reads=remote))
+    out: list[Path] = []
+    for i, p in enumerate(paths):
+        if str(p) not in remote:
+            out.append(Path(str(p).removeprefix("file://")))
+            continue
+        fs, path, _ = open_fs(str(p))
+        target = workdir / f"src{i}"
+        if fs.isdir(path):
+            fs.get(path.rstrip("/") + "/", str(target) + "/", recursive=True)
+        else:
+            target.mkdir(parents=True)
+            target = target / Path(path).name
+            fs.get_file(path, str(target))
+        out.append(target)
+    return out
 
 
 def delete_index(ws: Workspace, name: str) -> None:

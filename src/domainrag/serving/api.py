@@ -204,7 +204,7 @@ async def pump(make: Callable[[threading.Event], Iterator[T]], request: Request)
             if await request.is_disconnected():
                 raise ClientGone
     finally:
-        pass
+        cancel.set()
 
 
 # -- loaded apps and models -----------------------------------------------------------------------

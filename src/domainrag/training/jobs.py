@@ -73,6 +73,10 @@ def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> dict[str,
     from domainrag.training.worker import check_dataset
 
     check_dataset(spec)  # clear error now, not after model loading
+    from domainrag.storage.preflight import preflight, require
+
+    remote = [spec.dataset] if split_scheme(spec.dataset) not in ("file", "local") else []
+    require(preflight(reads=remote, writes=[spec.output] if spec.output else []))  # access problems first
     job_id = new_job_id(spec.name)
     ws.lake.write_json(f"jobs/{job_id}/spec.json", spec.model_dump())
     record = ws.catalog.create(

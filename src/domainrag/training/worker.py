@@ -33,11 +33,11 @@ def _local_dataset(url: str, workdir: Path) -> Path:
         if not path.exists():
             raise DatasetError(str(path), "dataset file does not exist", hint="check the --dataset path")
         return path
-    import fsspec
+    from domainrag.storage.options import open_fs
 
     target = workdir / "input" / Path(url.rstrip("/")).name
     target.parent.mkdir(parents=True, exist_ok=True)
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path, _ = open_fs(url)
     if not fs.exists(path):
         raise DatasetError(url, "dataset object does not exist", hint="check the bucket and key")
     fs.get_file(path, str(target))
