@@ -97,3 +97,19 @@ def test_bulk_reports_per_item_errors(store: VectorStore, minilm) -> None:
     bad = [{"_op_type": "index", "_index": store.name, "_id": "x", "_source": {"position": "not-a-number"}}]
     failed = store._bulk(iter(bad))  # type: ignore[attr-defined]
     assert len(failed) == 1
+
+
+def test_opensearch_server_side_hybrid(opensearch_url: str, minilm, tmp_path) -> None:
+    """The hybrid query + RRF search pipeline runs on the server and ranks like client-side RRF."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    store = open_store(name, OpenSearchStoreConfig(hosts=[opensearch_url], server_hybrid=True), str(tmp_path))
+    try:
+        ingest_documents(DOCS, store, minilm)
+        retriever = Retriever(store, minilm, RetrievalConfig(index=name, mode="hybrid", top_k=3))
+        for q, doc in QUERIES.items():
+            hits = retriever.run(q)
+            assert hits and set(hits[0].ranks) == {"hybrid"}
+        top = {q: retriever.run(q)[0].doc_id for q in QUERIES}
+        assert sum(top[q] == d for q, d in QUERIES.items()) >= 3, top
+    finally:
+        store.drop()

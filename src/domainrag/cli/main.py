@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domainrag.cli.doctor import register as register_doctor
+from domainrag.cli.keys import register as register_keys
 from domainrag.errors import DomainRagError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -33,6 +34,7 @@ app.add_typer(index_app, name="index")
 app.add_typer(app_app, name="app")
 app.add_typer(dataset_app, name="dataset")
 register_doctor(app)
+register_keys(app)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -86,6 +86,12 @@ class VectorStore(ABC):
     @abstractmethod
     def drop(self) -> None: ...
 
+    def hybrid_search(
+        self, query: str, vector: np.ndarray, k: int, filters: Filters | None = None, rank_constant: int = 60
+    ) -> list[SearchHit] | None:
+        """Server-side fused search where the engine offers it; None means "fuse on the client"."""
+        return None
+
     def refresh(self) -> None:
         """Make recent writes searchable (no-op where writes are immediately visible)."""
 

@@ -35,6 +35,11 @@ class OpenSearchStoreConfig(_Base):
     ef_search: int = Field(100, ge=2)
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
+    server_hybrid: bool = Field(
+        False,
+        description="fuse BM25 + k-NN on the server (hybrid query + RRF search pipeline, needs the "
+        "neural-search plugin) instead of client-side RRF; per-retriever ranks are then not reported",
+    )
 
 
 class ElasticsearchStoreConfig(_Base):

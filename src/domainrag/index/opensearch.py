@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from domainrag.index._lucene import LuceneStore, credentials
+import numpy as np
+
+from domainrag.index._lucene import _SOURCE, LuceneStore, credentials, term_filters
+from domainrag.index.base import Filters, SearchHit
 from domainrag.index.config import OpenSearchStoreConfig
 
 
@@ -15,6 +18,7 @@ class OpenSearchStore(LuceneStore):
 
         self.config = config
         self.helpers = helpers
+        self._pipelines: set[str] = set()
         self.client = OpenSearch(hosts=config.hosts, http_auth=credentials(config.username_env, config.password_env),
                                  verify_certs=config.verify_certs, timeout=60)
 
@@ -36,3 +40,24 @@ class OpenSearchStore(LuceneStore):
         if filters:
             knn["filter"] = {"bool": {"filter": filters}}  # efficient filtering (lucene and faiss engines)
         return {"size": k, "query": {"knn": {"vector": knn}}}
+
+    def hybrid_search(
+        self, query: str, vector: np.ndarray, k: int, filters: Filters | None = None, rank_constant: int = 60
+    ) -> list[SearchHit] | None:
+        """OpenSearch's ``hybrid`` query fused by an RRF search pipeline (neural-search plugin)."""
+        if not self.config.server_hybrid or not self.exists():
+            return None
+        pipeline = f"domainrag-rrf-{rank_constant}"
+        if pipeline not in self._pipelines:
+            self.client.transport.perform_request(
+                "PUT", f"/_search/pipeline/{pipeline}",
+                body={"phase_results_processors": [{"score-ranker-processor": {
+                    "combination": {"technique": "rrf", "rank_constant": rank_constant}}}]},
+            )
+            self._pipelines.add(pipeline)
+        flt = term_filters(filters)
+        text_q: dict[str, Any] = {"bool": {"must": [{"match": {"text": query}}], "filter": flt}}
+        knn = self._knn_body(np.asarray(vector, dtype=np.float32).tolist(), k, flt)["query"]
+        body = {"size": k, "_source": _SOURCE, "query": {"hybrid": {"queries": [text_q, knn]}}}
+        res = self.client.search(index=self.name, body=body, params={"search_pipeline": pipeline})
+        return self._hits(res, "hybrid", False)

@@ -46,6 +46,10 @@ class Retriever:
         flt = filters if filters is not None else cfg.filters
         n = max(cfg.candidates, k)
         results: dict[str, list[SearchHit]] = {}
+        if cfg.mode == "hybrid":
+            server = self.store.hybrid_search(query, self.embedder.encode_query(query), n, flt, cfg.rank_constant)
+            if server is not None:
+                return server[:k]
         if cfg.mode in ("dense", "hybrid"):
             results["dense"] = self.store.dense_search(self.embedder.encode_query(query), n, flt)
         if cfg.mode in ("bm25", "hybrid"):

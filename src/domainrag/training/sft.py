@@ -110,14 +110,10 @@ class EncodedChat:
 
 
 def _render(tokenizer: Any, messages: Sequence[Mapping[str, str]], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(
-        list(messages), tokenize=False, add_generation_prompt=generation_prompt
-    )
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def assistant_char_spans(
-    tokenizer: Any, messages: Sequence[Mapping[str, str]]
-) -> tuple[str, list[tuple[int, int]]]:
+def assistant_char_spans(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> tuple[str, list[tuple[int, int]]]:
     """Rendered conversation and the (start, end) character span of each assistant turn.
 
     A span starts after the assistant header (what ``add_generation_prompt`` adds) and ends where
@@ -140,9 +136,7 @@ def assistant_char_spans(
     return text, spans
 
 
-def encode_chat(
-    tokenizer: Any, messages: Sequence[Mapping[str, str]], max_seq_len: int
-) -> EncodedChat | None:
+def encode_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]], max_seq_len: int) -> EncodedChat | None:
     """Token ids and labels for one conversation; None when truncation leaves no assistant token.
 
     Labelled per assistant turn: the content tokens plus the first special token after the
@@ -236,9 +230,7 @@ def build_rag_sft_examples(
     for n, item in enumerate(qa):
         missing = [k for k in ("question", "answer", "doc") if not str(item.get(k) or "").strip()]
         if missing:
-            raise DomainRagError(
-                f"QA item {n} lacks {', '.join(missing)}", hint="every item needs question/answer/doc"
-            )
+            raise DomainRagError(f"QA item {n} lacks {', '.join(missing)}", hint="every item needs question/answer/doc")
         doc = item["doc"]
         evidence = item.get("evidence") or item["answer"]
         gold = ContextPassage(_gold_passage(evidence, chunks.get(doc, ())), source=doc)
@@ -318,14 +310,18 @@ def _collate(batch: Sequence[EncodedChat], pad_id: int, device: torch.device) ->
 
 
 def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over labelled positions, and their count."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """Summed next-token cross-entropy over labelled positions, and their count.
+
+    Only positions that predict a labelled token go through the LM head (``logits_to_keep``):
+    with RAG prompts that is a few percent of the sequence, which saves most of the
+    (batch x length x vocabulary) logits memory.
+    """
     targets = batch["labels"][:, 1:]
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    targets = targets[:, keep]
     loss = F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-        targets.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
     return loss, int((targets != IGNORE_INDEX).sum())
 
@@ -363,21 +359,15 @@ def setup(args: SFTArgs, reporter: Reporter) -> _Setup:
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.base_model)
     if not getattr(tokenizer, "chat_template", None):
-        raise DomainRagError(
-            f"base model '{args.base_model}' has no chat template", hint="use an instruct/chat model"
-        )
+        raise DomainRagError(f"base model '{args.base_model}' has no chat template", hint="use an instruct/chat model")
     conversations = read_chat_dataset(Path(args.dataset))
     encoded = [encode_chat(tokenizer, m, args.max_seq_len) for m in conversations]
     kept = [e for e in encoded if e is not None]
     dropped = len(encoded) - len(kept)
     if dropped:
-        reporter.log(
-            f"dropped {dropped} conversations with no assistant token within {args.max_seq_len} tokens"
-        )
+        reporter.log(f"dropped {dropped} conversations with no assistant token within {args.max_seq_len} tokens")
     if not kept:
-        raise DomainRagError(
-            "no conversation has an assistant turn within max_seq_len", hint="raise max_seq_len"
-        )
+        raise DomainRagError("no conversation has an assistant turn within max_seq_len", hint="raise max_seq_len")
     train_idx, eval_idx = split_train_eval(len(kept), args.eval_fraction, args.seed)
     train, evals = [kept[i] for i in train_idx], [kept[i] for i in eval_idx]
 
@@ -397,9 +387,7 @@ def setup(args: SFTArgs, reporter: Reporter) -> _Setup:
     try:
         model = get_peft_model(model, config)
     except ValueError as exc:
-        linear = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-        )
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise DomainRagError(
             f"LoRA target modules {list(args.target_modules)} do not fit this model ({exc})",
             hint=f"choose among its linear layers: {', '.join(linear)}",
@@ -567,8 +555,7 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
 
 def _jsonable(args: SFTArgs) -> dict[str, Any]:
     return {
-        k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-        for k, v in asdict(args).items()
+        k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(args).items()
     }
 
 

@@ -1,0 +1,165 @@
+"""Answer metrics, the answer runner (app errors, unanswerable questions) and the LLM judge client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from domainrag.evaluation.answers import aggregate_scores, extract_label, lexical_support, score_answer
+from domainrag.evaluation.judge import JUDGE_PROMPT, JudgeError, OpenAIJudge, parse_verdict
+from domainrag.evaluation.runner import run_answer_eval
+from domainrag.index.base import SearchHit
+from domainrag.serving.rag import RagAnswer
+
+PUMP = SearchHit("pumps::0", "pumps", "Prime the dosing pump for 30 seconds before first use.", 0.9)
+TOWER = SearchHit("towers::0", "towers", "Cooling towers lose water to evaporation.", 0.5)
+
+QUESTIONS = [
+    {"id": "a", "question": "How long do I prime the pump?", "answer": "Prime it for 30 seconds.",
+     "short_answer": "30 seconds", "doc": "pumps"},
+    {"id": "b", "question": "Who founded the company?", "answer": "The knowledge base does not contain this information.",
+     "doc": None},
+    {"id": "c", "question": "Is priming needed?", "answer": "yes", "doc": "pumps"},
+]
+
+
+class ScriptedApp:
+    """Answers from a script; raises for questions it has no answer for."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+
+    def invoke(self, query: str) -> RagAnswer:
+        if query not in self.answers:
+            raise RuntimeError("generator crashed")
+        return RagAnswer(self.answers[query], [{"citation": 1, "document": "pumps", "chunk_id": "pumps::0"}],
+                         [PUMP, TOWER])
+
+
+def test_score_answer_answerable() -> None:
+    s = score_answer(QUESTIONS[0], "Prime it for 30 seconds [1].", [("pumps", PUMP.text)], gold=["pumps"])
+    assert s.answerable and not s.refused
+    assert s.exact == 1.0 and s.f1 == 1.0 and s.key_fact == 1.0  # citation markers do not count against EM
+    assert (s.cited, s.cited_good) == (1, 1)
+    assert s.lexical_support == 1.0 and s.correct
+
+
+def test_citation_good_by_short_answer_in_passage() -> None:
+    s = score_answer(QUESTIONS[0], "30 seconds [1][2].", [("other", "wait 30 seconds"), ("towers", TOWER.text)],
+                     gold=["pumps"])
+    assert (s.cited, s.cited_good) == (2, 1)
+
+
+def test_unanswerable_scores_refusal_only() -> None:
+    refused = score_answer(QUESTIONS[1], "The knowledge base does not contain this information.", gold=[])
+    assert not refused.answerable and refused.refused and refused.correct and refused.exact is None
+    assert not score_answer(QUESTIONS[1], "Alice founded it.", gold=[]).correct
+
+
+def test_labels() -> None:
+    assert extract_label("Yes, priming is required.") == "yes"
+    assert extract_label("The data suggest maybe; no firm answer.") == "maybe"
+    assert extract_label("It depends.") is None
+    s = score_answer(QUESTIONS[2], "No. It is optional.", gold=["pumps"])
+    assert s.label == "no" and s.label_correct == 0.0
+
+
+def test_error_counts_as_wrong() -> None:
+    s = score_answer(QUESTIONS[0], None, error="RuntimeError: boom", gold=["pumps"])
+    assert s.key_fact == 0.0 and s.f1 == 0.0 and not s.refused and not s.correct
+
+
+def test_lexical_support_threshold() -> None:
+    passages = ["The pump must be primed for thirty seconds."]
+    assert lexical_support("The pump must be primed. Bananas grow quickly on Mars.", passages) == 0.5
+    assert lexical_support("[1]", passages) is None
+
+
+def test_aggregate_hand_computed() -> None:
+    scores = [score_answer(QUESTIONS[0], "30 seconds [1]", [("pumps", PUMP.text)], gold=["pumps"]),
+              score_answer(QUESTIONS[0], "about a minute [1]", [("towers", TOWER.text)], gold=["pumps"]),
+              score_answer(QUESTIONS[1], "The knowledge base does not contain this information.", gold=[]),
+              score_answer(QUESTIONS[1], "Alice did.", gold=[])]
+    m = aggregate_scores(scores)
+    assert m["key_fact_accuracy"] == 0.5
+    assert m["refusal_rate_unanswerable"] == 0.5
+    assert m["citation_precision"] == 0.5 and m["citation_rate"] == 1.0
+    assert m["label_accuracy"] is None and m["faithfulness"] is None and m["error_rate"] == 0.0
+
+
+def test_runner_records_app_errors_and_finishes(tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("x")
+    good = ScriptedApp({QUESTIONS[0]["question"]: "Prime it for 30 seconds [1].",
+                        QUESTIONS[1]["question"]: "The knowledge base does not contain this information.",
+                        QUESTIONS[2]["question"]: "Yes [1]."})
+    flaky = ScriptedApp({QUESTIONS[2]["question"]: "No."})
+    result = run_answer_eval({"good": lambda: good, "flaky": lambda: flaky}, QUESTIONS,
+                             dataset_files={"q.jsonl": qfile}, command="test")
+    sec = result["answers"]
+    runs = {r["label"]: r for r in sec["runs"]}
+    assert runs["good"]["metrics"]["key_fact_accuracy"] == 1.0
+    assert runs["good"]["metrics"]["label_accuracy"] == 1.0
+    assert runs["good"]["metrics"]["refusal_rate_unanswerable"] == 1.0
+    assert runs["flaky"]["errors"] == 2 and runs["flaky"]["metrics"]["error_rate"] == pytest.approx(2 / 3)
+    assert runs["flaky"]["metrics"]["label_accuracy"] == 0.0
+    assert runs["good"]["metrics"]["faithfulness"] is None
+    assert "not measured" in runs["good"]["status"]["faithfulness"]
+    assert sec["judge"]["configured"] is False and sec["judge"]["prompt"] == JUDGE_PROMPT
+    q_a = sec["questions"][0]["results"]
+    assert q_a["flaky"]["error"] == "RuntimeError: generator crashed"
+    assert q_a["good"]["correct"] and q_a["good"]["passages"][0]["doc_id"] == "pumps"
+    assert sec["dataset"] == {"questions": 3, "answerable": 2, "unanswerable": 1}
+    json.dumps(result)  # JSON-able throughout
+
+
+def _mock_judge(handler) -> OpenAIJudge:  # type: ignore[no-untyped-def]
+    return OpenAIJudge("http://judge.test/v1", "judge-m", api_key="sekret",
+                       client=httpx.Client(transport=httpx.MockTransport(handler)))
+
+
+def test_judge_client_and_faithfulness(tmp_path: Path) -> None:
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append({"url": str(request.url), "auth": request.headers.get("authorization"),
+                     "body": json.loads(request.content)})
+        content = '```json\n{"claims": 2, "supported": 1, "unsupported": ["made up"]}\n```'
+        return httpx.Response(200, json={"choices": [{"message": {"content": content}}]})
+
+    judge = _mock_judge(handler)
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("x")
+    app = ScriptedApp({q["question"]: a for q, a in zip(QUESTIONS, ["30 seconds [1].",
+                       "The knowledge base does not contain this information.", "Yes."], strict=True)})
+    result = run_answer_eval({"app": lambda: app}, QUESTIONS, dataset_files={"q.jsonl": qfile}, judge=judge)
+    run = result["answers"]["runs"][0]
+    assert run["metrics"]["faithfulness"] == 0.5
+    assert len(seen) == 2  # the refusal is not judged
+    assert seen[0]["url"] == "http://judge.test/v1/chat/completions" and seen[0]["auth"] == "Bearer sekret"
+    assert seen[0]["body"]["temperature"] == 0 and PUMP.text in seen[0]["body"]["messages"][0]["content"]
+    info = result["answers"]["judge"]
+    assert info["model"] == "judge-m" and "sekret" not in json.dumps(result)
+
+
+def test_judge_failures_are_recorded_not_faked(tmp_path: Path) -> None:
+    judge = _mock_judge(lambda request: httpx.Response(500))
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("x")
+    app = ScriptedApp({QUESTIONS[0]["question"]: "30 seconds."})
+    result = run_answer_eval({"app": lambda: app}, QUESTIONS[:1], dataset_files={"q.jsonl": qfile}, judge=judge)
+    run = result["answers"]["runs"][0]
+    assert run["metrics"]["faithfulness"] is None and run["judge_errors"] == 1
+    detail = result["answers"]["questions"][0]["results"]["app"]["score"]["faithfulness_detail"]
+    assert "HTTP 500" in detail["error"]
+
+
+def test_parse_verdict() -> None:
+    assert parse_verdict('{"claims": 0, "supported": 0}').score == 1.0
+    with pytest.raises(JudgeError):
+        parse_verdict("looks fine to me")
+    with pytest.raises(JudgeError):
+        parse_verdict('{"claims": 1, "supported": 3}')
