@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _beir_out import DEFAULT_DATA_DIR, write_jsonl, write_qrels  # noqa: E402
+from _beir_out import DEFAULT_DATA_DIR, write_jsonl, write_qrels
 
 
 def convert(data_dir: Path, out: Path, limit: int | None = None, test_split: str = "official") -> dict[str, int]:

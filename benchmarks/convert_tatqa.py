@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _beir_out import DEFAULT_DATA_DIR, write_jsonl, write_qrels  # noqa: E402
+from _beir_out import DEFAULT_DATA_DIR, write_jsonl, write_qrels
 
 FILES = {"dev": "tatqa_dataset_dev.json", "test": "tatqa_dataset_test_gold.json"}
 

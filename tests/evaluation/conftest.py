@@ -14,8 +14,8 @@ import pytest
 DOCS = {
     "pumps": ("Dosing pumps", "The dosing pump injects chlorine at a steady rate; prime the pump before first use."),
     "probes": ("pH probes", "Calibrate the pH probe with buffer solutions every month to keep readings accurate."),
-    "boilers": ("Boiler feedwater", "Boiler feedwater needs oxygen scavengers to prevent corrosion of the boiler tubes."),
-    "towers": ("Cooling towers", "Cooling towers lose water to evaporation; blowdown controls conductivity in the basin."),
+    "boilers": ("Boiler feedwater", "Feedwater needs oxygen scavengers to prevent corrosion of the boiler tubes."),
+    "towers": ("Cooling towers", "Cooling towers lose water to evaporation; blowdown controls basin conductivity."),
     "firmware": ("Firmware updates", "Update the controller firmware from the portal; never unplug during the update."),
     "returns": ("Returns", "Return a faulty unit within thirty days with an RMA number from customer support."),
 }
@@ -23,7 +23,7 @@ QUERIES = {
     "q1": "how do I prime the dosing pump",
     "q2": "how often calibrate the pH probe buffer",
     "q3": "prevent corrosion in boiler tubes",
-    "q4": "what controls conductivity in cooling towers",
+    "q4": "what controls basin conductivity in cooling towers",
 }
 QRELS = {"q1": {"pumps": 1}, "q2": {"probes": 1}, "q3": {"boilers": 1}, "q4": {"towers": 1}}
 

@@ -20,8 +20,8 @@ TOWER = SearchHit("towers::0", "towers", "Cooling towers lose water to evaporati
 QUESTIONS = [
     {"id": "a", "question": "How long do I prime the pump?", "answer": "Prime it for 30 seconds.",
      "short_answer": "30 seconds", "doc": "pumps"},
-    {"id": "b", "question": "Who founded the company?", "answer": "The knowledge base does not contain this information.",
-     "doc": None},
+    {"id": "b", "question": "Who founded the company?",
+     "answer": "The knowledge base does not contain this information.", "doc": None},
     {"id": "c", "question": "Is priming needed?", "answer": "yes", "doc": "pumps"},
 ]
 

@@ -21,8 +21,6 @@ class _Collect(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.tags: dict[str, list[dict[str, str | None]]] = {}
-        self.stack: list[str] = []
-        self.unclosed_errors = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.setdefault(tag, []).append(dict(attrs))

@@ -271,9 +271,7 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny_llm: str, tmp_path: P
     with_adapter = PeftModel.from_pretrained(base, resumed.adapter_dir).eval()
     x = torch.tensor([[1, 520, 9531, 198, 81, 34]])
     with torch.no_grad():
-        torch.testing.assert_close(
-            merged(input_ids=x).logits, with_adapter(input_ids=x).logits, rtol=1e-4, atol=1e-4
-        )
+        torch.testing.assert_close(merged(input_ids=x).logits, with_adapter(input_ids=x).logits, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.integration

@@ -62,7 +62,8 @@ def _print_metrics(runs: list[dict[str, Any]], metrics: list[str], title: str) -
     for m in metrics:
         table.add_column(m, justify="right")
     for r in runs:
-        table.add_row(r["label"], *("n/m" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.4f}" for m in metrics))
+        cells = ("n/m" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.4f}" for m in metrics)
+        table.add_row(r["label"], *cells)
     console.print(table)
 
 
@@ -123,6 +124,8 @@ def eval_retrieval(
         result = run_retrieval_eval(_ws(), data, index, config or [], ingest=ingest, embedding_model=embedding_model,
                                     store=store_cfg, metrics=metrics, depth=depth, max_words=max_words,
                                     overlap_words=overlap_words, limit=limit, progress=update)
+    for w in result["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {w}")
     sec = result["retrieval"]
     _print_metrics(sec["runs"], metrics, f"retrieval — {sec['dataset']['name']} ({sec['dataset']['queries']} queries)")
     _finish(result, "retrieval", report, json_out, thresholds)
@@ -167,6 +170,8 @@ def eval_answers(
     with bar:
         result = run_answer_eval(loaders, items, dataset_files={dataset.name: dataset}, configs=configs, judge=judge,
                                  models=models, progress=update)
+    for w in result["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {w}")
     sec = result["answers"]
     shown = [m for m in sec["metrics"] if any(r["metrics"].get(m) is not None for r in sec["runs"])
              or m == "faithfulness"]

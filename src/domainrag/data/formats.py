@@ -128,9 +128,7 @@ def _text(path: Path, line: int, obj: dict[str, Any], field: str, *, required: b
             hint="plain text only (multimodal content lists are not supported)",
         )
     if required and not value.strip():
-        raise DatasetError(
-            str(path), "empty text", line=line, field=field, hint="remove the line or fill it in"
-        )
+        raise DatasetError(str(path), "empty text", line=line, field=field, hint="remove the line or fill it in")
     return value.strip()
 
 
@@ -186,9 +184,7 @@ def _chat_turns(path: Path, line: int, obj: dict[str, Any], fmt: ChatFormat) -> 
     field = "messages" if fmt == "openai" else "conversations"
     turns = obj[field]
     if not isinstance(turns, list) or not turns:
-        raise DatasetError(
-            str(path), "expected a non-empty list of turns", line=line, field=field, hint=_CHAT_HINT
-        )
+        raise DatasetError(str(path), "expected a non-empty list of turns", line=line, field=field, hint=_CHAT_HINT)
     out: Messages = []
     for i, turn in enumerate(turns):
         where = f"{field}[{i}]"
@@ -213,9 +209,7 @@ def _chat_turns(path: Path, line: int, obj: dict[str, Any], fmt: ChatFormat) -> 
         if not isinstance(content, str) or not content.strip():
             raise DatasetError(
                 str(path),
-                "missing or empty text"
-                if not isinstance(content, list)
-                else "content lists are not supported",
+                "missing or empty text" if not isinstance(content, list) else "content lists are not supported",
                 line=line,
                 field=f"{where}.{content_key}",
                 hint="every turn needs non-empty plain-text content",
@@ -243,9 +237,7 @@ def _validate_turns(path: Path, line: int, msgs: Messages, field: str) -> None:
             field=field,
             hint="add the expected answer as an assistant turn",
         )
-    if msgs[0]["role"] == "assistant" or (
-        msgs[0]["role"] == "system" and msgs[1:2] and msgs[1]["role"] == "assistant"
-    ):
+    if msgs[0]["role"] == "assistant" or (msgs[0]["role"] == "system" and msgs[1:2] and msgs[1]["role"] == "assistant"):
         raise DatasetError(
             str(path),
             "conversation starts with an assistant turn",
@@ -358,14 +350,10 @@ def _jsonl_pairs(path: Path) -> Iterator[tuple[int, Pair]]:
             items = value if isinstance(value, list) else [value]
             for item in items:
                 if not isinstance(item, str):
-                    raise DatasetError(
-                        str(path), f"expected text, found {type(item).__name__}", line=lineno, field=key
-                    )
+                    raise DatasetError(str(path), f"expected text, found {type(item).__name__}", line=lineno, field=key)
                 if item.strip():
                     negatives.append(item.strip())
-        pair = Pair(
-            _text(path, lineno, obj, query_col), _text(path, lineno, obj, POSITIVE_COLUMN), tuple(negatives)
-        )
+        pair = Pair(_text(path, lineno, obj, query_col), _text(path, lineno, obj, POSITIVE_COLUMN), tuple(negatives))
         yield lineno, pair
 
 
@@ -391,9 +379,7 @@ def load_pairs(path: Path) -> PairsFile:
         seen.add(key)
         pairs.append(pair)
     if not pairs:
-        raise DatasetError(
-            str(path), "file holds no pairs", hint="add rows with a query and its positive passage"
-        )
+        raise DatasetError(str(path), "file holds no pairs", hint="add rows with a query and its positive passage")
     if duplicates:
         log.warning("%s: dropped %d duplicate (query, positive) pairs", path, duplicates)
     return PairsFile(pairs=pairs, format=fmt, duplicates_dropped=duplicates)

@@ -54,10 +54,7 @@ def judge_answer(answer: str, reference: str, short_answer: str | None) -> Answe
     """Correct = the key fact (``short_answer``) appears in the answer; for questions the corpus
     cannot answer (empty ``short_answer``), correct = the answer refuses."""
     refused = is_refusal(answer)
-    if not short_answer:
-        correct = refused
-    else:
-        correct = normalize(short_answer) in normalize(answer) and not refused
+    correct = refused if not short_answer else normalize(short_answer) in normalize(answer) and not refused
     return AnswerVerdict(correct, refused, token_f1(answer, reference), normalize(answer) == normalize(reference))
 
 
@@ -65,9 +62,13 @@ def judge_answer(answer: str, reference: str, short_answer: str | None) -> Answe
 _LABEL = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _CITE = re.compile(r"\[\d{1,3}\]")
-_STOPWORDS = frozenset(
-    ["a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or", "but", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "as", "into", "than", "then", "there", "their", "they", "them", "he", "she", "his", "her", "we", "our", "you", "your", "i", "not", "no", "do", "does", "did", "has", "have", "had", "which", "who", "whom", "what", "when", "where", "why", "how", "can", "could", "should", "would", "may", "might", "will", "shall", "also", "such"]
-)
+_STOPWORDS = frozenset({
+    "a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or", "but", "is", "are",
+    "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "as", "into", "than",
+    "then", "there", "their", "they", "them", "he", "she", "his", "her", "we", "our", "you", "your", "i", "not",
+    "no", "do", "does", "did", "has", "have", "had", "which", "who", "whom", "what", "when", "where", "why", "how",
+    "can", "could", "should", "would", "may", "might", "will", "shall", "also", "such"
+})
 LEXICAL_SUPPORT_OVERLAP = 0.6
 
 

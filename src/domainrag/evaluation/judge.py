@@ -74,7 +74,8 @@ class OpenAIJudge:
         self, url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
         client: httpx.Client | None = None, prompt: str = JUDGE_PROMPT,
     ) -> None:
-        self.url = url.rstrip("/") if url.rstrip("/").endswith("/chat/completions") else url.rstrip("/") + "/chat/completions"
+        base = url.rstrip("/")
+        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
         self.model = model
         self.prompt = prompt
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)

@@ -216,7 +216,8 @@ def render_html(result: Mapping[str, Any]) -> str:
     """The whole report page for one result dict."""
     meta = result.get("metadata", {})
     title = str(result.get("title") or "domainrag evaluation")
-    files = "".join(f"<tr><td>{escape(n)}</td><td>{escape(f['path'])}</td><td><code>{escape(f['sha256'])}</code></td></tr>"
+    files = "".join(f"<tr><td>{escape(n)}</td><td>{escape(f['path'])}</td>"
+                    f"<td><code>{escape(f['sha256'])}</code></td></tr>"
                     for n, f in (meta.get("dataset_files") or {}).items())
     models = "".join(f"<tr><td>{escape(n)}</td><td>{escape(json.dumps(info))}</td></tr>"
                      for n, info in (meta.get("models") or {}).items())

@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +42,8 @@ DEFAULT_CONFIGS = ("bm25", "dense", "hybrid")
 EXCERPT_CHARS = 240
 Progress = Callable[[str, int, int], None]
 """``progress(label, done, total)``."""
+Search = Callable[[str, int], Sequence[Any]]
+"""``search(query, k)`` → ranked :class:`~domainrag.index.base.SearchHit` list."""
 
 
 # -- shared result layout ---------------------------------------------------------------------------
@@ -191,8 +193,9 @@ def resolve_configs(
 
     base_model = existing_model(index)
     if base_model and embedding_model and embedding_model != base_model:
-        raise DomainRagError(f"index '{index}' was built with '{base_model}', not '{embedding_model}'",
-                             hint=f"drop --embedding-model, or use another --index (or --config dense:{embedding_model})")
+        raise DomainRagError(
+            f"index '{index}' was built with '{base_model}', not '{embedding_model}'",
+            hint=f"drop --embedding-model, or use another --index (or --config dense:{embedding_model})")
     base_model = base_model or embedding_model or DEFAULT_EMBEDDER
     needed: dict[str, str] = {}
     out: list[ResolvedConfig] = []
@@ -315,8 +318,7 @@ def run_retrieval_eval(
 
     t0 = time.time()
     metrics = validate_metrics(metrics)
-    cutoff = _max_cutoff(metrics)
-    depth = depth or 2 * cutoff
+    depth = depth or 2 * _max_cutoff(metrics)
     specs = [parse_config(c) for c in (configs or DEFAULT_CONFIGS)]
     resolved, needed = resolve_configs(ws, index, specs, ingest=ingest, embedding_model=embedding_model)
     result = new_result(f"Retrieval evaluation — {dataset.name}", dataset.files, command)
@@ -333,55 +335,71 @@ def run_retrieval_eval(
         dataset.queries = {q: dataset.queries[q] for q in keep}
         dataset.qrels = {q: dataset.qrels[q] for q in keep}
     result["warnings"] = dataset.stats.warnings()
-    for w in result["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
-    if not dataset.queries:
-        raise DomainRagError(f"data set '{dataset.name}' has no query with a relevant document to evaluate")
     result["metadata"]["models"] = {m: model_info(ws, m) for m in sorted(set(needed.values()))}
-
-    runs, hits_by_config = [], {}
+    searchers: dict[str, tuple[Search, dict[str, Any]]] = {}
     for cfg in resolved:
         record = ws.catalog.require("index", cfg.index)
-        store_obj = ws.store(cfg.index)
         embedder = _BatchQueryEmbedder(ws.embedder(cfg.embedding_model), list(dataset.queries.values())) \
-            if cfg.mode != "bm25" else None
+            if cfg.mode != "bm25" and dataset.queries else None
         rc = RetrievalConfig(index=cfg.index, mode=cfg.mode, top_k=min(depth, 100), candidates=depth,
                              vector_store=record["store"]["type"])
-        retriever = Retriever(store_obj, embedder, rc)  # type: ignore[arg-type]  # bm25 never embeds
+        retriever = Retriever(ws.store(cfg.index), embedder, rc)  # type: ignore[arg-type]  # bm25 never embeds
+        config = {"mode": cfg.mode, "index": cfg.index,
+                  "embedding_model": cfg.embedding_model if cfg.mode != "bm25" else None,
+                  "store": record["store"]["type"], "depth_chunks": depth, "level": "doc",
+                  "rank_constant": rc.rank_constant if cfg.mode == "hybrid" else None,
+                  "index_chunks": record.get("chunks")}
+        searchers[cfg.label] = (lambda text, k, r=retriever: r.run(text, top_k=k), config)
+    section = score_retrievers(searchers, dataset, metrics, depth=depth, drill_hits=drill_hits, progress=progress)
+    result["retrieval"] = {**section, "ingest": ingests}
+    result["metadata"]["elapsed_s"] = round(time.time() - t0, 1)
+    return result
+
+
+def score_retrievers(
+    searchers: Mapping[str, tuple[Search, Mapping[str, Any]]],
+    dataset: RetrievalDataset,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    depth: int | None = None,
+    drill_hits: int = 5,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The report's retrieval section for any searchers: label → (``search(text, k)`` → hits, config shown).
+
+    Used by ``eval retrieval``, and by anything that has its own retrievers (the quickstart). The
+    run keeps each document's best-ranked chunk and is cut to the largest metric cut-off.
+    """
+    metrics = validate_metrics(metrics)
+    cutoff = _max_cutoff(metrics)
+    depth = depth or 2 * cutoff
+    if not dataset.queries:
+        raise DomainRagError(f"data set '{dataset.name}' has no query with a relevant document to evaluate")
+    runs, hits_by_config = [], {}
+    for label, (search, config) in searchers.items():
         run: dict[str, dict[str, float]] = {}
         top: dict[str, list[dict[str, Any]]] = {}
         t1 = time.time()
         for i, (qid, text) in enumerate(dataset.queries.items()):
-            hits = retriever.run(text, top_k=depth)
-            row = run_from_hits(hits, "doc")
-            run[qid] = dict(list(row.items())[:cutoff])
+            hits = search(text, depth)
+            run[qid] = dict(list(run_from_hits(hits, "doc").items())[:cutoff])
             rel = dataset.qrels.get(qid, {})
             top[qid] = [{"doc_id": h.doc_id, "chunk_id": h.chunk_id, "score": round(float(h.score), 6),
                          "relevant": rel.get(h.doc_id, 0) > 0, "text": h.text[:EXCERPT_CHARS]}
                         for h in hits[:drill_hits]]
             if progress:
-                progress(f"retrieve ({cfg.label})", i + 1, len(dataset.queries))
+                progress(f"retrieve ({label})", i + 1, len(dataset.queries))
         per_query = evaluate_run_per_query(dataset.qrels, run, metrics)
-        runs.append({"label": cfg.label, "config": {"mode": cfg.mode, "index": cfg.index,
-                                                     "embedding_model": cfg.embedding_model if cfg.mode != "bm25" else None,
-                                                     "store": record["store"]["type"], "depth_chunks": depth,
-                                                     "level": "doc", "rank_constant": rc.rank_constant,
-                                                     "index_chunks": record.get("chunks")},
-                     "metrics": mean_metrics(per_query, metrics), "per_query": per_query,
-                     "seconds": round(time.time() - t1, 2)})
-        hits_by_config[cfg.label] = top
-    queries = [{"id": qid, "text": text,
-                "relevant": sorted(d for d, g in dataset.qrels[qid].items() if g > 0),
+        runs.append({"label": label, "config": dict(config), "metrics": mean_metrics(per_query, metrics),
+                     "per_query": per_query, "seconds": round(time.time() - t1, 2)})
+        hits_by_config[label] = top
+    queries = [{"id": qid, "text": text, "relevant": sorted(d for d, g in dataset.qrels[qid].items() if g > 0),
                 "hits": {label: top[qid] for label, top in hits_by_config.items()}}
                for qid, text in dataset.queries.items()]
-    result["retrieval"] = {"dataset": {"name": dataset.name, "format": dataset.format,
-                                       "queries": len(dataset.queries),
-                                       "corpus": None if dataset.corpus is None else len(dataset.corpus),
-                                       "qrels": sum(len(r) for r in dataset.qrels.values()),
-                                       "dropped": dataset.stats.to_dict()},
-                           "metrics": list(metrics), "ingest": ingests, "runs": runs, "queries": queries}
-    result["metadata"]["elapsed_s"] = round(time.time() - t0, 1)
-    return result
+    return {"dataset": {"name": dataset.name, "format": dataset.format, "queries": len(dataset.queries),
+                        "corpus": None if dataset.corpus is None else len(dataset.corpus),
+                        "qrels": sum(len(r) for r in dataset.qrels.values()), "dropped": dataset.stats.to_dict()},
+            "metrics": list(metrics), "ingest": [], "runs": runs, "queries": queries}
 
 
 # -- answers ----------------------------------------------------------------------------------------
@@ -472,7 +490,7 @@ def run_answer_eval(
                     except JudgeError as exc:
                         judge_errors += 1
                         s.faithfulness_detail = {"error": exc.message}
-            entry["score"] = {k: v for k, v in s.__dict__.items()}
+            entry["score"] = asdict(s)
             entry["correct"] = s.correct
             per_question[q["id"]][label] = entry
             scores.append(s)

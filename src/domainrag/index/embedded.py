@@ -111,9 +111,22 @@ class EmbeddedStore(VectorStore):
             warnings.simplefilter("ignore")
             table.create_fts_index("text", replace=True)
             n = table.count_rows()
-            if n >= self.config.ann_min_rows:
-                table.create_index(metric="cosine", vector_column_name="vector", replace=True)
+        if n >= self.config.ann_min_rows:
+            self.build_ann_index()
         self._fts_dirty = False
+
+    def build_ann_index(self) -> None:
+        """(Re)build the cosine IVF-PQ index on ``vector`` with the configured parameters."""
+        from lancedb.index import IvfPq
+
+        table = self._table()
+        if table is None:
+            return
+        cfg = self.config
+        ivf_pq = IvfPq(
+            distance_type="cosine", num_partitions=cfg.ann_num_partitions, num_sub_vectors=cfg.ann_num_sub_vectors
+        )
+        table.create_index("vector", config=ivf_pq, replace=True)
 
     def _ids(self, where: str) -> set[str]:
         table = self._table()
@@ -172,7 +185,7 @@ class EmbeddedStore(VectorStore):
         if table is None:
             return []
         q = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("cosine")
-        q = q.nprobes(self.config.nprobes).refine_factor(5)
+        q = q.nprobes(self.config.nprobes).refine_factor(self.config.refine_factor)
         where = _where(filters)
         if where:
             q = q.where(where, prefilter=True)

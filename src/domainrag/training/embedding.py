@@ -53,7 +53,10 @@ class EmbeddingArgs:
 
 @dataclass
 class EmbeddingResult:
-    """Where the model went and how retrieval on held-out queries changed."""
+    """Where the model went and how retrieval on held-out queries changed.
+
+    ``n_train`` counts training pairs, ``n_eval`` held-out queries (each may have several positives).
+    """
 
     output_dir: Path
     dimension: int

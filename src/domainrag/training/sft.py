@@ -147,7 +147,9 @@ def encode_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]], max_seq_l
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = list(enc["input_ids"])
     offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
-    special = set(tokenizer.all_special_ids)
+    special = set(tokenizer.all_special_ids) | {
+        i for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)
+    }
     labels = [IGNORE_INDEX] * len(ids)
     assistant = [m for m in messages if m["role"] == "assistant"]
     for (start, end), turn in zip(spans, assistant, strict=True):
@@ -472,7 +474,7 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         found = _checkpoints(Path(args.checkpoint_dir))
         if found:
             ckpt_step, ckpt = found[-1]
-            state = torch.load(ckpt / _STATE_FILE, weights_only=False)
+            state = torch.load(ckpt / _STATE_FILE, weights_only=True)
             if state["fingerprint"] != s.fingerprint:
                 raise DomainRagError(
                     f"checkpoint {ckpt} was made with different data, seed or batch settings",

@@ -1,0 +1,53 @@
+"""`eval retrieval --ingest` with the real all-MiniLM-L6-v2 on the first 100 PubMedQA entries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from domainrag.cli.eval import register
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def _converter():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("convert_pubmedqa", REPO / "benchmarks" / "convert_pubmedqa.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not (SHARED / "pubmedqa" / "ori_pqal.json").is_file(),
+                    reason=f"shared data set {SHARED}/pubmedqa/ori_pqal.json is absent")
+def test_pubmedqa_100_dense_hybrid_bm25(tmp_path: Path) -> None:
+    beir = tmp_path / "pubmedqa-100"
+    stats = _converter().convert(SHARED, beir, limit=100, test_split="all")
+    assert stats["corpus"] == stats["queries"] == stats["qrels_test"] == 100
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    register(app)
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["eval", "retrieval", "--index", "pubmedqa100", "--dataset", str(beir), "--ingest",
+                                   "--embedding-model", "all-minilm-l6-v2", "--config", "bm25", "--config", "dense",
+                                   "--config", "hybrid", "--json", str(out), "--report", str(tmp_path / "r.html"),
+                                   "--fail-under", "ndcg@10=0.5"])
+    assert res.exit_code == 0, res.output
+    runs = {r["label"]: r["metrics"] for r in json.loads(out.read_text())["retrieval"]["runs"]}
+    # Random ranking of 100 abstracts would give nDCG@10 ≈ 0.04; PubMedQA questions paraphrase their abstract.
+    assert runs["dense"]["ndcg@10"] > 0.8
+    assert runs["bm25"]["ndcg@10"] > 0.8
+    assert runs["hybrid"]["ndcg@10"] >= min(runs["dense"]["ndcg@10"], runs["bm25"]["ndcg@10"]) - 0.05
+    assert runs["dense"]["recall@100"] == 1.0  # every abstract is within the first 100 of a 100-document corpus
