@@ -16,6 +16,7 @@ from filelock import FileLock
 from domainrag.errors import DomainRagError, NotFoundError, StorageError
 from domainrag.index import VectorStore, open_store, parse_store_config
 from domainrag.retrieval.embedder import Embedder, load_embedder
+from domainrag.retrieval.reranker import load_reranker
 from domainrag.settings import Settings, cache_dir
 from domainrag.storage.catalog import Catalog
 from domainrag.storage.lake import Lake, sha256_file
@@ -84,6 +85,20 @@ class Workspace:
         if record.get("kind") != "embedding":
             raise DomainRagError(f"model '{name}' is a {record.get('kind')} model, not an embedding model")
         return load_embedder(str(self.model_dir(name) / "artifact"), name)
+
+    def reranker(self, name: str) -> Any:
+        """Loaded (cached) ``CrossEncoder`` of a registered reranker model, or of a local cross-encoder folder."""
+        record = self.model_record(name)
+        if record is None:
+            if Path(name).expanduser().is_dir():
+                return load_reranker(str(Path(name).expanduser().resolve()))
+            raise NotFoundError(
+                f"reranker model '{name}' is not registered",
+                hint="train one with `job create --algorithm reranker`, then `model create`; see `domainrag model list`",
+            )
+        if record.get("kind") != "reranker":
+            raise DomainRagError(f"model '{name}' is a {record.get('kind')} model, not a reranker")
+        return load_reranker(str(self.model_dir(name) / "artifact"))
 
     def register_model(
         self,

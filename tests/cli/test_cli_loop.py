@@ -39,15 +39,32 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
     stats = json.loads(run(["index", "stats", "kb"], home).stdout)
     assert stats["chunks"] == 2 and stats["dimension"] == 384
 
-    bad = run(["app", "create", "--name", "A", "--model", "no-such-llm", "--retrieval", '{"index": "kb"}'], home, check=False)
+    bad = run(
+        ["app", "create", "--name", "A", "--model", "no-such-llm", "--retrieval", '{"index": "kb"}'], home, check=False
+    )
     assert bad.returncode == 2 and "no-such-llm" in bad.stderr and "Traceback" not in bad.stderr
-    bad = run(["app", "create", "--name", "A", "--model", "smollm2-135m-instruct", "--retrieval", '{"index": "nope"}'],
-              home, check=False)
+    bad = run(
+        ["app", "create", "--name", "A", "--model", "smollm2-135m-instruct", "--retrieval", '{"index": "nope"}'],
+        home,
+        check=False,
+    )
     assert bad.returncode == 2 and "index 'nope' not found" in bad.stderr
 
-    run(["app", "create", "--name", "A", "--model", "smollm2-135m-instruct",
-         "--retrieval", '{"vector_store": "embedded", "index": "kb", "top_k": 1}',
-         "--generation", '{"max_new_tokens": 24}'], home)
+    run(
+        [
+            "app",
+            "create",
+            "--name",
+            "A",
+            "--model",
+            "smollm2-135m-instruct",
+            "--retrieval",
+            '{"vector_store": "embedded", "index": "kb", "top_k": 1}',
+            "--generation",
+            '{"max_new_tokens": 24}',
+        ],
+        home,
+    )
     shown = json.loads(run(["app", "show", "A"], home).stdout)
     assert shown["generation"]["temperature"] == 0.1
     assert "ONLY from the numbered context" in shown["generation"]["system_prompt"]

@@ -10,7 +10,9 @@ from domainrag.errors import DatasetError
 def test_loads_every_supported_format(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("# Pump guide\n\nThe DP-220 doses 12 l/h.")
     (tmp_path / "b.txt").write_text("plain text body")
-    (tmp_path / "c.html").write_text("<html><head><title>T</title><script>x=1</script></head><body><h1>H</h1><p>Para one.</p></body></html>")
+    (tmp_path / "c.html").write_text(
+        "<html><head><title>T</title><script>x=1</script></head><body><h1>H</h1><p>Para one.</p></body></html>"
+    )
     (tmp_path / "d.jsonl").write_text('{"id": "x1", "text": "first"}\n{"id": "x2", "text": "second", "title": "S"}\n')
     docs = [d for f in iter_files([tmp_path]) for d in load_file(f)]
     by_id = {d.doc_id: d for d in docs}

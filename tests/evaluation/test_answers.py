@@ -163,3 +163,11 @@ def test_parse_verdict() -> None:
         parse_verdict("looks fine to me")
     with pytest.raises(JudgeError):
         parse_verdict('{"claims": 1, "supported": 3}')
+
+
+def test_context_hit_rate() -> None:
+    hit = score_answer(QUESTIONS[0], "x", retrieved_docs=["towers", "pumps"], gold=["pumps"])
+    miss = score_answer(QUESTIONS[0], "x", retrieved_docs=["towers"], gold=["pumps"])
+    failed = score_answer(QUESTIONS[0], None, error="boom", gold=["pumps"])
+    assert (hit.context_hit, miss.context_hit, failed.context_hit) == (1.0, 0.0, 0.0)
+    assert aggregate_scores([hit, miss, failed])["context_hit_rate"] == pytest.approx(1 / 3)

@@ -26,7 +26,9 @@ DOCS = [
     Document("warranty.md", "# Warranty\n\nControllers carry a 36-month warranty on parts and labour.", "Warranty"),
     Document("office.md", "# Offices\n\nThe Brackenford headquarters opens at 08:00 on weekdays.", "Offices"),
     Document("probe.md", "# Probes\n\nThe PX-12 pH probe must be calibrated every 30 days with buffer 7.", "Probes"),
-    Document("gateway.md", "# Gateway\n\nThe GW-2 gateway forwards Modbus data to the cloud every 60 seconds.", "Gateway"),
+    Document(
+        "gateway.md", "# Gateway\n\nThe GW-2 gateway forwards Modbus data to the cloud every 60 seconds.", "Gateway"
+    ),
 ]
 QUERIES = {
     "how long is the warranty on a controller?": "warranty.md",
@@ -106,7 +108,7 @@ def test_opensearch_server_side_hybrid(opensearch_url: str, minilm, tmp_path) ->
     try:
         ingest_documents(DOCS, store, minilm)
         retriever = Retriever(store, minilm, RetrievalConfig(index=name, mode="hybrid", top_k=3))
-        for q, doc in QUERIES.items():
+        for q in QUERIES:
             hits = retriever.run(q)
             assert hits and set(hits[0].ranks) == {"hybrid"}
         top = {q: retriever.run(q)[0].doc_id for q in QUERIES}

@@ -19,22 +19,36 @@ def test_unknown_or_wrong_kind_base_model_is_refused(ws) -> None:
 
 def test_bad_dataset_is_refused_before_the_job_starts(ws, tmp_path: Path) -> None:
     bad = tmp_path / "chat.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\nnot json\n')
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\nnot json\n'
+    )
     with pytest.raises(DatasetError) as err:
         create_job(ws, JobSpec(name="sft", algorithm="sft", base_model="smollm2-135m-instruct", dataset=str(bad)))
     assert err.value.line == 2
     assert ws.catalog.list("job") == []
     with pytest.raises(DatasetError, match="does not exist"):
-        create_job(ws, JobSpec(name="sft", algorithm="sft", base_model="smollm2-135m-instruct",
-                               dataset=str(tmp_path / "missing.jsonl")))
+        create_job(
+            ws,
+            JobSpec(
+                name="sft", algorithm="sft", base_model="smollm2-135m-instruct", dataset=str(tmp_path / "missing.jsonl")
+            ),
+        )
 
 
 def test_crashing_job_is_marked_failed_with_reason(ws, tmp_path: Path) -> None:
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"query": "q1", "positive": "p1"}\n{"query": "q2", "positive": "p2"}\n')
     # an unknown hyper-parameter makes the worker's training setup raise inside the job process
-    record = create_job(ws, JobSpec(name="emb", algorithm="embedding", base_model="all-minilm-l6-v2",
-                                    dataset=str(data), hyperparameters={"no_such_option": 1}))
+    record = create_job(
+        ws,
+        JobSpec(
+            name="emb",
+            algorithm="embedding",
+            base_model="all-minilm-l6-v2",
+            dataset=str(data),
+            hyperparameters={"no_such_option": 1},
+        ),
+    )
     final = wait_job(ws, record["name"], timeout=240)
     assert final["state"] == "failed"
     assert "no_such_option" in final["error"]

@@ -57,13 +57,13 @@ def _progress() -> tuple[Any, Callable[[str, int, int], None]]:
 
 
 def _print_metrics(runs: list[dict[str, Any]], metrics: list[str], title: str) -> None:
+    """Metrics as rows and configurations as columns: stays readable in 80 columns."""
     table = Table(title=title)
-    table.add_column("configuration")
-    for m in metrics:
-        table.add_column(m, justify="right")
+    table.add_column("metric")
     for r in runs:
-        cells = ("n/m" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.4f}" for m in metrics)
-        table.add_row(r["label"], *cells)
+        table.add_column(r["label"], justify="right", overflow="fold")
+    for m in metrics:
+        table.add_row(m, *("n/m" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.4f}" for r in runs))
     console.print(table)
 
 

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domainrag.cli.doctor import register as register_doctor
+from domainrag.cli.eval import register as register_eval
 from domainrag.cli.keys import register as register_keys
 from domainrag.errors import DomainRagError
 
@@ -35,6 +36,7 @@ app.add_typer(app_app, name="app")
 app.add_typer(dataset_app, name="dataset")
 register_doctor(app)
 register_keys(app)
+register_eval(app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -82,8 +84,14 @@ def _json(obj: Any) -> None:
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 # -- datasets -----------------------------------------------------------------------------------
@@ -120,8 +128,14 @@ def job_create(
     """Create and start a training job (CreateJob)."""
     from domainrag.training.jobs import JobSpec, create_job
 
-    spec = JobSpec(name=name, algorithm=algorithm, base_model=base_model, dataset=dataset, output=output,
-                   hyperparameters=_parse_hp(hp or []))
+    spec = JobSpec(
+        name=name,
+        algorithm=algorithm,
+        base_model=base_model,
+        dataset=dataset,
+        output=output,
+        hyperparameters=_parse_hp(hp or []),
+    )
     record = create_job(ws(), spec)
     console.print(f"job [bold]{record['name']}[/] {record['state']} (logs: domainrag job logs {record['name']} -f)")
     if wait:
@@ -155,7 +169,10 @@ def _follow(job_id: str) -> dict[str, Any]:
             text = job_log(ws(), job_id)
             console.out(text[seen:], end="", highlight=False)
             color = "green" if record["state"] == "succeeded" else "red"
-            console.print(f"job {job_id}: [{color}]{record['state']}[/]" + (f" — {record.get('error')}" if record.get("error") else ""))
+            console.print(
+                f"job {job_id}: [{color}]{record['state']}[/]"
+                + (f" — {record.get('error')}" if record.get("error") else "")
+            )
             return record
         time.sleep(1)
 
@@ -224,8 +241,9 @@ def model_create(
     """Register a model from a job's artifact or a local folder (CreateModel)."""
     from domainrag.serving.models import create_model
 
-    record = create_model(ws(), name, source=source, job_id=job_id, path=path, kind=kind,
-                          base_model=base_model, new_version=new_version)
+    record = create_model(
+        ws(), name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model, new_version=new_version
+    )
     console.print(f"model [bold]{name}[/] v{record['version']} ({record['kind']}) at {record['uri']}")
 
 
@@ -244,15 +262,19 @@ def model_show(name: str) -> None:
 def index_create(
     name: str,
     embedding_model: Annotated[str, typer.Option(help="registered or base embedding model")] = "all-minilm-l6-v2",
-    store: Annotated[str, typer.Option(help='store type or JSON config, e.g. {"type": "opensearch", ...}')] = "embedded",
+    store: Annotated[
+        str, typer.Option(help='store type or JSON config, e.g. {"type": "opensearch", ...}')
+    ] = "embedded",
 ) -> None:
     """Create an index; the vector dimension is read from the embedding model (PUT /index)."""
     from domainrag.index.manage import create_index
 
     cfg: Any = json.loads(store) if store.strip().startswith("{") else store
     record = create_index(ws(), name, embedding_model, cfg)
-    console.print(f"index [bold]{name}[/]: {record['dimension']}-d vectors from {embedding_model}, "
-                  f"store {record['store']['type']}")
+    console.print(
+        f"index [bold]{name}[/]: {record['dimension']}-d vectors from {embedding_model}, "
+        f"store {record['store']['type']}"
+    )
 
 
 @index_app.command("list")
@@ -291,13 +313,22 @@ def ingest_cmd(
 
     with progress_bar() as bar:
         task = bar.add_task(f"ingest → {index}", total=None)
-        report = ingest(ws(), index, paths, batch_size=batch_size, max_words=max_words,
-                        overlap_words=overlap_words, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        report = ingest(
+            ws(),
+            index,
+            paths,
+            batch_size=batch_size,
+            max_words=max_words,
+            overlap_words=overlap_words,
+            progress=lambda d, t: bar.update(task, completed=d, total=t),
+        )
     for e in report.errors:
         err_console.print(f"[yellow]skipped:[/] {e}")
-    console.print(f"{report.documents} documents → {report.chunks} chunks: {report.written} written, "
-                  f"{report.skipped_existing} already present, {report.deleted_stale} stale removed, "
-                  f"{len(report.errors)} errors")
+    console.print(
+        f"{report.documents} documents → {report.chunks} chunks: {report.written} written, "
+        f"{report.skipped_existing} already present, {report.deleted_stale} stale removed, "
+        f"{len(report.errors)} errors"
+    )
 
 
 # -- apps -----------------------------------------------------------------------------------------
@@ -305,18 +336,30 @@ def ingest_cmd(
 def app_create(
     name: Annotated[str, typer.Option()],
     model: Annotated[str, typer.Option(help="registered LLM or base model")],
-    retrieval: Annotated[str, typer.Option(help='JSON, e.g. {"vector_store": "embedded", "index": "rag_vectors", "top_k": 5}')],
-    generation: Annotated[str | None, typer.Option(help='JSON, e.g. {"temperature": 0.1, "max_new_tokens": 200}')] = None,
+    retrieval: Annotated[
+        str, typer.Option(help='JSON, e.g. {"vector_store": "embedded", "index": "rag_vectors", "top_k": 5}')
+    ],
+    generation: Annotated[
+        str | None, typer.Option(help='JSON, e.g. {"temperature": 0.1, "max_new_tokens": 200}')
+    ] = None,
     replace: Annotated[bool, typer.Option(help="overwrite an existing app")] = False,
 ) -> None:
     """Create a RAG application (CreateApplication)."""
     from domainrag.serving.apps import AppSpec, create_app
 
-    spec = AppSpec.model_validate({"name": name, "model": model, "retrieval": _load_json(retrieval, "--retrieval"),
-                                   **({"generation": _load_json(generation, "--generation")} if generation else {})})
+    spec = AppSpec.model_validate(
+        {
+            "name": name,
+            "model": model,
+            "retrieval": _load_json(retrieval, "--retrieval"),
+            **({"generation": _load_json(generation, "--generation")} if generation else {}),
+        }
+    )
     create_app(ws(), spec, replace=replace)
-    console.print(f"app [bold]{name}[/]: model {model}, index {spec.retrieval.index}, top_k {spec.retrieval.top_k}, "
-                  f"temperature {spec.generation.temperature}")
+    console.print(
+        f"app [bold]{name}[/]: model {model}, index {spec.retrieval.index}, top_k {spec.retrieval.top_k}, "
+        f"temperature {spec.generation.temperature}"
+    )
 
 
 def _load_json(text: str, option: str) -> Any:

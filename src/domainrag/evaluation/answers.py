@@ -116,6 +116,7 @@ class QuestionScore:
     label_correct: float | None = None
     cited: int = 0
     cited_good: int = 0
+    context_hit: float | None = None
     lexical_support: float | None = None
     faithfulness: float | None = None
     faithfulness_detail: dict[str, object] | None = None
@@ -140,11 +141,13 @@ def score_answer(
     context_passages: list[str] | None = None,
     error: str | None = None,
     gold: list[str] | None = None,
+    retrieved_docs: list[str] | None = None,
 ) -> QuestionScore:
     """Score one answer against a question's reference.
 
     ``cited_passages`` are (document, text) of the passages the answer cites explicitly;
-    ``context_passages`` the texts it was given (for lexical support when it cites none). An
+    ``context_passages`` the texts it was given (for lexical support when it cites none);
+    ``retrieved_docs`` the documents of those passages (gold among them = a context hit). An
     errored question scores as a wrong, non-refused answer, so errors never flatter an app.
     """
     gold = gold or []
@@ -164,6 +167,8 @@ def score_answer(
     if _is_label(reference):
         s.label = None if s.refused else extract_label(text)
         s.label_correct = float(s.label == reference.strip().lower().rstrip("."))
+    if gold and (retrieved_docs is not None or error):
+        s.context_hit = float(any(d in gold for d in retrieved_docs or []))
     for doc, passage in cited_passages or []:
         s.cited += 1
         s.cited_good += int(doc in gold or (short is not None and normalize(short) in normalize(passage)))
@@ -182,8 +187,8 @@ def _mean(values: list[float]) -> float | None:
 
 
 ANSWER_METRICS = ("exact_match", "token_f1", "key_fact_accuracy", "label_accuracy", "refusal_rate_unanswerable",
-                  "false_refusal_rate", "citation_precision", "citation_rate", "lexical_support", "faithfulness",
-                  "error_rate")
+                  "false_refusal_rate", "citation_precision", "citation_rate", "context_hit_rate", "lexical_support",
+                  "faithfulness", "error_rate")
 """Metric names of :func:`aggregate_scores` (all in [0, 1]; higher is better except the two rates of failure)."""
 
 LOWER_IS_BETTER = frozenset({"false_refusal_rate", "error_rate"})
@@ -203,6 +208,7 @@ def aggregate_scores(scores: list[QuestionScore]) -> dict[str, float | None]:
         "false_refusal_rate": _mean([float(s.refused) for s in ans]),
         "citation_precision": sum(s.cited_good for s in ans) / cited if cited else None,
         "citation_rate": _mean([float(s.cited > 0) for s in ans if not s.error and not s.refused]),
+        "context_hit_rate": _mean([s.context_hit for s in ans if s.context_hit is not None]),
         "lexical_support": _mean([s.lexical_support for s in scores if s.lexical_support is not None]),
         "faithfulness": _mean([s.faithfulness for s in scores if s.faithfulness is not None]),
         "error_rate": _mean([float(s.error is not None) for s in scores]),

@@ -73,36 +73,33 @@ def _kv_table(rows: Mapping[str, Any]) -> str:
 
 
 def _config_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Settings as rows, configurations as columns (stays narrow however many settings there are)."""
     keys: list[str] = []
     for r in runs:
         keys.extend(k for k in r.get("config", {}) if k not in keys)
-    head = "".join(f"<th>{escape(k)}</th>" for k in ["configuration", *keys, "seconds"])
-    body = "".join(
-        "<tr><td>" + escape(str(r["label"])) + "</td>"
-        + "".join(f"<td>{'' if r['config'].get(k) is None else escape(str(r['config'].get(k)))}</td>" for k in keys)
-        + f"<td class=num>{r.get('seconds', '')}</td></tr>"
-        for r in runs)
-    return f'<table class="configs"><tr>{head}</tr>{body}</table>'
+    head = "".join(f"<th>{escape(str(r['label']))}</th>" for r in runs)
+    rows = [f"<tr><th>{escape(k)}</th>"
+            + "".join(f"<td>{'' if r['config'].get(k) is None else escape(str(r['config'][k]))}</td>" for r in runs)
+            + "</tr>" for k in [*keys]]
+    rows.append("<tr><th>seconds</th>" + "".join(f"<td class=num>{r.get('seconds', '')}</td>" for r in runs) + "</tr>")
+    return f'<table class="configs"><tr><th>setting</th>{head}</tr>{"".join(rows)}</table>'
 
 
 def metric_table(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
-    """Rows = runs, columns = metrics; the best value of each column is bold."""
-    best: dict[str, float] = {}
+    """Metrics as rows, configurations as columns; the best value of each row is bold."""
+    head = "".join(f"<th>{escape(str(r['label']))}</th>" for r in runs)
+    rows = []
     for m in metrics:
         vals = [r["metrics"].get(m) for r in runs if r["metrics"].get(m) is not None]
-        if vals and len(runs) > 1:
-            best[m] = min(vals) if m in LOWER_IS_BETTER else max(vals)
-    head = "".join(f"<th>{escape(m)}</th>" for m in ["configuration", *metrics])
-    rows = []
-    for r in runs:
+        best = (min(vals) if m in LOWER_IS_BETTER else max(vals)) if vals and len(runs) > 1 else None
         cells = []
-        for m in metrics:
+        for r in runs:
             v = r["metrics"].get(m)
             status = (r.get("status") or {}).get(m)
-            cls = "num best" if v is not None and best.get(m) == v else "num"
+            cls = "num best" if v is not None and v == best else "num"
             cells.append(f'<td class="{cls}" title="{escape(status or "")}">{_fmt(v)}</td>')
-        rows.append(f"<tr><td>{escape(str(r['label']))}</td>{''.join(cells)}</tr>")
-    return f'<table class="metrics"><tr>{head}</tr>{"".join(rows)}</table>'
+        rows.append(f"<tr><th>{escape(m)}</th>{''.join(cells)}</tr>")
+    return f'<table class="metrics"><tr><th>metric</th>{head}</tr>{"".join(rows)}</table>'
 
 
 def _img(b64: str, alt: str) -> str:
@@ -189,9 +186,10 @@ def _answers_section(sec: Mapping[str, Any]) -> str:
            "<h3>Metrics</h3>", metric_table(runs, shown),
            "<p class=muted>key_fact_accuracy: the short answer appears in the answer. label_accuracy: yes/no/maybe "
            "predicted by the answer's first label word. citation_precision: explicitly cited passages that belong to "
-           "a gold document or contain the short answer. lexical_support is a lexical heuristic (share of answer "
-           "sentences with ≥60% of their content words in the cited passages), <b>not</b> faithfulness. Errors count "
-           "as wrong answers.</p>",
+           "a gold document or contain the short answer. context_hit_rate: a gold document is among the passages "
+           "the app retrieved (separates retrieval misses from generation misses). lexical_support is a lexical "
+           "heuristic (share of answer sentences with ≥60% of their content words in the cited passages), "
+           "<b>not</b> faithfulness. Errors count as wrong answers.</p>",
            _img(bar_chart(runs, chart_metrics, "answers"), "answer metrics chart"),
            "<h3>Faithfulness judge</h3>"]
     if judge.get("configured"):

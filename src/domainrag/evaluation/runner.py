@@ -421,7 +421,8 @@ def app_config(ws: Any, name: str) -> dict[str, Any]:
     retrieval = dict(record.get("retrieval") or {})
     index = ws.catalog.get("index", retrieval.get("index", "")) or {}
     gen = dict(record.get("generation") or {})
-    gen.pop("system_prompt", None)
+    gen.pop("system_prompt", None)  # long; the app record has it
+    gen.pop("not_found_answer", None)
     return {"app": name, "model": record.get("model"), "index": retrieval.get("index"),
             "embedding_model": index.get("embedding_model"), "mode": retrieval.get("mode"),
             "top_k": retrieval.get("top_k"), **{f"generation.{k}": v for k, v in gen.items()}}
@@ -479,7 +480,8 @@ def run_answer_eval(
                 passages = list(getattr(ans, "passages", []) or [])
                 cited_idx, _ = extract_citations(ans.answer, len(passages))
                 cited = [(passages[n - 1].doc_id, passages[n - 1].text) for n in cited_idx]
-                s = score_answer(q, ans.answer, cited, [p.text for p in passages], gold=gold)
+                s = score_answer(q, ans.answer, cited, [p.text for p in passages], gold=gold,
+                                 retrieved_docs=[p.doc_id for p in passages])
                 entry.update(answer=ans.answer, cited=cited_idx, passages=[_passage(p) for p in passages],
                              references=[{k: r.get(k) for k in ("citation", "document", "chunk_id")}
                                          for r in getattr(ans, "references", []) or []])

@@ -62,8 +62,9 @@ class LuceneStore(VectorStore):
     def _bulk(self, actions: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send actions with the client's bulk helper; return the failed items (a delete of a
         missing id is not a failure)."""
-        _, errors = self.helpers.bulk(self.client, actions, raise_on_error=False, raise_on_exception=False,
-                                      chunk_size=500, max_retries=2)
+        _, errors = self.helpers.bulk(
+            self.client, actions, raise_on_error=False, raise_on_exception=False, chunk_size=500, max_retries=2
+        )
         return [e for e in errors if not (isinstance(e, dict) and e.get("delete", {}).get("status") == 404)]
 
     def _mappings(self, dimension: int) -> dict[str, Any]:
@@ -86,8 +87,9 @@ class LuceneStore(VectorStore):
     def create(self, dimension: int) -> None:
         if self.exists():
             return
-        self.client.indices.create(index=self.name, body={"settings": self._index_settings(),
-                                                          "mappings": self._mappings(dimension)})
+        self.client.indices.create(
+            index=self.name, body={"settings": self._index_settings(), "mappings": self._mappings(dimension)}
+        )
 
     def dimension(self) -> int | None:
         if not self.exists():
@@ -99,10 +101,20 @@ class LuceneStore(VectorStore):
     def _write(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
         def actions() -> Iterator[dict[str, Any]]:
             for c, v in zip(chunks, vectors, strict=True):
-                yield {"_op_type": "index", "_index": self.name, "_id": c.chunk_id,
-                       "_source": {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text,
-                                   "position": c.position, "metadata": json.dumps(c.metadata, default=str),
-                                   "vector": v.tolist()}}
+                yield {
+                    "_op_type": "index",
+                    "_index": self.name,
+                    "_id": c.chunk_id,
+                    "_source": {
+                        "chunk_id": c.chunk_id,
+                        "doc_id": c.doc_id,
+                        "title": c.title,
+                        "text": c.text,
+                        "position": c.position,
+                        "metadata": json.dumps(c.metadata, default=str),
+                        "vector": v.tolist(),
+                    },
+                }
 
         failed = self._bulk(actions())
         if failed:
@@ -131,8 +143,9 @@ class LuceneStore(VectorStore):
         if not self.exists():
             return set()
         self.refresh()
-        res = self.client.search(index=self.name, body={"query": {"term": {"doc_id": doc_id}}, "size": 10_000,
-                                                        "_source": False})
+        res = self.client.search(
+            index=self.name, body={"query": {"term": {"doc_id": doc_id}}, "size": 10_000, "_source": False}
+        )
         return {h["_id"] for h in res["hits"]["hits"]}
 
     def delete_chunks(self, chunk_ids: Sequence[str]) -> int:
@@ -151,7 +164,9 @@ class LuceneStore(VectorStore):
         if not self.exists():
             return 0
         self.refresh()
-        res = self.client.search(index=self.name, body={"size": 0, "aggs": {"docs": {"cardinality": {"field": "doc_id"}}}})
+        res = self.client.search(
+            index=self.name, body={"size": 0, "aggs": {"docs": {"cardinality": {"field": "doc_id"}}}}
+        )
         return int(res["aggregations"]["docs"]["value"])
 
     def _hits(self, res: dict[str, Any], name: str, to_cosine: bool) -> list[SearchHit]:
@@ -161,8 +176,18 @@ class LuceneStore(VectorStore):
             score = float(h["_score"] or 0.0)
             if to_cosine:
                 score = 2.0 * score - 1.0
-            hits.append(SearchHit(s["chunk_id"], s["doc_id"], s["text"], score, s.get("title") or "",
-                                  json.loads(s.get("metadata") or "{}"), {name: rank}, {name: score}))
+            hits.append(
+                SearchHit(
+                    s["chunk_id"],
+                    s["doc_id"],
+                    s["text"],
+                    score,
+                    s.get("title") or "",
+                    json.loads(s.get("metadata") or "{}"),
+                    {name: rank},
+                    {name: score},
+                )
+            )
         return hits
 
     def dense_search(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[SearchHit]:

@@ -92,7 +92,7 @@ class VectorStore(ABC):
         """Server-side fused search where the engine offers it; None means "fuse on the client"."""
         return None
 
-    def refresh(self) -> None:
+    def refresh(self) -> None:  # noqa: B027 - optional hook, deliberately a no-op by default
         """Make recent writes searchable (no-op where writes are immediately visible)."""
 
     def check_dimension(self, model_dim: int, model_name: str) -> None:
@@ -113,5 +113,9 @@ class VectorStore(ABC):
         return self._write(chunks, np.asarray(vectors, dtype=np.float32))
 
     def stats(self) -> dict[str, Any]:
-        return {"index": self.name, "chunks": self.count(), "documents": self.document_count(),
-                "dimension": self.dimension()}
+        return {
+            "index": self.name,
+            "chunks": self.count(),
+            "documents": self.document_count(),
+            "dimension": self.dimension(),
+        }

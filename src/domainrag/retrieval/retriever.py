@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domainrag.index.base import Filters, SearchHit, VectorStore
 from domainrag.retrieval.embedder import Embedder
 from domainrag.retrieval.fusion import reciprocal_rank_fusion
+from domainrag.retrieval.reranker import PairScorer, rerank_hits
 
 Mode = Literal["dense", "bm25", "hybrid"]
 
@@ -30,26 +31,31 @@ class RetrievalConfig(BaseModel):
         None, description="drop hits whose dense cosine similarity is below this (dense/hybrid)"
     )
     filters: Filters | None = None
+    rerank_model: str | None = Field(None, description="registered reranker (cross-encoder) model name")
+    rerank_top_n: int = Field(20, ge=1, le=200, description="fused hits rescored by the reranker")
 
 
 class Retriever:
-    """Runs one query against a store: embed → dense + BM25 → RRF → threshold → top_k."""
+    """Runs one query against a store: embed → dense + BM25 → RRF → threshold → [rerank] → top_k."""
 
-    def __init__(self, store: VectorStore, embedder: Embedder, config: RetrievalConfig) -> None:
+    def __init__(
+        self, store: VectorStore, embedder: Embedder, config: RetrievalConfig, reranker: PairScorer | None = None
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.config = config
+        self.reranker = reranker
 
     def run(self, query: str, top_k: int | None = None, filters: Filters | None = None) -> list[SearchHit]:
         cfg = self.config
         k = top_k or cfg.top_k
         flt = filters if filters is not None else cfg.filters
-        n = max(cfg.candidates, k)
+        n = max(cfg.candidates, k, cfg.rerank_top_n if self.reranker is not None else 0)
         results: dict[str, list[SearchHit]] = {}
         if cfg.mode == "hybrid":
             server = self.store.hybrid_search(query, self.embedder.encode_query(query), n, flt, cfg.rank_constant)
             if server is not None:
-                return server[:k]
+                return self._rerank(query, server, k)
         if cfg.mode in ("dense", "hybrid"):
             results["dense"] = self.store.dense_search(self.embedder.encode_query(query), n, flt)
         if cfg.mode in ("bm25", "hybrid"):
@@ -62,4 +68,10 @@ class Retriever:
             hits = next(iter(results.values()))
         if cfg.score_threshold is not None and cfg.mode != "bm25":
             hits = [h for h in hits if h.scores.get("dense", -1.0) >= cfg.score_threshold]
-        return hits[:k]
+        return self._rerank(query, hits, k)
+
+    def _rerank(self, query: str, hits: list[SearchHit], k: int) -> list[SearchHit]:
+        """Top ``max(rerank_top_n, k)`` hits reordered by the reranker (if any), cut to ``k``."""
+        if self.reranker is None:
+            return hits[:k]
+        return rerank_hits(self.reranker, query, hits[: max(self.config.rerank_top_n, k)])[:k]

@@ -42,6 +42,8 @@ def validate_app(ws: Workspace, spec: AppSpec) -> dict[str, Any]:
                              hint="recreate it with `domainrag index create` and re-ingest")
     embedder = ws.embedder(index["embedding_model"])
     store.check_dimension(embedder.dimension, embedder.name)
+    if spec.retrieval.rerank_model:
+        ws.reranker(spec.retrieval.rerank_model)  # raises unless a registered reranker; verifies and loads it
     return index
 
 
@@ -55,7 +57,10 @@ def load_app(ws: Workspace, name: str, *, with_generator: bool = True) -> RagApp
     record = ws.catalog.require("app", name)
     spec = AppSpec.model_validate({k: v for k, v in record.items() if k in AppSpec.model_fields})
     index = ws.catalog.require("index", spec.retrieval.index)
-    retriever = Retriever(ws.store(spec.retrieval.index), ws.embedder(index["embedding_model"]), spec.retrieval)
+    reranker = ws.reranker(spec.retrieval.rerank_model) if spec.retrieval.rerank_model else None
+    retriever = Retriever(
+        ws.store(spec.retrieval.index), ws.embedder(index["embedding_model"]), spec.retrieval, reranker=reranker
+    )
     generator = None
     if with_generator:
         base, adapter = ws.llm_path(spec.model)

@@ -10,7 +10,21 @@ from typing import Any
 from domainrag.errors import DomainRagError
 from domainrag.workspace import Workspace
 
-_JOB_KIND = {"sft": "llm", "embedding": "embedding"}
+_JOB_KIND = {"sft": "llm", "embedding": "embedding", "reranker": "reranker"}
+
+
+def _is_cross_encoder(path: Path) -> bool:
+    """A sentence-transformers CrossEncoder save, a domainrag reranker, or a plain one-label classifier."""
+    if (path / "domainrag_reranker.json").exists():
+        return True
+    st_config = path / "config_sentence_transformers.json"
+    if st_config.exists():
+        return json.loads(st_config.read_text()).get("model_type") == "CrossEncoder"
+    if (path / "modules.json").exists() or not (path / "config.json").exists():
+        return False
+    config = json.loads((path / "config.json").read_text())  # pre-v4 CrossEncoder saves are plain HF folders
+    architectures = config.get("architectures") or [""]
+    return architectures[0].endswith("ForSequenceClassification") and len(config.get("id2label") or [0]) == 1
 
 
 def _detect(path: Path) -> tuple[str, str, str | None]:
@@ -18,6 +32,10 @@ def _detect(path: Path) -> tuple[str, str, str | None]:
     if (path / "adapter_config.json").exists():
         base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
         return "llm", "lora-adapter", base
+    if _is_cross_encoder(path):
+        meta = path / "domainrag_reranker.json"
+        base = json.loads(meta.read_text()).get("args", {}).get("base_model") if meta.exists() else None
+        return "reranker", "cross-encoder", base
     if (path / "modules.json").exists() or (path / "config_sentence_transformers.json").exists():
         return "embedding", "sentence-transformers", None
     if (path / "config.json").exists():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domainrag.errors import DomainRagError
 from domainrag.storage.lake import split_scheme
+from domainrag.training.launch import LaunchConfig, accelerate_config, build_launch_command
 from domainrag.workspace import Workspace
 from domainrag.zoo import BASE_MODELS, DEFAULT_EMBEDDER, DEFAULT_LLM
 
-Algorithm = Literal["sft", "embedding"]
+Algorithm = Literal["sft", "embedding", "reranker"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: tuple[str, ...] = ("succeeded", "failed", "cancelled")
 
@@ -38,6 +38,7 @@ class JobSpec(BaseModel):
     dataset: str = Field(description="local path or URL (file://, s3://, oss://) of the training data")
     output: str | None = Field(None, description="extra URL to copy the trained artifact to")
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    launch: LaunchConfig | None = Field(None, description="processes/devices/DeepSpeed/FSDP; None = one process")
 
     @field_validator("dataset", "output")
     @classmethod
@@ -48,7 +49,7 @@ class JobSpec(BaseModel):
 
     def check_base_model(self) -> None:
         known = BASE_MODELS.get(self.base_model)
-        want = "llm" if self.algorithm == "sft" else "embedding"
+        want = "llm" if self.algorithm == "sft" else "embedding"  # a reranker starts from an encoder
         if known is not None and known.kind != want:
             raise DomainRagError(
                 f"base model '{self.base_model}' is an {known.kind} model; algorithm '{self.algorithm}' "
@@ -73,15 +74,18 @@ def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> dict[str,
     from domainrag.training.worker import check_dataset
 
     check_dataset(spec)  # clear error now, not after model loading
+    if spec.launch is not None:
+        accelerate_config(spec.launch)  # missing DeepSpeed/FSDP files fail here, before anything is recorded
     from domainrag.storage.preflight import preflight, require
 
     remote = [spec.dataset] if split_scheme(spec.dataset) not in ("file", "local") else []
     require(preflight(reads=remote, writes=[spec.output] if spec.output else []))  # access problems first
     job_id = new_job_id(spec.name)
-    ws.lake.write_json(f"jobs/{job_id}/spec.json", spec.model_dump())
+    ws.lake.write_json(f"jobs/{job_id}/spec.json", spec.model_dump(mode="json"))
     record = ws.catalog.create(
         "job", job_id,
-        {"spec": spec.model_dump(), "state": "queued", "prefix": f"jobs/{job_id}", "uri": ws.lake.url(f"jobs/{job_id}")},
+        {"spec": spec.model_dump(mode="json"), "state": "queued", "prefix": f"jobs/{job_id}",
+         "uri": ws.lake.url(f"jobs/{job_id}")},
     )
     if start:
         record = start_job(ws, job_id)
@@ -92,10 +96,8 @@ def start_job(ws: Workspace, job_id: str, resume: bool = False) -> dict[str, Any
     log_dir = ws.settings.workspace / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     out = (log_dir / f"{job_id}.out").open("ab")
-    cmd = [sys.executable, "-m", "domainrag.training.worker", "--workspace", str(ws.settings.workspace),
-           "--lake", ws.settings.lake, "--job-id", job_id]
-    if resume:
-        cmd.append("--resume")
+    spec = JobSpec.model_validate(ws.catalog.require("job", job_id)["spec"])
+    cmd = build_launch_command(job_id, ws.settings.workspace, ws.settings.lake, spec.launch, resume=resume)
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return ws.catalog.update("job", job_id, pid=proc.pid, state="queued", started_at=time.time())

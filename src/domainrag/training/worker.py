@@ -1,6 +1,6 @@
 """The job process: ``python -m domainrag.training.worker --job-id ID``.
 
-setup (state=running, fetch dataset) → fit (sft / embedding) → save (artifact, model card, loss
+setup (state=running, fetch dataset) → fit (sft / embedding / reranker) → save (artifact, model card, loss
 plot) → state=succeeded; any exception → state=failed with the reason; SIGTERM → cancelled.
 A job on a remote lake trains in a local folder and uploads it at the end.
 """
@@ -105,6 +105,14 @@ def fit(spec: Any, dataset: Path, workdir: Path, reporter: FileReporter, resume:
                        checkpoint_dir=workdir / "checkpoints", resume=resume, **hp)
         result = run_sft(args, reporter)
         return _as_dict(result), Path(result.adapter_dir), "lora-adapter"
+    if spec.algorithm == "reranker":
+        from domainrag.training.reranker import RerankerArgs, run_reranker
+        from domainrag.zoo import resolve_embedder
+
+        rargs = RerankerArgs(base_model=resolve_embedder(spec.base_model), dataset=dataset,
+                             output_dir=workdir / "output", checkpoint_dir=workdir / "checkpoints", resume=resume, **hp)
+        rresult = run_reranker(rargs, reporter)
+        return _as_dict(rresult), Path(rresult.output_dir), "cross-encoder"
     from domainrag.training.embedding import EmbeddingArgs, run_embedding
     from domainrag.zoo import resolve_embedder
 
@@ -126,7 +134,7 @@ def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str
     }
     if spec.algorithm == "embedding":
         card["output_dimension"] = metrics.get("dimension")
-    else:
+    elif spec.algorithm == "sft":
         tpl = artifact / "chat_template.jinja"
         card["chat_template"] = tpl.read_text() if tpl.exists() else "from tokenizer_config.json"
     (artifact / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
@@ -151,18 +159,26 @@ def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
     if not local and resume and ws.lake.exists(f"{prefix}/checkpoints"):
         ws.lake.download(f"{prefix}/checkpoints", workdir / "checkpoints")
     reporter = FileReporter(workdir)
+    # Under `accelerate launch` (see training.launch) the launcher started by start_job leads the process
+    # group and stays the job's pid (cancel signals the group); only the main process (RANK 0) writes state.
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    pid = {"pid": os.getpid()} if os.getpid() == os.getpgrp() else {}
 
     def _cancel(signum: int, frame: Any) -> None:
         reporter.log("received SIGTERM: cancelling")
-        ws.catalog.update("job", job_id, state="cancelled", finished_at=time.time())
+        if is_main:
+            ws.catalog.update("job", job_id, state="cancelled", finished_at=time.time())
         os._exit(143)
 
     signal.signal(signal.SIGTERM, _cancel)
-    ws.catalog.update("job", job_id, state="running", pid=os.getpid(), error=None, running_at=time.time())
+    if is_main:
+        ws.catalog.update("job", job_id, state="running", error=None, running_at=time.time(), **pid)
     reporter.log(f"job {job_id}: {spec.algorithm} on {spec.base_model}, dataset {spec.dataset}")
     try:
         dataset = _local_dataset(spec.dataset, workdir)
         metrics, artifact, fmt = fit(spec, dataset, workdir, reporter, resume)
+        if not is_main:
+            return 0
         write_model_card(artifact, spec, dataset, metrics)
         plot_metrics(workdir)
         if not local:
@@ -184,7 +200,8 @@ def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
             fh.write(traceback.format_exc())
         if not local:
             ws.lake.upload(workdir / "log.txt", f"{prefix}/log.txt")
-        ws.catalog.update("job", job_id, state="failed", error=str(exc), finished_at=time.time())
+        if is_main:
+            ws.catalog.update("job", job_id, state="failed", error=str(exc), finished_at=time.time())
         return 1
     finally:
         if not local:

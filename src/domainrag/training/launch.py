@@ -1,0 +1,145 @@
+"""How a job's worker process is started: plain ``python`` or ``accelerate launch``.
+
+Scale-out is configuration, not code: the training functions use the Hugging Face ``Trainer``,
+which picks up data parallelism, mixed precision, DeepSpeed and FSDP from the environment that
+``accelerate launch`` sets. A :class:`LaunchConfig` becomes that command plus a generated
+accelerate config file (always written, so a user's default accelerate config never leaks in).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from domainrag.errors import DomainRagError
+
+MixedPrecision = Literal["no", "fp16", "bf16", "fp8"]
+WORKER_MODULE = "domainrag.training.worker"
+
+
+class LaunchConfig(BaseModel):
+    """Processes, devices and sharding of one training job (defaults: one plain process)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_processes: int = Field(1, ge=1, le=1024, description="data-parallel worker processes (one per GPU)")
+    devices: str | None = Field(None, description='GPU ids to use, e.g. "0,1", or "all"')
+    mixed_precision: MixedPrecision = "no"
+    deepspeed_config: Path | None = Field(None, description="DeepSpeed JSON config file")
+    fsdp_config: Path | None = Field(None, description="YAML/JSON file of accelerate fsdp_* settings")
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.replace(" ", "")
+        if value != "all" and not all(part.isdigit() for part in value.split(",")):
+            raise ValueError(f'devices must be "all" or comma-separated GPU ids like "0,1", got {value!r}')
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LaunchConfig:
+        if self.deepspeed_config is not None and self.fsdp_config is not None:
+            raise ValueError("choose either deepspeed_config or fsdp_config, not both")
+        if self.devices not in (None, "all") and len(self.devices.split(",")) < self.num_processes:
+            raise ValueError(f"{self.num_processes} processes need at least as many devices, got {self.devices!r}")
+        return self
+
+    @property
+    def plain(self) -> bool:
+        """True when a single ``python`` process does the job (no accelerate launcher needed)."""
+        return (
+            self.num_processes == 1
+            and self.devices is None
+            and self.mixed_precision == "no"
+            and self.deepspeed_config is None
+            and self.fsdp_config is None
+        )
+
+    @property
+    def distributed_type(self) -> str:
+        """accelerate's ``distributed_type`` for this config."""
+        if self.deepspeed_config is not None:
+            return "DEEPSPEED"
+        if self.fsdp_config is not None:
+            return "FSDP"
+        return "MULTI_GPU" if self.num_processes > 1 else "NO"
+
+
+def _fsdp_section(path: Path) -> dict[str, Any]:
+    """The ``fsdp_config`` mapping from a user file (either the mapping itself or wrapped in ``fsdp_config``)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # JSON is YAML too
+    if isinstance(data, dict) and isinstance(data.get("fsdp_config"), dict):
+        data = data["fsdp_config"]
+    if not isinstance(data, dict) or not all(str(k).startswith("fsdp_") for k in data):
+        raise DomainRagError(
+            f"{path} is not an accelerate FSDP config",
+            hint="use a mapping of fsdp_* keys, e.g. {fsdp_version: 2, fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP}",
+        )
+    return data
+
+
+def accelerate_config(cfg: LaunchConfig) -> dict[str, Any]:
+    """The accelerate ``ClusterConfig`` mapping for ``cfg`` (what ``accelerate config`` would write)."""
+    for path in (cfg.deepspeed_config, cfg.fsdp_config):
+        if path is not None and not Path(path).expanduser().is_file():
+            raise DomainRagError(f"launch config file {path} does not exist")
+    config: dict[str, Any] = {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": cfg.distributed_type,
+        "mixed_precision": cfg.mixed_precision,
+        "num_processes": cfg.num_processes,
+        "num_machines": 1,
+        "machine_rank": 0,
+        "gpu_ids": cfg.devices or "all",
+        "use_cpu": False,
+        "debug": False,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "main_training_function": "main",
+    }
+    if cfg.deepspeed_config is not None:
+        ds_file = str(Path(cfg.deepspeed_config).expanduser().resolve())
+        config["deepspeed_config"] = {"deepspeed_config_file": ds_file, "zero3_init_flag": False}
+    if cfg.fsdp_config is not None:
+        config["fsdp_config"] = _fsdp_section(Path(cfg.fsdp_config).expanduser())
+    return config
+
+
+def write_accelerate_config(cfg: LaunchConfig, path: Path) -> Path:
+    """Write the accelerate config YAML for ``cfg`` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(accelerate_config(cfg), sort_keys=True), encoding="utf-8")
+    return path
+
+
+def _accelerate_executable() -> str:
+    """The ``accelerate`` script of this interpreter's environment (falls back to PATH)."""
+    local = Path(sys.executable).with_name("accelerate")
+    return str(local) if local.exists() else shutil.which("accelerate") or "accelerate"
+
+
+def build_launch_command(
+    job_id: str, workspace: str | Path, lake: str, cfg: LaunchConfig | None = None, *, resume: bool = False
+) -> list[str]:
+    """argv that starts the worker for ``job_id``; writes ``<workspace>/launch/<job_id>.yaml`` when accelerate runs it."""
+    cfg = cfg or LaunchConfig()
+    worker_args = ["--workspace", str(workspace), "--lake", lake, "--job-id", job_id]
+    if resume:
+        worker_args.append("--resume")
+    if cfg.plain:
+        return [sys.executable, "-m", WORKER_MODULE, *worker_args]
+    config_file = write_accelerate_config(cfg, Path(workspace) / "launch" / f"{job_id}.yaml")
+    cmd = [_accelerate_executable(), "launch", "--config_file", str(config_file), "--num_processes",
+           str(cfg.num_processes), "--num_machines", "1"]
+    if cfg.devices is not None:
+        cmd += ["--gpu_ids", cfg.devices]
+    if cfg.mixed_precision != "no":
+        cmd += ["--mixed_precision", cfg.mixed_precision]
+    return [*cmd, "-m", WORKER_MODULE, *worker_args]

@@ -1,0 +1,316 @@
+"""Train a cross-encoder reranker on (query, positive[, negatives]) pairs.
+
+Flow (litgpt style): :func:`run_reranker` = setup (read + split pairs by query, load the bi-encoder
+and a ``CrossEncoder`` built from the same weights with a new one-logit head, mine hard negatives
+with the bi-encoder, build the reranking task) → evaluate → fit (``CrossEncoderTrainer`` with
+``BinaryCrossEntropyLoss`` on labelled (query, passage) pairs) → evaluate → save.
+
+The held-out evaluation is what the reranker does at query time: for each held-out query the
+bi-encoder retrieves its top ``eval_candidates`` from a corpus of *all* positives (train and eval);
+"before" scores that bi-encoder order, "after" the cross-encoder's reordering of the same candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from domainrag.data.formats import Pair, load_pairs
+from domainrag.errors import DomainRagError
+from domainrag.training.embedding import _reporter_callback, split_by_query
+from domainrag.training.reporting import Reporter
+
+METADATA_FILE = "domainrag_reranker.json"
+METRIC_KEYS = ("ndcg@10", "mrr@10", "recall@5")
+
+
+@dataclass
+class RerankerArgs:
+    """Hyper-parameters and locations of one reranker training run."""
+
+    base_model: str  # local sentence-transformers folder (see domainrag.zoo.resolve_embedder) or hub id
+    dataset: Path  # pairs CSV/JSONL (see domainrag.data.formats.read_pairs)
+    output_dir: Path
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    hard_negatives: int = 3  # mined per query with the bi-encoder of base_model; 0 = dataset negatives only
+    eval_fraction: float = 0.15
+    eval_candidates: int = 20  # bi-encoder top-n reranked per held-out query
+    max_length: int = 256
+    seed: int = 0
+    checkpoint_dir: Path | None = None
+    resume: bool = False
+    save_steps: int = 100  # checkpoint interval (optimizer steps) when checkpoint_dir is set
+
+
+@dataclass
+class RerankerResult:
+    """Where the reranker went and how held-out reranking changed.
+
+    ``n_train`` counts training pairs, ``n_examples`` labelled (query, passage) rows trained on,
+    ``n_eval`` held-out queries.
+    """
+
+    output_dir: Path
+    n_train: int
+    n_eval: int
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    seconds: float
+    pairs_per_s: float
+    steps: int = 0
+    n_examples: int = 0
+
+
+@dataclass
+class RerankTask:
+    """Held-out queries, their bi-encoder candidates (in bi-encoder order) and relevant passages."""
+
+    queries: list[str]
+    candidates: list[list[str]]
+    relevant: list[set[str]]
+
+
+@dataclass
+class _Setup:
+    model: Any  # CrossEncoder
+    train: list[Pair]
+    task: RerankTask
+    train_dataset: Any
+
+
+def ranking_metrics(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
+    """Mean binary ``ndcg@10``, ``mrr@10`` and ``recall@5`` of ranked lists; {} for no queries."""
+    if not rankings:
+        return {}
+    ndcg, mrr, recall = [], [], []
+    for ranked, rel in zip(rankings, relevant, strict=True):
+        gains = [1.0 if doc in rel else 0.0 for doc in ranked[:10]]
+        dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+        idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(rel), 10)))
+        ndcg.append(dcg / idcg if idcg else 0.0)
+        mrr.append(next((1.0 / (i + 1) for i, g in enumerate(gains) if g), 0.0))
+        recall.append(len(rel.intersection(ranked[:5])) / len(rel) if rel else 0.0)
+    n = len(rankings)
+    return {"ndcg@10": sum(ndcg) / n, "mrr@10": sum(mrr) / n, "recall@5": sum(recall) / n}
+
+
+def build_rerank_task(bi_encoder: Any, all_pairs: list[Pair], eval_pairs: list[Pair], k: int) -> RerankTask:
+    """Bi-encoder top-``k`` candidates over every positive in ``all_pairs`` for each held-out query."""
+    relevant: dict[str, set[str]] = {}
+    for p in eval_pairs:
+        relevant.setdefault(p.query, set()).add(p.positive)
+    if not relevant:
+        return RerankTask([], [], [])
+    corpus = list(dict.fromkeys(p.positive for p in all_pairs))
+    queries = sorted(relevant)
+    kwargs = {"normalize_embeddings": True, "convert_to_tensor": True, "show_progress_bar": False}
+    docs = bi_encoder.encode(corpus, batch_size=64, **kwargs)
+    qs = bi_encoder.encode(queries, batch_size=64, **kwargs)
+    top = torch.topk(qs @ docs.T, k=min(k, len(corpus)), dim=1).indices.tolist()
+    return RerankTask(queries, [[corpus[i] for i in row] for row in top], [relevant[q] for q in queries])
+
+
+def rerank(model: Any, query: str, passages: list[str], batch_size: int = 32) -> tuple[list[int], np.ndarray]:
+    """(indices of ``passages`` best first, cross-encoder scores) for one query."""
+    if not passages:
+        return [], np.zeros(0, dtype=np.float32)
+    scores = np.asarray(
+        model.predict([(query, p) for p in passages], batch_size=batch_size, show_progress_bar=False),
+        dtype=np.float32,
+    ).reshape(-1)
+    order = sorted(range(len(passages)), key=lambda i: -float(scores[i]))  # stable: ties keep retrieval order
+    return order, scores
+
+
+def rerank_metrics(model: Any | None, task: RerankTask) -> dict[str, float]:
+    """Held-out metrics of the bi-encoder order (``model`` None) or of ``model``'s reordering."""
+    if model is None:
+        return ranking_metrics(task.candidates, task.relevant)
+    rankings = []
+    for query, cands in zip(task.queries, task.candidates, strict=True):
+        order, _ = rerank(model, query, cands)
+        rankings.append([cands[i] for i in order])
+    return ranking_metrics(rankings, task.relevant)
+
+
+def _train_dataset(args: RerankerArgs, bi_encoder: Any, train: list[Pair], reporter: Reporter) -> Any:
+    """(query, passage, label) rows: positives, mined hard negatives and dataset-given negatives."""
+    from datasets import Dataset
+
+    rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
+    if args.hard_negatives > 0:
+        from sentence_transformers.util import mine_hard_negatives
+
+        base = Dataset.from_dict({"query": [p.query for p in train], "passage": [p.positive for p in train]})
+        mined = mine_hard_negatives(
+            base,
+            bi_encoder,
+            num_negatives=args.hard_negatives,
+            range_min=0,
+            sampling_strategy="top",
+            output_format="labeled-pair",
+            batch_size=64,
+            verbose=False,
+        )
+        reporter.log(f"mined up to {args.hard_negatives} hard negatives per query: {len(mined)} labelled rows")
+        rows = {"query": list(mined["query"]), "passage": list(mined["passage"]), "label": list(mined["label"])}
+    else:
+        for p in train:
+            rows["query"].append(p.query)
+            rows["passage"].append(p.positive)
+            rows["label"].append(1)
+    given = 0
+    for p in train:
+        for neg in p.negatives:
+            rows["query"].append(p.query)
+            rows["passage"].append(neg)
+            rows["label"].append(0)
+            given += 1
+    if given:
+        reporter.log(f"added {given} dataset-provided negative(s)")
+    if 0 not in rows["label"] or 1 not in rows["label"]:
+        raise DomainRagError(
+            "the reranker needs both relevant and irrelevant (query, passage) examples; got no negatives",
+            hint="set hard_negatives >= 1 (mined with the base model) or add negative columns to the dataset",
+        )
+    return Dataset.from_dict({**rows, "label": [float(x) for x in rows["label"]]})
+
+
+def setup(args: RerankerArgs, reporter: Reporter) -> _Setup:
+    """Read and split the pairs, load bi-encoder and cross-encoder, mine negatives, build the task."""
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    loaded = load_pairs(Path(args.dataset))
+    if loaded.duplicates_dropped:
+        reporter.log(f"dropped {loaded.duplicates_dropped} duplicate (query, positive) pairs")
+    train, evals = split_by_query(loaded.pairs, args.eval_fraction, args.seed)
+    if len(train) < 2:
+        raise DomainRagError(
+            f"only {len(train)} training pair(s) after holding out {len(evals)} for evaluation",
+            hint="add data or lower eval_fraction",
+        )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bi_encoder = SentenceTransformer(args.base_model, device=device)
+    task = build_rerank_task(bi_encoder, loaded.pairs, evals, args.eval_candidates)
+    dataset = _train_dataset(args, bi_encoder, train, reporter)
+    del bi_encoder
+    # same encoder weights, new (randomly initialised) one-logit classification head
+    model = CrossEncoder(args.base_model, num_labels=1, max_length=args.max_length, device=device)
+    reporter.log(
+        f"reranker setup: {len(train)} train pairs → {len(dataset)} labelled rows / {len(task.queries)} held-out "
+        f"queries (bi-encoder top-{args.eval_candidates}), device {device}"
+    )
+    return _Setup(model=model, train=train, task=task, train_dataset=dataset)
+
+
+def fit(args: RerankerArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
+    """Train with BinaryCrossEntropyLoss (positives up-weighted by the negative ratio); checkpoint/resume."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    labels = s.train_dataset["label"]
+    positives = sum(1 for x in labels if x > 0.5)
+    pos_weight = torch.tensor((len(labels) - positives) / max(positives, 1))
+    with tempfile.TemporaryDirectory(prefix="domainrag-rerank-") as scratch:
+        out = Path(args.checkpoint_dir) if args.checkpoint_dir is not None else Path(scratch)
+        out.mkdir(parents=True, exist_ok=True)
+        targs = CrossEncoderTrainingArguments(
+            output_dir=str(out),
+            num_train_epochs=args.epochs,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            warmup_steps=args.warmup_ratio,  # transformers 5: a value < 1 is a fraction of all steps
+            seed=args.seed,
+            data_seed=args.seed,
+            report_to="none",
+            logging_steps=1,
+            save_strategy="steps" if args.checkpoint_dir is not None else "no",
+            save_steps=args.save_steps,
+            save_total_limit=2,
+            eval_strategy="no",
+            disable_tqdm=True,
+            use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0,
+        )
+        trainer = CrossEncoderTrainer(
+            model=s.model,
+            args=targs,
+            train_dataset=s.train_dataset,
+            loss=BinaryCrossEntropyLoss(s.model, pos_weight=pos_weight),
+            callbacks=[_reporter_callback(reporter)],
+        )
+        trainer.remove_callback(PrinterCallback)  # logs go to the reporter, not stdout
+        resume_from = get_last_checkpoint(str(out)) if args.resume and args.checkpoint_dir is not None else None
+        if args.resume and resume_from is None:
+            reporter.log(f"no checkpoint in {args.checkpoint_dir}; starting from scratch")
+        elif resume_from is not None:
+            reporter.log(f"resuming from {resume_from}")
+        t0 = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=resume_from)
+        seconds = time.perf_counter() - t0
+    return {
+        "steps": int(output.global_step),
+        "train_loss": float(output.training_loss),
+        "train_seconds": seconds,
+        "resumed_from": resume_from,
+        "pos_weight": float(pos_weight),
+        "pairs_per_s": len(s.train_dataset) * args.epochs / seconds if seconds > 0 else 0.0,
+    }
+
+
+def _log_metrics(reporter: Reporter, label: str, step: int, metrics: dict[str, float]) -> None:
+    if metrics:
+        reporter.log(f"held-out reranking {label}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+        reporter.metric(step, **{f"eval_{k}": v for k, v in metrics.items()})
+
+
+def run_reranker(args: RerankerArgs, reporter: Reporter) -> RerankerResult:
+    """Train a reranker from ``args.base_model`` on ``args.dataset``: setup → evaluate → fit → evaluate → save."""
+    t0 = time.perf_counter()
+    s = setup(args, reporter)
+    before = rerank_metrics(None, s.task)
+    _log_metrics(reporter, "before (bi-encoder order)", 0, before)
+    stats = fit(args, s, reporter)
+    s.model.eval()
+    after = rerank_metrics(s.model, s.task)
+    _log_metrics(reporter, "after (cross-encoder order)", stats["steps"], after)
+
+    out = Path(args.output_dir)
+    s.model.save_pretrained(str(out))
+    result = RerankerResult(
+        output_dir=out,
+        n_train=len(s.train),
+        n_eval=len(s.task.queries),
+        metrics_before=before,
+        metrics_after=after,
+        seconds=time.perf_counter() - t0,
+        pairs_per_s=stats["pairs_per_s"],
+        steps=stats["steps"],
+        n_examples=len(s.train_dataset),
+    )
+    meta = {
+        "kind": "reranker",
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
+        "n_train": result.n_train,
+        "n_examples": result.n_examples,
+        "n_eval": result.n_eval,
+        "metrics_before": before,
+        "metrics_after": after,
+        "train": {k: v for k, v in stats.items() if not (isinstance(v, float) and math.isnan(v))},
+    }
+    (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    reporter.log(f"reranker saved to {out}")
+    return result
