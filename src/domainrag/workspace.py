@@ -94,7 +94,7 @@ class Workspace:
                 return load_reranker(str(Path(name).expanduser().resolve()))
             raise NotFoundError(
                 f"reranker model '{name}' is not registered",
-                hint="train one with `job create --algorithm reranker`, then `model create`; see `domainrag model list`",
+                hint="train one with `job create --algorithm reranker` and register it with `model create`",
             )
         if record.get("kind") != "reranker":
             raise DomainRagError(f"model '{name}' is a {record.get('kind')} model, not a reranker")

@@ -109,7 +109,13 @@ def test_registered_cross_encoder_serves_an_app(ws, tmp_path: Path) -> None:
         create_app(ws, AppSpec(name="x", model=llm, retrieval=retrieval.model_copy(update={"rerank_model": "nope"})))
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "weights.bin").write_bytes(b"0")
-    ws.register_model("emb", tmp_path / "fake", kind="embedding", fmt="sentence-transformers", base_model=None,
-                      source={"type": "path"})
+    ws.register_model(
+        "emb",
+        tmp_path / "fake",
+        kind="embedding",
+        fmt="sentence-transformers",
+        base_model=None,
+        source={"type": "path"},
+    )
     with pytest.raises(DomainRagError, match="not a reranker"):
         create_app(ws, AppSpec(name="y", model=llm, retrieval=retrieval.model_copy(update={"rerank_model": "emb"})))

@@ -38,8 +38,15 @@ def test_multi_gpu_command_and_config(tmp_path: Path) -> None:
     args = _parse(cmd)
     assert args.num_processes == 2 and args.gpu_ids == "0,1" and args.mixed_precision == "bf16"
     assert args.module and args.training_script == "domainrag.training.worker"
-    assert args.training_script_args == ["--workspace", str(tmp_path), "--lake", "file:///lake", "--job-id", "j1",
-                                         "--resume"]
+    assert args.training_script_args == [
+        "--workspace",
+        str(tmp_path),
+        "--lake",
+        "file:///lake",
+        "--job-id",
+        "j1",
+        "--resume",
+    ]
     assert args.config_file == str(tmp_path / "launch" / "j1.yaml")
     loaded = load_config_from_file(args.config_file)  # accelerate's ClusterConfig: unknown keys would raise
     assert loaded.distributed_type.value == "MULTI_GPU"
@@ -64,7 +71,11 @@ def test_deepspeed_section(tmp_path: Path) -> None:
 
 
 def test_fsdp_section(tmp_path: Path) -> None:
-    fsdp = {"fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_cpu_ram_efficient_loading": True}
+    fsdp = {
+        "fsdp_version": 2,
+        "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "fsdp_cpu_ram_efficient_loading": True,
+    }
     wrapped = tmp_path / "fsdp.yaml"
     wrapped.write_text(json.dumps({"fsdp_config": fsdp}))  # either the mapping or wrapped in fsdp_config
     cmd = build_launch_command("j2", tmp_path, "file:///lake", LaunchConfig(num_processes=2, fsdp_config=wrapped))
@@ -107,8 +118,13 @@ def test_job_spec_carries_the_launch_config_to_start_job(ws, tmp_path: Path, mon
         return _Proc()
 
     monkeypatch.setattr("domainrag.training.jobs.subprocess.Popen", fake_popen)
-    spec = JobSpec(name="big", algorithm="reranker", base_model="all-minilm-l6-v2", dataset=str(data),
-                   launch=LaunchConfig(num_processes=2, mixed_precision="fp16", deepspeed_config=ds))
+    spec = JobSpec(
+        name="big",
+        algorithm="reranker",
+        base_model="all-minilm-l6-v2",
+        dataset=str(data),
+        launch=LaunchConfig(num_processes=2, mixed_precision="fp16", deepspeed_config=ds),
+    )
     record = create_job(ws, spec)
     assert record["pid"] == 424242 and record["spec"]["launch"]["deepspeed_config"] == str(ds)
     assert JobSpec.model_validate(record["spec"]) == spec  # JSON in the catalogue round-trips

@@ -116,16 +116,20 @@ class EmbeddedStore(VectorStore):
         self._fts_dirty = False
 
     def build_ann_index(self) -> None:
-        """(Re)build the cosine IVF-PQ index on ``vector`` with the configured parameters."""
+        """(Re)build the cosine IVF-PQ index on ``vector`` with the configured parameters.
+
+        PQ defaults to 8 dimensions per sub-vector: LanceDB's own default (16) left recall@10 at 0.80
+        (refine 5) on clustered data at 1M-row density, 8 reaches 0.99 (``benchmarks/bench_ann.py``).
+        """
         from lancedb.index import IvfPq
 
         table = self._table()
         if table is None:
             return
         cfg = self.config
-        ivf_pq = IvfPq(
-            distance_type="cosine", num_partitions=cfg.ann_num_partitions, num_sub_vectors=cfg.ann_num_sub_vectors
-        )
+        dim = int(table.schema.field("vector").type.list_size)
+        sub_vectors = cfg.ann_num_sub_vectors or (dim // 8 if dim % 8 == 0 else None)
+        ivf_pq = IvfPq(distance_type="cosine", num_partitions=cfg.ann_num_partitions, num_sub_vectors=sub_vectors)
         table.create_index("vector", config=ivf_pq, replace=True)
 
     def _ids(self, where: str) -> set[str]:

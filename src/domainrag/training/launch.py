@@ -128,7 +128,10 @@ def _accelerate_executable() -> str:
 def build_launch_command(
     job_id: str, workspace: str | Path, lake: str, cfg: LaunchConfig | None = None, *, resume: bool = False
 ) -> list[str]:
-    """argv that starts the worker for ``job_id``; writes ``<workspace>/launch/<job_id>.yaml`` when accelerate runs it."""
+    """argv that starts the worker for ``job_id``.
+
+    Writes ``<workspace>/launch/<job_id>.yaml`` when the worker runs under ``accelerate launch``.
+    """
     cfg = cfg or LaunchConfig()
     worker_args = ["--workspace", str(workspace), "--lake", lake, "--job-id", job_id]
     if resume:
@@ -136,8 +139,16 @@ def build_launch_command(
     if cfg.plain:
         return [sys.executable, "-m", WORKER_MODULE, *worker_args]
     config_file = write_accelerate_config(cfg, Path(workspace) / "launch" / f"{job_id}.yaml")
-    cmd = [_accelerate_executable(), "launch", "--config_file", str(config_file), "--num_processes",
-           str(cfg.num_processes), "--num_machines", "1"]
+    cmd = [
+        _accelerate_executable(),
+        "launch",
+        "--config_file",
+        str(config_file),
+        "--num_processes",
+        str(cfg.num_processes),
+        "--num_machines",
+        "1",
+    ]
     if cfg.devices is not None:
         cmd += ["--gpu_ids", cfg.devices]
     if cfg.mixed_precision != "no":

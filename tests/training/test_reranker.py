@@ -1,0 +1,140 @@
+"""Cross-encoder reranker training: held-out reranking gains, the job path, and model registration."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from domainrag.errors import DomainRagError
+from domainrag.training.reporting import MemoryReporter
+from domainrag.training.reranker import RerankerArgs, ranking_metrics, run_reranker
+
+CAUSES = [
+    "the coolant pump lost pressure",
+    "the spindle motor overheated",
+    "a door interlock is open",
+    "the air supply is below 5 bar",
+    "the encoder cable is loose",
+    "the lubrication tank is empty",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: far faster than two on a busy 2-core CI box, and deterministic."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> str:
+    from domainrag.zoo import resolve_embedder
+
+    return resolve_embedder("all-minilm-l6-v2")
+
+
+def fault_codes(path: Path, n: int, seed: int = 0) -> Path:
+    """Manuals where every passage looks alike except its fault code, drawn from four digits.
+
+    "What does fault code E1243 mean?" sits close to E1234, E2143, ... for a bi-encoder (the hard
+    negatives share almost every word with the query); a cross-encoder can learn to match the code.
+    """
+    rng = random.Random(seed)
+    codes: set[str] = set()
+    while len(codes) < n:
+        codes.add("".join(rng.choice("1234") for _ in range(4)))
+    with path.open("w") as fh:
+        for code in sorted(codes):
+            text = f"Fault E{code}: {rng.choice(CAUSES)}. Reset the controller after fixing it."
+            fh.write(json.dumps({"query": f"What does fault code E{code} mean?", "positive": text}) + "\n")
+    return path
+
+
+def test_ranking_metrics() -> None:
+    metrics = ranking_metrics([["a", "x", "b"], ["x", "y"]], [{"a", "b"}, {"z"}])
+    assert metrics["mrr@10"] == pytest.approx(0.5)
+    assert metrics["recall@5"] == pytest.approx(0.5)
+    ideal = 1 + 1 / 1.584962500721156
+    assert metrics["ndcg@10"] == pytest.approx((1 + 0.5) / ideal / 2)
+    assert ranking_metrics([], []) == {}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_reranker_beats_the_confused_bi_encoder(embedder: str, tmp_path: Path) -> None:
+    from sentence_transformers import CrossEncoder
+
+    args = RerankerArgs(
+        base_model=embedder,
+        dataset=fault_codes(tmp_path / "faults.jsonl", 100),
+        output_dir=tmp_path / "reranker",
+        epochs=2,
+        learning_rate=2e-4,
+        hard_negatives=3,
+        eval_fraction=0.2,
+    )
+    reporter = MemoryReporter()
+    result = run_reranker(args, reporter)
+
+    assert (result.n_train, result.n_eval, result.n_examples) == (80, 20, 320)
+    assert set(result.metrics_before) == {"ndcg@10", "mrr@10", "recall@5"}
+    assert result.metrics_before["ndcg@10"] < 0.6  # the bi-encoder is confused by near-identical codes
+    assert result.metrics_after["ndcg@10"] > result.metrics_before["ndcg@10"] + 0.15
+    assert result.metrics_after["mrr@10"] > result.metrics_before["mrr@10"]
+    assert result.steps == 2 * 320 // 16 and result.pairs_per_s > 0
+    assert any("mined up to 3 hard negatives" in line for line in reporter.lines)
+
+    meta = json.loads((result.output_dir / "domainrag_reranker.json").read_text())
+    assert meta["kind"] == "reranker" and meta["metrics_after"] == result.metrics_after
+    reloaded = CrossEncoder(str(result.output_dir), device="cpu")
+    q = "What does fault code E1234 mean?"
+    scores = reloaded.predict(
+        [(q, "Fault E1234: a door interlock is open."), (q, "Fault E4321: a door interlock is open.")]
+    )
+    assert scores.shape == (2,) and scores.min() >= 0 and scores.max() <= 1  # sigmoid scores
+
+
+@pytest.mark.integration
+def test_reranker_needs_negatives(embedder: str, tmp_path: Path) -> None:
+    args = RerankerArgs(embedder, fault_codes(tmp_path / "f.jsonl", 8), tmp_path / "out", hard_negatives=0)
+    with pytest.raises(DomainRagError, match="no negatives"):
+        run_reranker(args, MemoryReporter())
+
+
+@pytest.mark.integration
+def test_reranker_job_registers_a_reranker_model(ws, tmp_path: Path) -> None:
+    from domainrag.serving.models import create_model
+    from domainrag.training.jobs import JobSpec, create_job, wait_job
+    from domainrag.training.launch import LaunchConfig
+
+    spec = JobSpec(
+        name="rr",
+        algorithm="reranker",
+        base_model="all-minilm-l6-v2",
+        dataset=str(fault_codes(tmp_path / "faults.jsonl", 16)),
+        hyperparameters={"epochs": 1, "batch_size": 8, "hard_negatives": 1, "eval_fraction": 0.25},
+        launch=LaunchConfig(num_processes=1),  # one process on CPU: a plain python worker
+    )
+    job = wait_job(ws, create_job(ws, spec)["name"], timeout=300)
+    assert job["state"] == "succeeded", job.get("error")
+    assert job["artifact_format"] == "cross-encoder" and set(job["metrics"]["metrics_after"]) == {
+        "ndcg@10",
+        "mrr@10",
+        "recall@5",
+    }
+    card = json.loads(ws.lake.read_text(f"{job['artifact_key']}/model_card.json"))
+    assert card["algorithm"] == "reranker" and "chat_template" not in card
+
+    record = create_model(ws, "faults-reranker", job_id=job["name"])
+    assert (record["kind"], record["format"], record["base_model"]) == ("reranker", "cross-encoder", "all-minilm-l6-v2")
+    scores = ws.reranker("faults-reranker").predict([("fault E1234", "Fault E1234: a door interlock is open.")])
+    assert scores.shape == (1,)
+    with pytest.raises(DomainRagError, match="not an embedding model"):
+        ws.embedder("faults-reranker")
