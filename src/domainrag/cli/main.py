@@ -118,16 +118,24 @@ def dataset_list() -> None:
 @job_app.command("create")
 def job_create(
     name: Annotated[str, typer.Option(help="job name")],
-    algorithm: Annotated[str, typer.Option(help="sft | embedding")],
+    algorithm: Annotated[str, typer.Option(help="sft | embedding | reranker")],
     base_model: Annotated[str, typer.Option(help="short name, local folder or hub id")],
     dataset: Annotated[str, typer.Option(help="path or URL of the training data")],
     output: Annotated[str | None, typer.Option(help="extra URL to copy the artifact to")] = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", help="hyper-parameter key=value (repeatable)")] = None,
     wait: Annotated[bool, typer.Option(help="wait for the job and stream its log")] = False,
+    num_processes: Annotated[int, typer.Option(help="processes (one per GPU); >1 runs `accelerate launch`")] = 1,
+    devices: Annotated[str | None, typer.Option(help='GPU ids, e.g. "0,1", or "all"')] = None,
+    mixed_precision: Annotated[str, typer.Option(help="no | fp16 | bf16")] = "no",
+    deepspeed_config: Annotated[Path | None, typer.Option(help="DeepSpeed JSON config")] = None,
+    fsdp_config: Annotated[Path | None, typer.Option(help="accelerate fsdp_* settings (YAML/JSON)")] = None,
 ) -> None:
     """Create and start a training job (CreateJob)."""
     from domainrag.training.jobs import JobSpec, create_job
+    from domainrag.training.launch import LaunchConfig
 
+    launch = LaunchConfig(num_processes=num_processes, devices=devices, mixed_precision=mixed_precision,
+                          deepspeed_config=deepspeed_config, fsdp_config=fsdp_config)
     spec = JobSpec(
         name=name,
         algorithm=algorithm,
@@ -135,6 +143,7 @@ def job_create(
         dataset=dataset,
         output=output,
         hyperparameters=_parse_hp(hp or []),
+        launch=None if launch == LaunchConfig() else launch,
     )
     record = create_job(ws(), spec)
     console.print(f"job [bold]{record['name']}[/] {record['state']} (logs: domainrag job logs {record['name']} -f)")
