@@ -44,7 +44,10 @@ class Workspace:
         the manifest's checksum so repeated loads are free.
         """
         record = self.catalog.require("model", name)
-        key = record["key"]
+        key = record.get("key")
+        if not key:
+            raise DomainRagError(f"model '{name}' has no stored weights (it is served by its {record.get('format')} "
+                                 "endpoint)", hint=f"see `domainrag model show {name}`")
         if self.lake.is_local:
             folder = self.lake.local_path(key)
         else:

@@ -22,14 +22,15 @@ def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     out = proc.stdout
     for step in ("embedding job", "SFT job", "register models", "create indexes", "invoke DomainRAG", "evaluate"):
         assert step in out
-    assert "sources" in out and "held-out evaluation" in out
+    assert "sources" in out and "held-out retrieval" in out and "answers on" in out
 
     results = json.loads((home / "reports" / "quickstart.json").read_text())
-    retrieval = results["retrieval"]
+    retrieval = {run["label"]: run["metrics"] for run in results["retrieval"]["runs"]}
     base, tuned = retrieval["base embedder (dense)"], retrieval["fine-tuned embedder (dense)"]
     # The fine-tuned embedder must beat the base one on held-out questions of the sample domain.
     assert tuned["ndcg@10"] > base["ndcg@10"]
-    assert set(results["answers"]) == {"base LLM", "fine-tuned LLM"}
+    assert {run["label"] for run in results["answers"]["runs"]} == {"base LLM", "fine-tuned LLM"}
+    assert len(results["answers"]["questions"]) == 14
     assert (home / "reports" / "quickstart.html").read_text().count("<tr") > 5
     # artifacts are where the output says they are
     models = list((home / "models").iterdir())

@@ -16,32 +16,25 @@ from domainrag.retrieval.retriever import RetrievalConfig, Retriever
 
 pytestmark = pytest.mark.integration
 
-DOCS = [
-    Document("pumps.md", "# Pumps\n\nThe DP-220 dosing pump delivers up to 12 litres per hour at 10 bar.", "Pumps"),
-    Document("warranty.md", "# Warranty\n\nControllers carry a 36-month warranty on parts and labour.", "Warranty"),
-    Document("office.md", "# Offices\n\nThe Brackenford headquarters opens at 08:00 on weekdays.", "Offices"),
-    Document("probe.md", "# Probes\n\nThe PX-12 pH probe must be calibrated every 30 days with buffer 7.", "Probes"),
-]
-
 
 def _store(tmp_path: Path, name: str = "idx") -> EmbeddedStore:
     return EmbeddedStore(name, EmbeddedStoreConfig(), str(tmp_path / "lance"))
 
 
-def test_dimension_mismatch_is_refused_before_any_write(tmp_path: Path, minilm) -> None:
+def test_dimension_mismatch_is_refused_before_any_write(tmp_path: Path, minilm, docs: list[Document]) -> None:
     store = _store(tmp_path)
     store.create(768)  # as if built for a 768-d model
     with pytest.raises(DimensionMismatchError) as err:
-        ingest_documents(DOCS, store, minilm)
+        ingest_documents(docs, store, minilm)
     assert "768" in str(err.value) and "384" in str(err.value)
     assert store.count() == 0
 
 
-def test_ingest_is_idempotent_and_searchable(tmp_path: Path, minilm) -> None:
+def test_ingest_is_idempotent_and_searchable(tmp_path: Path, minilm, docs: list[Document]) -> None:
     store = _store(tmp_path)
-    first = ingest_documents(DOCS, store, minilm)
+    first = ingest_documents(docs, store, minilm)
     assert first.written == first.chunks == store.count() == 4
-    second = ingest_documents(DOCS, store, minilm)
+    second = ingest_documents(docs, store, minilm)
     assert second.written == 0 and second.skipped_existing == 4
     assert store.count() == 4 and store.document_count() == 4
     retriever = Retriever(store, minilm, RetrievalConfig(index="idx", top_k=2))
@@ -68,20 +61,20 @@ class _CrashingEmbedder:
         return self.inner.encode(texts, batch_size)
 
 
-def test_ingest_resumes_after_crash_without_duplicates_or_losses(tmp_path: Path, minilm) -> None:
+def test_ingest_resumes_after_crash_without_duplicates_or_losses(tmp_path: Path, minilm, docs: list[Document]) -> None:
     store = _store(tmp_path)
     with pytest.raises(RuntimeError, match="killed"):
-        ingest_documents(DOCS, store, _CrashingEmbedder(minilm, fail_on_batch=3), batch_size=1)
+        ingest_documents(docs, store, _CrashingEmbedder(minilm, fail_on_batch=3), batch_size=1)
     assert store.count() == 2  # two batches landed before the crash
-    report = ingest_documents(DOCS, store, minilm, batch_size=1)
+    report = ingest_documents(docs, store, minilm, batch_size=1)
     assert report.skipped_existing == 2 and report.written == 2
     assert store.count() == 4
-    assert len(store.existing_ids([f"{d.doc_id}" for d in DOCS])) == 0  # ids are chunk ids, not doc ids
+    assert len(store.existing_ids([f"{d.doc_id}" for d in docs])) == 0  # ids are chunk ids, not doc ids
 
 
-def test_changed_document_replaces_its_stale_chunks(tmp_path: Path, minilm) -> None:
+def test_changed_document_replaces_its_stale_chunks(tmp_path: Path, minilm, docs: list[Document]) -> None:
     store = _store(tmp_path)
-    ingest_documents(DOCS, store, minilm)
+    ingest_documents(docs, store, minilm)
     edited = Document("pumps.md", "# Pumps\n\nThe DP-220 now delivers up to 15 litres per hour.", "Pumps")
     report = ingest_documents([edited], store, minilm)
     assert report.written == 1 and report.deleted_stale == 1

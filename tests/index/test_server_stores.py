@@ -21,21 +21,23 @@ from domainrag.retrieval.retriever import RetrievalConfig, Retriever
 
 pytestmark = pytest.mark.integration
 
-DOCS = [
-    Document("pumps.md", "# Pumps\n\nThe DP-220 dosing pump delivers up to 12 litres per hour at 10 bar.", "Pumps"),
-    Document("warranty.md", "# Warranty\n\nControllers carry a 36-month warranty on parts and labour.", "Warranty"),
-    Document("office.md", "# Offices\n\nThe Brackenford headquarters opens at 08:00 on weekdays.", "Offices"),
-    Document("probe.md", "# Probes\n\nThe PX-12 pH probe must be calibrated every 30 days with buffer 7.", "Probes"),
-    Document(
-        "gateway.md", "# Gateway\n\nThe GW-2 gateway forwards Modbus data to the cloud every 60 seconds.", "Gateway"
-    ),
-]
 QUERIES = {
     "how long is the warranty on a controller?": "warranty.md",
     "PX-12 calibration interval": "probe.md",
     "what flow rate can the dosing pump deliver": "pumps.md",
     "when does the head office open": "office.md",
 }
+
+
+@pytest.fixture
+def docs(docs: list[Document]) -> list[Document]:
+    """The shared four documents plus a fifth (gateway) one."""
+    return [
+        *docs,
+        Document(
+            "gateway.md", "# Gateway\n\nThe GW-2 gateway forwards Modbus data to the cloud every 60 seconds.", "Gateway"
+        ),
+    ]
 
 
 @pytest.fixture(params=["opensearch-lucene", "opensearch-faiss", "elasticsearch"])
@@ -51,20 +53,22 @@ def store(request: pytest.FixtureRequest, tmp_path) -> VectorStore:
     s.drop()
 
 
-def test_mapping_is_derived_from_the_model_and_mismatch_refused(store: VectorStore, minilm) -> None:
+def test_mapping_is_derived_from_the_model_and_mismatch_refused(
+    store: VectorStore, minilm, docs: list[Document]
+) -> None:
     store.create(minilm.dimension)
     assert store.dimension() == 384
     store.drop()
     store.create(768)
     with pytest.raises(DimensionMismatchError, match="768"):
-        ingest_documents(DOCS, store, minilm)
+        ingest_documents(docs, store, minilm)
     assert store.count() == 0
 
 
-def test_ingest_search_and_resume(store: VectorStore, minilm) -> None:
-    report = ingest_documents(DOCS, store, minilm)
+def test_ingest_search_and_resume(store: VectorStore, minilm, docs: list[Document]) -> None:
+    report = ingest_documents(docs, store, minilm)
     assert report.written == 5 and store.count() == 5 and store.document_count() == 5
-    again = ingest_documents(DOCS, store, minilm)
+    again = ingest_documents(docs, store, minilm)
     assert again.written == 0 and again.skipped_existing == 5 and store.count() == 5
 
     for mode in ("dense", "bm25", "hybrid"):
@@ -82,10 +86,10 @@ def test_ingest_search_and_resume(store: VectorStore, minilm) -> None:
     assert rep.written == 1 and rep.deleted_stale == 1 and store.count() == 5
 
 
-def test_results_agree_with_the_embedded_engine(store: VectorStore, minilm, tmp_path) -> None:
+def test_results_agree_with_the_embedded_engine(store: VectorStore, minilm, tmp_path, docs: list[Document]) -> None:
     embedded = open_store("agree", EmbeddedStoreConfig(), str(tmp_path / "lance"))
     for s in (store, embedded):
-        ingest_documents(DOCS, s, minilm)
+        ingest_documents(docs, s, minilm)
     for q in QUERIES:
         vec = minilm.encode_query(q)
         a = [(h.doc_id, round(h.score, 3)) for h in store.dense_search(vec, 3)]
@@ -101,12 +105,12 @@ def test_bulk_reports_per_item_errors(store: VectorStore, minilm) -> None:
     assert len(failed) == 1
 
 
-def test_opensearch_server_side_hybrid(opensearch_url: str, minilm, tmp_path) -> None:
+def test_opensearch_server_side_hybrid(opensearch_url: str, minilm, tmp_path, docs: list[Document]) -> None:
     """The hybrid query + RRF search pipeline runs on the server and ranks like client-side RRF."""
     name = f"test-{uuid.uuid4().hex[:8]}"
     store = open_store(name, OpenSearchStoreConfig(hosts=[opensearch_url], server_hybrid=True), str(tmp_path))
     try:
-        ingest_documents(DOCS, store, minilm)
+        ingest_documents(docs, store, minilm)
         retriever = Retriever(store, minilm, RetrievalConfig(index=name, mode="hybrid", top_k=3))
         for q in QUERIES:
             hits = retriever.run(q)

@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,21 @@ def dead_endpoint() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def make_adapter() -> Callable[[Path], Path]:
+    """``make_adapter(folder)``: fill ``folder`` with a tiny fake LoRA adapter and return it."""
+
+    def make(folder: Path) -> Path:
+        (folder / "sub").mkdir(parents=True)
+        (folder / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16}')
+        (folder / "adapter_model.safetensors").write_bytes(os.urandom(64 * 1024))
+        (folder / "tokenizer.json").write_text('{"version": "1.0"}')
+        (folder / "sub" / "extra.txt").write_text("extra")
+        return folder
+
+    return make
 
 
 @dataclass(frozen=True)

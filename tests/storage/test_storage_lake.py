@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,6 @@ import pytest
 from domainrag.errors import NotFoundError, StorageError
 from domainrag.storage.lake import Lake, is_temp_key
 from domainrag.workspace import Workspace
-
-
-def make_adapter(folder: Path) -> Path:
-    """A tiny fake LoRA adapter folder."""
-    (folder / "sub").mkdir(parents=True)
-    (folder / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16}')
-    (folder / "adapter_model.safetensors").write_bytes(os.urandom(64 * 1024))
-    (folder / "tokenizer.json").write_text('{"version": "1.0"}')
-    (folder / "sub" / "extra.txt").write_text("extra")
-    return folder
 
 
 class Boom(RuntimeError):
@@ -63,7 +54,7 @@ def test_temporary_objects_are_hidden_from_listings(tmp_path: Path) -> None:
 
 
 def test_interrupted_folder_upload_leaves_only_complete_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_adapter: Callable[[Path], Path]
 ) -> None:
     src = make_adapter(tmp_path / "adapter")
     lake = Lake(str(tmp_path / "lake"))
@@ -77,7 +68,7 @@ def test_interrupted_folder_upload_leaves_only_complete_files(
     assert not [p for p in (tmp_path / "lake").rglob("*") if is_temp_key(p.name)]
 
 
-def test_interrupted_register_model_leaves_no_manifest(tmp_path: Path) -> None:
+def test_interrupted_register_model_leaves_no_manifest(tmp_path: Path, make_adapter: Callable[[Path], Path]) -> None:
     ws = Workspace.open(tmp_path / "ws")
     src = make_adapter(tmp_path / "adapter")
     with pytest.MonkeyPatch.context() as mp, pytest.raises(Boom):

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,15 +24,6 @@ if TYPE_CHECKING:  # fixture value types, defined in conftest.py
     from conftest import Reader, S3Server
 
 pytestmark = pytest.mark.integration
-
-
-def make_adapter(folder: Path) -> Path:
-    (folder / "sub").mkdir(parents=True)
-    (folder / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16}')
-    (folder / "adapter_model.safetensors").write_bytes(os.urandom(64 * 1024))
-    (folder / "tokenizer.json").write_text('{"version": "1.0"}')
-    (folder / "sub" / "extra.txt").write_text("extra")
-    return folder
 
 
 @pytest.fixture
@@ -124,7 +116,8 @@ def s3_workspace(prefix: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def test_workspace_registers_and_loads_model(s3_workspace: Workspace, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             make_adapter: Callable[[Path], Path]) -> None:
     ws = s3_workspace
     src = make_adapter(tmp_path / "adapter")
     record = register(ws, "support-bot", src)
@@ -157,7 +150,8 @@ def register_new_version(ws: Workspace, src: Path) -> dict:
                              base_model="smollm2-135m-instruct", source={"type": "path"}, new_version=True)
 
 
-def test_corrupt_object_is_named(s3_workspace: Workspace, s3_env: S3Server, tmp_path: Path) -> None:
+def test_corrupt_object_is_named(s3_workspace: Workspace, s3_env: S3Server, tmp_path: Path,
+                                 make_adapter: Callable[[Path], Path]) -> None:
     ws = s3_workspace
     src = make_adapter(tmp_path / "adapter")
     register(ws, "m", src)
@@ -168,7 +162,8 @@ def test_corrupt_object_is_named(s3_workspace: Workspace, s3_env: S3Server, tmp_
         ws.model_dir("m")
 
 
-def test_interrupted_upload_leaves_no_manifest(s3_workspace: Workspace, tmp_path: Path) -> None:
+def test_interrupted_upload_leaves_no_manifest(s3_workspace: Workspace, tmp_path: Path,
+                                               make_adapter: Callable[[Path], Path]) -> None:
     ws = s3_workspace
     src = make_adapter(tmp_path / "adapter")
     real_put = ws.lake.fs.put_file
@@ -274,7 +269,8 @@ def test_oss_urls_through_s3_api(s3_env: S3Server, monkeypatch: pytest.MonkeyPat
 
 
 # -- doctor -------------------------------------------------------------------------------------------------
-def test_doctor_on_s3_workspace(s3_workspace: Workspace, s3_env: S3Server, tmp_path: Path) -> None:
+def test_doctor_on_s3_workspace(s3_workspace: Workspace, s3_env: S3Server, tmp_path: Path,
+                                make_adapter: Callable[[Path], Path]) -> None:
     import typer
 
     from domainrag.cli.doctor import register as register_doctor

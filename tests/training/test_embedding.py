@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from domainrag.data.formats import Pair
 from domainrag.training.embedding import EmbeddingArgs, run_embedding, split_by_query
 from domainrag.training.reporting import MemoryReporter
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 NAMES = [
     "Zorblat",
@@ -67,22 +66,6 @@ ATTRIBUTES = [
     ("Who leads project {n}?", "The {c} office is managed by a director named {m}."),
     ("What does project {n} build?", "The {c} office builds {p} for industrial customers."),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: far faster than two on a busy 2-core CI box, and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def embedder() -> str:
-    from domainrag.zoo import resolve_embedder
-
-    return resolve_embedder("all-minilm-l6-v2")
 
 
 @pytest.fixture

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from domainrag.errors import DomainRagError
 from domainrag.training.reporting import MemoryReporter
 from domainrag.training.reranker import RerankerArgs, ranking_metrics, run_reranker
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CAUSES = [
     "the coolant pump lost pressure",
@@ -22,22 +22,6 @@ CAUSES = [
     "the encoder cable is loose",
     "the lubrication tank is empty",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: far faster than two on a busy 2-core CI box, and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def embedder() -> str:
-    from domainrag.zoo import resolve_embedder
-
-    return resolve_embedder("all-minilm-l6-v2")
 
 
 def fault_codes(path: Path, n: int, seed: int = 0) -> Path:

@@ -21,7 +21,7 @@ import csv
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -85,31 +85,36 @@ class PairsFile:
 # JSONL plumbing
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line number, object) for each non-blank line; errors name the line."""
+def parse_jsonl(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) for each non-blank line of ``lines`` read from ``path``; errors name the line."""
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(
+                str(path),
+                f"invalid JSON ({exc.msg} at column {exc.colno})",
+                line=lineno,
+                hint="JSONL needs exactly one complete JSON object per line",
+            ) from None
+        if not isinstance(obj, dict):
+            raise DatasetError(
+                str(path),
+                f"expected a JSON object, found {type(obj).__name__}",
+                line=lineno,
+                hint="JSONL needs exactly one JSON object ({...}) per line",
+            )
+        yield lineno, obj
+
+
+def iter_jsonl(path: Path, encoding: str = "utf-8-sig") -> Iterator[tuple[int, dict[str, Any]]]:
+    """:func:`parse_jsonl` over the file ``path``; a missing file raises :class:`DatasetError` too."""
     if not path.is_file():
         raise DatasetError(str(path), "file not found", hint="check the path (or upload the file first)")
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(
-                    str(path),
-                    f"invalid JSON ({exc.msg} at column {exc.colno})",
-                    line=lineno,
-                    hint="JSONL needs exactly one complete JSON object per line",
-                ) from None
-            if not isinstance(obj, dict):
-                raise DatasetError(
-                    str(path),
-                    f"expected a JSON object, found {type(obj).__name__}",
-                    line=lineno,
-                    hint="JSONL needs exactly one JSON object ({...}) per line",
-                )
-            yield lineno, obj
+    with path.open(encoding=encoding) as fh:
+        yield from parse_jsonl(path, fh)
 
 
 def _text(path: Path, line: int, obj: dict[str, Any], field: str, *, required: bool = True) -> str:
@@ -149,7 +154,7 @@ def detect_format(path: Path) -> ChatFormat | PairFormat:
     path = Path(path)
     if path.suffix.lower() in (".csv", ".tsv"):
         return "pairs-csv"
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         fmt = detect_chat_format(obj)
         if fmt is not None:
             return fmt
@@ -253,7 +258,7 @@ def read_chat_dataset(path: Path) -> list[Messages]:
     fmt: ChatFormat | None = None
     first_line = 0
     out: list[Messages] = []
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         record_fmt = detect_chat_format(obj)
         if fmt is None:
             if record_fmt is None:
@@ -340,7 +345,7 @@ def _csv_pairs(path: Path) -> Iterator[tuple[int, Pair]]:
 
 
 def _jsonl_pairs(path: Path) -> Iterator[tuple[int, Pair]]:
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         query_col = next((c for c in QUERY_COLUMNS if c in obj), None)
         if query_col is None or POSITIVE_COLUMN not in obj:
             raise _pairs_header_error(path, sorted(obj), line=lineno)

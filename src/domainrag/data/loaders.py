@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from domainrag.data.formats import parse_jsonl
 from domainrag.errors import DatasetError
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
@@ -50,15 +50,7 @@ def parse_html(raw: str) -> tuple[str, str]:
 
 
 def _read_jsonl(path: Path, raw: str) -> Iterator[Document]:
-    for lineno, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(str(path), f"invalid JSON ({exc.msg})", line=lineno) from exc
-        if not isinstance(obj, dict):
-            raise DatasetError(str(path), "expected a JSON object per line", line=lineno)
+    for lineno, obj in parse_jsonl(path, raw.splitlines()):
         text = obj.get("text") or obj.get("content")
         if not isinstance(text, str) or not text.strip():
             raise DatasetError(

@@ -12,12 +12,11 @@ are counted, dropped and reported as warnings, so every run states what it did n
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from domainrag.data.formats import iter_jsonl
 from domainrag.data.loaders import Document
 from domainrag.errors import DatasetError
 
@@ -77,20 +76,6 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(str(path), f"invalid JSON ({exc.msg})", line=lineno) from exc
-            if not isinstance(obj, dict):
-                raise DatasetError(str(path), "expected a JSON object per line", line=lineno)
-            yield lineno, obj
-
-
 def _id(path: Path, lineno: int, obj: dict[str, Any], *keys: str) -> str:
     for key in keys:
         if obj.get(key) not in (None, ""):
@@ -102,7 +87,7 @@ def read_corpus(path: Path, stats: LoadStats | None = None) -> dict[str, Documen
     """``corpus.jsonl`` → documents keyed by ``_id`` (one Document per corpus entry)."""
     stats = stats if stats is not None else LoadStats()
     corpus: dict[str, Document] = {}
-    for lineno, obj in _jsonl(path):
+    for lineno, obj in iter_jsonl(path, encoding="utf-8"):
         doc_id = _id(path, lineno, obj, "_id", "id")
         text = str(obj.get("text") or "").strip()
         title = str(obj.get("title") or "").strip()
@@ -146,7 +131,7 @@ def load_beir(folder: str | Path, split: str = "test") -> RetrievalDataset:
     stats = LoadStats()
     corpus = read_corpus(files["corpus.jsonl"], stats)
     queries: dict[str, str] = {}
-    for lineno, obj in _jsonl(files["queries.jsonl"]):
+    for lineno, obj in iter_jsonl(files["queries.jsonl"], encoding="utf-8"):
         qid = _id(files["queries.jsonl"], lineno, obj, "_id", "id")
         text = str(obj.get("text") or "").strip()
         if not text:
@@ -191,7 +176,7 @@ def read_questions(path: str | Path) -> list[dict[str, Any]]:
         raise DatasetError(str(p), "missing questions file", hint="one JSON object per line: id, question, doc, answer")
     rows = []
     seen: set[str] = set()
-    for lineno, obj in _jsonl(p):
+    for lineno, obj in iter_jsonl(p, encoding="utf-8"):
         qid = _id(p, lineno, obj, "id", "_id")
         if qid in seen:
             raise DatasetError(str(p), f"duplicate id '{qid}'", line=lineno, field="id")

@@ -10,10 +10,16 @@ Endpoints (OpenAPI at ``/docs``):
   (RAG: the last user message is the question, earlier ones are history, references ride along in an
   extra ``references`` field). A client's system messages are dropped for apps: the app's grounding
   prompt is never replaced.
+* ``POST /v1/embeddings``: OpenAI-compatible; ``model`` is a registered or base embedding model (or one an
+  index uses), ``input`` a string or a list of strings; ``encoding_format`` float or base64.
+
+Each LLM is served by its catalogue endpoint (:mod:`domainrag.serving.backends`): in-process
+transformers by default, or any OpenAI-compatible server, or llama.cpp.
 
 Keys (:mod:`domainrag.serving.keys`) are required once any key has been created (revoked ones
 count), or always with ``require_keys=True``; ``require_keys=False`` turns them off. A key for one app
-gets 403 on any other app, on plain LLMs, and sees only its app (and its index) in the listings.
+gets 403 on any other app, on plain LLMs and on embedding models other than its app's index model, and
+sees only its app (and its index) in the listings.
 
 Sessions (:mod:`domainrag.serving.sessions`): pass the returned ``session_id`` back to continue a
 conversation; short or back-referring follow-ups are retrieved together with the earlier question.
@@ -27,6 +33,7 @@ disconnects. Errors use OpenAI's shape ``{"error": {"message", "type", "param", 
 # No ``from __future__ import annotations``: FastAPI must resolve the ``Depends`` aliases defined
 # inside create_api at decoration time.
 import asyncio
+import base64
 import dataclasses
 import json
 import logging
@@ -40,6 +47,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -52,7 +60,8 @@ from starlette.types import Receive, Scope, Send
 from domainrag.errors import ConflictError, DomainRagError, NotFoundError
 from domainrag.index.base import SearchHit
 from domainrag.serving.apps import load_app
-from domainrag.serving.generator import GenerationConfig, TransformersGenerator, load_generator
+from domainrag.serving.backends import BackendError, generator_for
+from domainrag.serving.generator import GenerationConfig, Generator
 from domainrag.serving.keys import ApiKey, keys_exist, verify_key
 from domainrag.serving.prompts import strip_invalid_citations
 from domainrag.serving.rag import RagApp, RagEvent
@@ -66,6 +75,8 @@ APP_MODEL_PREFIX = "app:"
 DEFAULT_MAX_CONCURRENT = 4
 DEFAULT_QUEUE_TIMEOUT_S = 5.0
 DEFAULT_CHAT_MAX_TOKENS = 256
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_INPUT_CHARS = 32_000
 T = TypeVar("T")
 
 
@@ -98,6 +109,12 @@ def _install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error_response(exc)
+
+    @api.exception_handler(BackendError)
+    async def _backend_error(_: Request, exc: BackendError) -> JSONResponse:
+        log.warning("generation backend failed: %s", exc.message)
+        return _error_response(ApiError(502, "the model's generation backend failed or is unreachable",
+                                        type="server_error", code="upstream_error"))
 
     @api.exception_handler(DomainRagError)
     async def _domain_error(_: Request, exc: DomainRagError) -> JSONResponse:
@@ -209,42 +226,57 @@ async def pump(make: Callable[[threading.Event], Iterator[T]], request: Request)
 
 # -- loaded apps and models -----------------------------------------------------------------------
 class AppCache:
-    """Loaded apps per name (reloaded when the app's catalogue record changes) and plain LLMs."""
+    """Loaded apps per name and plain LLMs, reloaded when their catalogue records change (a redeploy too)."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self._apps: dict[str, tuple[float, RagApp]] = {}
-        self._models: dict[str, TransformersGenerator] = {}
+        self._apps: dict[str, tuple[tuple[float, float | None], RagApp]] = {}
+        self._models: dict[str, tuple[float | None, Generator]] = {}
         self._lock = threading.Lock()
+
+    def _model_stamp(self, name: str) -> float | None:
+        record = self.ws.catalog.get("model", name)
+        return record["updated_at"] if record else None
 
     def get(self, name: str) -> RagApp:
         record = self.ws.catalog.get("app", name)
         if record is None:
             raise ApiError(404, f"app '{name}' not found", code="app_not_found")
+        stamp = (record["updated_at"], self._model_stamp(record["model"]))
         cached = self._apps.get(name)
-        if cached is not None and cached[0] == record["updated_at"]:
+        if cached is not None and cached[0] == stamp:
             return cached[1]
         with self._lock:  # one load at a time: loading a model costs seconds and memory
             cached = self._apps.get(name)
-            if cached is None or cached[0] != record["updated_at"]:
-                cached = (record["updated_at"], load_app(self.ws, name))
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, load_app(self.ws, name))
                 self._apps[name] = cached
         return cached[1]
 
-    def model(self, name: str) -> TransformersGenerator:
+    def model(self, name: str) -> Generator:
         if name not in llm_names(self.ws):
             raise ApiError(404, f"model '{name}' does not exist", code="model_not_found", param="model")
+        stamp = self._model_stamp(name)
         with self._lock:
-            if name not in self._models:
-                base, adapter = self.ws.llm_path(name)
-                self._models[name] = load_generator(base, adapter, name)
-            return self._models[name]
+            cached = self._models.get(name)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, generator_for(self.ws, name))
+                self._models[name] = cached
+            return cached[1]
 
 
 def llm_names(ws: Workspace) -> list[str]:
     """Plain LLMs a client may chat with: registered LLMs, then base LLMs (never arbitrary paths)."""
     registered = [r["name"] for r in ws.catalog.list("model") if r.get("kind") == "llm"]
     return registered + [n for n, m in BASE_MODELS.items() if m.kind == "llm" and n not in registered]
+
+
+def embedding_names(ws: Workspace) -> list[str]:
+    """Embedding models a client may use: registered ones, base ones, and those the indexes were built with."""
+    names = [r["name"] for r in ws.catalog.list("model") if r.get("kind") == "embedding"]
+    names += [n for n, m in BASE_MODELS.items() if m.kind == "embedding"]
+    names += [r["embedding_model"] for r in ws.catalog.list("index") if r.get("embedding_model")]
+    return list(dict.fromkeys(names))
 
 
 # -- request bodies -------------------------------------------------------------------------------
@@ -300,13 +332,41 @@ class ChatRequest(BaseModel):
     filters: dict[str, Any] | None = None
 
 
+class EmbeddingRequest(BaseModel):
+    """OpenAI embeddings body; unknown OpenAI parameters are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(description=f"a string or up to {MAX_EMBEDDING_INPUTS} strings")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="must equal the model's dimension if given")
+
+    def texts(self) -> list[str]:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if not texts or len(texts) > MAX_EMBEDDING_INPUTS:
+            raise ApiError(400, f"input must hold 1 to {MAX_EMBEDDING_INPUTS} strings", param="input")
+        for i, text in enumerate(texts):
+            if not text.strip() or len(text) > MAX_EMBEDDING_INPUT_CHARS:
+                raise ApiError(400, f"input[{i}] must be a non-empty string of at most "
+                               f"{MAX_EMBEDDING_INPUT_CHARS} characters", param="input")
+        return texts
+
+
+def _embed(embedder: Any, texts: list[str]) -> tuple[np.ndarray, int]:
+    """Normalised vectors (as the indexes store them) and the number of tokens embedded."""
+    model = embedder.model
+    tokens = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)["input_ids"]
+    return embedder.encode(texts), sum(len(t) for t in tokens)
+
+
 # -- one prepared answer --------------------------------------------------------------------------
 @dataclasses.dataclass
 class _Answer:
     """Everything needed to stream one answer: app or plain model, messages, settings."""
 
     events: Callable[[threading.Event], Iterator[RagEvent]]
-    generator: TransformersGenerator | None
+    generator: Generator | None
     prompt_tokens: int
     max_new_tokens: int
     n_hits: int = 0
@@ -317,8 +377,16 @@ class _Answer:
                 "total_tokens": self.prompt_tokens + completion}
 
 
-def _count_tokens(generator: TransformersGenerator, text: str) -> int:
-    return len(generator.tokenizer(text, add_special_tokens=False)["input_ids"])
+def _count_tokens(generator: Generator, text: str) -> int:
+    """Completion tokens by the local tokenizer; 0 for backends without one (remote servers)."""
+    tokenizer = getattr(generator, "tokenizer", None)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else 0
+
+
+def _prompt_tokens(generator: Generator | None, messages: list[dict[str, str]]) -> int:
+    """Prompt tokens by the local chat template; 0 for backends without one (remote servers)."""
+    prompt_ids = getattr(generator, "prompt_ids", None)
+    return len(prompt_ids(messages)[0]) if prompt_ids is not None else 0
 
 
 def _prepare_rag(
@@ -330,7 +398,7 @@ def _prepare_rag(
         hits: list[SearchHit] = rag.retrieve(condense_query(question, history), top_k, filters)
     except ValueError as exc:  # empty query, unsupported filter field
         raise ApiError(400, str(exc)) from exc
-    prompt_tokens = len(rag.generator.prompt_ids(rag.messages(question, hits, history))[0]) if hits else 0
+    prompt_tokens = _prompt_tokens(rag.generator, rag.messages(question, hits, history)) if hits else 0
 
     def events(cancel: threading.Event) -> Iterator[RagEvent]:
         return rag.stream_with_hits(question, hits, history=history, config=config, cancel=cancel)
@@ -338,11 +406,9 @@ def _prepare_rag(
     return _Answer(events, rag.generator, prompt_tokens, config.max_new_tokens, len(hits))
 
 
-def _prepare_plain(
-    generator: TransformersGenerator, messages: list[dict[str, str]], config: GenerationConfig
-) -> _Answer:
+def _prepare_plain(generator: Generator, messages: list[dict[str, str]], config: GenerationConfig) -> _Answer:
     try:
-        prompt_tokens = len(generator.prompt_ids(messages)[0])
+        prompt_tokens = _prompt_tokens(generator, messages)
     except Exception as exc:  # the chat template rejects the message sequence
         raise ApiError(400, f"messages cannot be formatted for this model: {exc}", param="messages") from exc
 
@@ -639,5 +705,39 @@ def create_api(
 
         headers = {**_SSE_HEADERS, **({"X-Session-Id": session_id} if session_id else {})}
         return _SlotStream(events(), slot, headers=headers)
+
+    # -- OpenAI-compatible embeddings -------------------------------------------------------------
+    @api.post("/v1/embeddings", tags=["openai"])
+    async def embeddings(body: EmbeddingRequest, key: Key) -> dict[str, Any]:
+        """OpenAI embeddings with a registered or base embedding model (app keys: their index's model only)."""
+        texts = body.texts()
+        if key is not None and not key.allows_models:
+            allowed = sorted({idx["embedding_model"] for a in visible_apps(key)
+                              if (idx := ws.catalog.get("index", a["retrieval"]["index"])) is not None})
+            if body.model not in allowed:
+                raise ApiError(403, "this API key may only embed with its app's index model "
+                               f"({', '.join(allowed) or 'none'})", type="permission_error",
+                               code="model_not_allowed", param="model")
+        elif body.model not in await run_in_threadpool(embedding_names, ws):
+            raise ApiError(404, f"embedding model '{body.model}' does not exist", code="model_not_found",
+                           param="model")
+        slot = await limiter.acquire()
+        try:
+            embedder = await run_in_threadpool(ws.embedder, body.model)
+            if body.dimensions is not None and body.dimensions != embedder.dimension:
+                raise ApiError(400, f"model '{body.model}' produces {embedder.dimension}-dimensional vectors; "
+                               "other dimensions are not supported", param="dimensions")
+            vectors, tokens = await run_in_threadpool(_embed, embedder, texts)
+        finally:
+            slot.release()
+
+        def encode(vec: np.ndarray) -> list[float] | str:
+            if body.encoding_format == "base64":  # little-endian float32, as OpenAI's SDKs decode it
+                return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
+            return vec.tolist()
+
+        return {"object": "list", "model": body.model,
+                "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     return api

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domainrag.errors import DomainRagError
 from domainrag.index import parse_store_config
 from domainrag.retrieval.retriever import RetrievalConfig, Retriever
-from domainrag.serving.generator import load_generator
+from domainrag.serving.backends import check_llm, generator_for
 from domainrag.serving.rag import GenerationSettings, RagApp
 from domainrag.workspace import Workspace
 
@@ -27,7 +27,7 @@ class AppSpec(BaseModel):
 
 def validate_app(ws: Workspace, spec: AppSpec) -> dict[str, Any]:
     """Everything an invoke will need must exist now: model, index, store type, dimensions."""
-    ws.llm_path(spec.model)  # raises for unknown names and non-LLM models; verifies the artifact
+    check_llm(ws, spec.model)  # raises for unknown names and non-LLM models; verifies weights or the backend
     index = ws.catalog.require("index", spec.retrieval.index)
     store_cfg = parse_store_config(index.get("store"))
     if spec.retrieval.vector_store != store_cfg.type:
@@ -63,6 +63,5 @@ def load_app(ws: Workspace, name: str, *, with_generator: bool = True) -> RagApp
     )
     generator = None
     if with_generator:
-        base, adapter = ws.llm_path(spec.model)
-        generator = load_generator(base, adapter, spec.model)
+        generator = generator_for(ws, spec.model)  # picked by the model's endpoint config
     return RagApp(spec.name, retriever, generator, spec.generation)

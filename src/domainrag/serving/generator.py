@@ -1,7 +1,8 @@
-"""Text generation behind one interface; in-process transformers on CPU by default.
+"""Text generation behind one interface (:class:`Generator`); in-process transformers on CPU by default.
 
 Streaming uses transformers' ``TextIteratorStreamer`` with ``generate`` in a worker thread, so
-tokens reach the caller as soon as they are decoded.
+tokens reach the caller as soon as they are decoded. Other backends (any OpenAI-compatible server,
+llama.cpp) live in :mod:`domainrag.serving.backends`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import functools
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -20,6 +22,26 @@ class GenerationConfig:
     max_new_tokens: int = 160
     top_p: float = 0.95
     repetition_penalty: float = 1.1
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What apps and the API need from a generation backend."""
+
+    name: str
+
+    def stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        config: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces as they are generated; setting ``cancel`` (or closing the iterator) stops early."""
+        ...
+
+    def generate(self, messages: Sequence[dict[str, str]], config: GenerationConfig | None = None) -> str:
+        """The whole completion as one string."""
+        ...
 
 
 class TransformersGenerator:

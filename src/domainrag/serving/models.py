@@ -1,4 +1,4 @@
-"""Model registration (CreateModel): from a finished job's artifact or a local folder."""
+"""Model registration (CreateModel): from a finished job's artifact, a local folder, or a remote endpoint."""
 
 from __future__ import annotations
 
@@ -56,7 +56,33 @@ def create_model(
     kind: str | None = None,
     base_model: str | None = None,
     new_version: bool = False,
+    endpoint: dict[str, Any] | str | None = None,
 ) -> dict[str, Any]:
+    previous = ws.model_record(name)
+    record = _create(ws, name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model,
+                     new_version=new_version, endpoint=endpoint)
+    if previous and previous.get("endpoint") and "endpoint" not in record and record.get("key"):
+        record = ws.catalog.update("model", name, endpoint=previous["endpoint"])  # a new version keeps its deployment
+    return record
+
+
+def _create(
+    ws: Workspace,
+    name: str,
+    *,
+    source: str,
+    job_id: str | None,
+    path: Path | None,
+    kind: str | None,
+    base_model: str | None,
+    new_version: bool,
+    endpoint: dict[str, Any] | str | None,
+) -> dict[str, Any]:
+    if source == "remote":
+        return _create_remote(ws, name, endpoint, kind=kind, base_model=base_model, new_version=new_version)
+    if endpoint is not None:
+        raise DomainRagError("--endpoint goes with --source remote",
+                             hint="deploy a registered model to an endpoint with `model deploy`")
     if source == "job":
         if not job_id:
             raise DomainRagError("--source job needs --job-id", hint="see `domainrag job list`")
@@ -91,4 +117,35 @@ def create_model(
             extra["dimension"] = Embedder(str(path)).dimension
         return ws.register_model(name, path, kind=kind, fmt=fmt, base_model=base_model or detected_base,
                                  source={"type": "path", "path": str(path)}, extra=extra, new_version=new_version)
-    raise DomainRagError(f"unknown --source '{source}'", hint="use job or path")
+    raise DomainRagError(f"unknown --source '{source}'", hint="use job, path or remote")
+
+
+def _create_remote(
+    ws: Workspace, name: str, endpoint: dict[str, Any] | str | None, *, kind: str | None, base_model: str | None,
+    new_version: bool,
+) -> dict[str, Any]:
+    """An LLM with no stored artifact, served by an OpenAI-compatible server or llama.cpp."""
+    from domainrag.serving.backends import ENDPOINT_EXAMPLES, OpenAIEndpoint, TransformersEndpoint, parse_endpoint
+
+    if endpoint is None:
+        raise DomainRagError("--source remote needs --endpoint", hint=ENDPOINT_EXAMPLES)
+    if kind not in (None, "llm"):
+        raise DomainRagError(f"a remote model is an LLM, not {kind}")
+    cfg = parse_endpoint(endpoint)
+    if isinstance(cfg, TransformersEndpoint):
+        raise DomainRagError("a remote model needs an openai or llamacpp endpoint (it has no local weights)",
+                             hint=ENDPOINT_EXAMPLES)
+    existing = ws.model_record(name)
+    if existing and not new_version:
+        raise DomainRagError(
+            f"model '{name}' already exists (version {existing['version']})",
+            hint="pass --new-version to register another version, or choose another name",
+        )
+    from domainrag.serving.backends import validate_endpoint
+
+    validate_endpoint(ws, name, cfg)
+    remote = isinstance(cfg, OpenAIEndpoint)
+    record = {"version": int(existing["version"]) + 1 if existing else 1, "kind": "llm",
+              "format": "remote" if remote else "gguf", "base_model": base_model, "key": None,
+              "uri": cfg.base_url if remote else cfg.gguf, "source": {"type": "remote"}, "endpoint": cfg.model_dump()}
+    return ws.catalog.put("model", name, record)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domainrag.index.base import SearchHit
 from domainrag.retrieval.retriever import Retriever
-from domainrag.serving.generator import GenerationConfig, TransformersGenerator
+from domainrag.serving.generator import GenerationConfig, Generator
 from domainrag.serving.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     DEFAULT_TEMPERATURE,
@@ -66,7 +66,7 @@ def reference(i: int, hit: SearchHit, excerpt_chars: int = 300) -> dict[str, Any
 
 class RagApp:
     def __init__(
-        self, name: str, retriever: Retriever, generator: TransformersGenerator | None, generation: GenerationSettings
+        self, name: str, retriever: Retriever, generator: Generator | None, generation: GenerationSettings
     ) -> None:
         self.name = name
         self.retriever = retriever

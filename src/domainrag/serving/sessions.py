@@ -13,14 +13,12 @@ chat history.
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 
 from domainrag.errors import DomainRagError, NotFoundError
+from domainrag.storage.sqlite import SQLiteFile
 
 SESSION_TTL_S = 7 * 24 * 3600
 HISTORY_TURNS = 3  # user/assistant pairs given to the model
@@ -69,24 +67,11 @@ def condense_query(question: str, history: Sequence[dict[str, str]]) -> str:
     return question
 
 
-class SessionStore:
+class SessionStore(SQLiteFile):
     """Sessions and their turns; every call is its own short transaction (WAL, like the catalogue)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            con.execute("PRAGMA foreign_keys=ON")
-            yield con
-        finally:
-            con.close()
+    SCHEMA = _SCHEMA
+    PRAGMAS = ("foreign_keys=ON",)
 
     def open(self, session_id: str | None, app: str, owner: str = "") -> str:
         """Resume ``session_id`` (must belong to this app and owner) or start one; returns its id.

@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Literal
 
 from domainrag.errors import ConflictError, NotFoundError
+from domainrag.storage.sqlite import SQLiteFile
 
 Kind = Literal["dataset", "job", "model", "index", "app", "key"]
 KINDS: tuple[str, ...] = ("dataset", "job", "model", "index", "app", "key")
@@ -31,24 +29,11 @@ CREATE TABLE IF NOT EXISTS objects (
 """
 
 
-class Catalog:
+class Catalog(SQLiteFile):
     """Typed-by-kind JSON records keyed by (kind, name)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            con.execute("PRAGMA busy_timeout=30000")
-            yield con
-        finally:
-            con.close()
+    SCHEMA = _SCHEMA
+    PRAGMAS = ("busy_timeout=30000",)
 
     @staticmethod
     def _check_kind(kind: str) -> None:

@@ -13,18 +13,22 @@ what an index built from the same documents would contain.
 from __future__ import annotations
 
 import json
-import math
-import random
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from domainrag.data.formats import Pair, load_pairs
-from domainrag.errors import DomainRagError
+from domainrag.data.formats import Pair
+from domainrag.training._st_common import (
+    finite_stats,
+    jsonable_args,
+    load_and_split,
+    log_eval_metrics,
+    train_with_resume,
+)
+from domainrag.training._st_common import split_by_query as split_by_query  # re-export: tests and callers use it
 from domainrag.training.reporting import Reporter
 
 METADATA_FILE = "domainrag_embedding.json"
@@ -78,16 +82,6 @@ class _Setup:
     evaluator: Any | None
     train_dataset: Any
     duplicates_dropped: int
-
-
-def split_by_query(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """Deterministic (train, eval) split in which no query appears on both sides."""
-    queries = sorted({p.query for p in pairs})
-    random.Random(seed).shuffle(queries)
-    n_eval = round(len(queries) * eval_fraction) if len(queries) >= 2 and eval_fraction > 0 else 0
-    n_eval = min(max(n_eval, 1 if eval_fraction > 0 and len(queries) >= 2 else 0), len(queries) - 1)
-    held_out = set(queries[:n_eval])
-    return [p for p in pairs if p.query not in held_out], [p for p in pairs if p.query in held_out]
 
 
 def build_ir_evaluator(all_pairs: list[Pair], eval_pairs: list[Pair], name: str = "heldout") -> Any | None:
@@ -171,15 +165,9 @@ def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
     """Read and split the pairs, load the model, build evaluator and training dataset."""
     from sentence_transformers import SentenceTransformer
 
-    loaded = load_pairs(Path(args.dataset))
-    if loaded.duplicates_dropped:
-        reporter.log(f"dropped {loaded.duplicates_dropped} duplicate (query, positive) pairs")
-    train, evals = split_by_query(loaded.pairs, args.eval_fraction, args.seed)
-    if len(train) < 2:
-        raise DomainRagError(
-            f"only {len(train)} training pair(s) after holding out {len(evals)} for evaluation",
-            hint="in-batch negatives need at least 2 pairs; add data or lower eval_fraction",
-        )
+    loaded, train, evals = load_and_split(
+        args, reporter, hint="in-batch negatives need at least 2 pairs; add data or lower eval_fraction"
+    )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = SentenceTransformer(args.base_model, device=device)
     if args.max_seq_length is not None:
@@ -198,20 +186,6 @@ def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
     )
 
 
-def _reporter_callback(reporter: Reporter) -> Any:
-    from transformers import TrainerCallback
-
-    class _ToReporter(TrainerCallback):
-        """Forwards the trainer's numeric logs (loss, learning_rate, ...) to the reporter."""
-
-        def on_log(self, _args: Any, state: Any, _control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
-            values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
-            if values:
-                reporter.metric(state.global_step, **values)
-
-    return _ToReporter()
-
-
 def fit(args: EmbeddingArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
     """Train with MultipleNegativesRankingLoss; checkpoint/resume through the HF Trainer."""
     from sentence_transformers import SentenceTransformerTrainer
@@ -220,58 +194,18 @@ def fit(args: EmbeddingArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         BatchSamplers,
         SentenceTransformerTrainingArguments,
     )
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
-    with tempfile.TemporaryDirectory(prefix="domainrag-emb-") as scratch:
-        out = Path(args.checkpoint_dir) if args.checkpoint_dir is not None else Path(scratch)
-        out.mkdir(parents=True, exist_ok=True)
-        targs = SentenceTransformerTrainingArguments(
-            output_dir=str(out),
-            num_train_epochs=args.epochs,
-            per_device_train_batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            warmup_steps=args.warmup_ratio,  # transformers 5: a value < 1 is a fraction of all steps
-            batch_sampler=BatchSamplers.NO_DUPLICATES,
-            seed=args.seed,
-            data_seed=args.seed,
-            report_to="none",
-            logging_steps=1,
-            save_strategy="steps" if args.checkpoint_dir is not None else "no",
-            save_steps=args.save_steps,
-            save_total_limit=2,
-            eval_strategy="no",
-            disable_tqdm=True,
-            use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0,
-        )
-        trainer = SentenceTransformerTrainer(
+    def make_trainer(kwargs: dict[str, Any], callbacks: list[Any]) -> Any:
+        targs = SentenceTransformerTrainingArguments(**kwargs, batch_sampler=BatchSamplers.NO_DUPLICATES)
+        return SentenceTransformerTrainer(
             model=s.model,
             args=targs,
             train_dataset=s.train_dataset,
             loss=MultipleNegativesRankingLoss(s.model),
-            callbacks=[_reporter_callback(reporter)],
+            callbacks=callbacks,
         )
-        trainer.remove_callback(PrinterCallback)  # logs go to the reporter, not stdout
-        resume_from = get_last_checkpoint(str(out)) if args.resume and args.checkpoint_dir is not None else None
-        if args.resume and resume_from is None:
-            reporter.log(f"no checkpoint in {args.checkpoint_dir}; starting from scratch")
-        elif resume_from is not None:
-            reporter.log(f"resuming from {resume_from}")
-        t0 = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=resume_from)
-        seconds = time.perf_counter() - t0
-    return {
-        "steps": int(output.global_step),
-        "train_loss": float(output.training_loss),
-        "train_seconds": seconds,
-        "resumed_from": resume_from,
-        "pairs_per_s": len(s.train_dataset) * args.epochs / seconds if seconds > 0 else 0.0,
-    }
 
-
-def _jsonable(args: EmbeddingArgs) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()}
+    return train_with_resume(args, reporter, make_trainer, scratch_prefix="domainrag-emb-", n_rows=len(s.train_dataset))
 
 
 def run_embedding(args: EmbeddingArgs, reporter: Reporter) -> EmbeddingResult:
@@ -279,14 +213,10 @@ def run_embedding(args: EmbeddingArgs, reporter: Reporter) -> EmbeddingResult:
     t0 = time.perf_counter()
     s = setup(args, reporter)
     before = retrieval_metrics(s.model, s.evaluator)
-    if before:
-        reporter.log("held-out retrieval before: " + ", ".join(f"{k}={v:.3f}" for k, v in before.items()))
-        reporter.metric(0, **{f"eval_{k}": v for k, v in before.items()})
+    log_eval_metrics(reporter, "held-out retrieval before", 0, before)
     stats = fit(args, s, reporter)
     after = retrieval_metrics(s.model, s.evaluator)
-    if after:
-        reporter.log("held-out retrieval after: " + ", ".join(f"{k}={v:.3f}" for k, v in after.items()))
-        reporter.metric(stats["steps"], **{f"eval_{k}": v for k, v in after.items()})
+    log_eval_metrics(reporter, "held-out retrieval after", stats["steps"], after)
 
     out = Path(args.output_dir)
     s.model.save(str(out))
@@ -305,13 +235,13 @@ def run_embedding(args: EmbeddingArgs, reporter: Reporter) -> EmbeddingResult:
     )
     meta = {
         "kind": "embedding",
-        "args": _jsonable(args),
+        "args": jsonable_args(args),
         "dimension": dimension,
         "n_train": result.n_train,
         "n_eval": result.n_eval,
         "metrics_before": before,
         "metrics_after": after,
-        "train": {k: v for k, v in stats.items() if not (isinstance(v, float) and math.isnan(v))},
+        "train": finite_stats(stats),
     }
     (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     reporter.log(f"embedding model saved to {out} ({dimension} dimensions)")

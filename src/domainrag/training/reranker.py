@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from domainrag.data.formats import Pair, load_pairs
+from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
-from domainrag.training.embedding import _reporter_callback, split_by_query
+from domainrag.training._st_common import (
+    finite_stats,
+    jsonable_args,
+    load_and_split,
+    log_eval_metrics,
+    train_with_resume,
+)
 from domainrag.training.reporting import Reporter
 
 METADATA_FILE = "domainrag_reranker.json"
@@ -191,15 +196,7 @@ def setup(args: RerankerArgs, reporter: Reporter) -> _Setup:
     """Read and split the pairs, load bi-encoder and cross-encoder, mine negatives, build the task."""
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
-    loaded = load_pairs(Path(args.dataset))
-    if loaded.duplicates_dropped:
-        reporter.log(f"dropped {loaded.duplicates_dropped} duplicate (query, positive) pairs")
-    train, evals = split_by_query(loaded.pairs, args.eval_fraction, args.seed)
-    if len(train) < 2:
-        raise DomainRagError(
-            f"only {len(train)} training pair(s) after holding out {len(evals)} for evaluation",
-            hint="add data or lower eval_fraction",
-        )
+    loaded, train, evals = load_and_split(args, reporter, hint="add data or lower eval_fraction")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bi_encoder = SentenceTransformer(args.base_model, device=device)
     task = build_rerank_task(bi_encoder, loaded.pairs, evals, args.eval_candidates)
@@ -218,63 +215,28 @@ def fit(args: RerankerArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
     """Train with BinaryCrossEntropyLoss (positives up-weighted by the negative ratio); checkpoint/resume."""
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     labels = s.train_dataset["label"]
     positives = sum(1 for x in labels if x > 0.5)
     pos_weight = torch.tensor((len(labels) - positives) / max(positives, 1))
-    with tempfile.TemporaryDirectory(prefix="domainrag-rerank-") as scratch:
-        out = Path(args.checkpoint_dir) if args.checkpoint_dir is not None else Path(scratch)
-        out.mkdir(parents=True, exist_ok=True)
-        targs = CrossEncoderTrainingArguments(
-            output_dir=str(out),
-            num_train_epochs=args.epochs,
-            per_device_train_batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            warmup_steps=args.warmup_ratio,  # transformers 5: a value < 1 is a fraction of all steps
-            seed=args.seed,
-            data_seed=args.seed,
-            report_to="none",
-            logging_steps=1,
-            save_strategy="steps" if args.checkpoint_dir is not None else "no",
-            save_steps=args.save_steps,
-            save_total_limit=2,
-            eval_strategy="no",
-            disable_tqdm=True,
-            use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0,
-        )
-        trainer = CrossEncoderTrainer(
+
+    def make_trainer(kwargs: dict[str, Any], callbacks: list[Any]) -> Any:
+        return CrossEncoderTrainer(
             model=s.model,
-            args=targs,
+            args=CrossEncoderTrainingArguments(**kwargs),
             train_dataset=s.train_dataset,
             loss=BinaryCrossEntropyLoss(s.model, pos_weight=pos_weight),
-            callbacks=[_reporter_callback(reporter)],
+            callbacks=callbacks,
         )
-        trainer.remove_callback(PrinterCallback)  # logs go to the reporter, not stdout
-        resume_from = get_last_checkpoint(str(out)) if args.resume and args.checkpoint_dir is not None else None
-        if args.resume and resume_from is None:
-            reporter.log(f"no checkpoint in {args.checkpoint_dir}; starting from scratch")
-        elif resume_from is not None:
-            reporter.log(f"resuming from {resume_from}")
-        t0 = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=resume_from)
-        seconds = time.perf_counter() - t0
-    return {
-        "steps": int(output.global_step),
-        "train_loss": float(output.training_loss),
-        "train_seconds": seconds,
-        "resumed_from": resume_from,
-        "pos_weight": float(pos_weight),
-        "pairs_per_s": len(s.train_dataset) * args.epochs / seconds if seconds > 0 else 0.0,
-    }
 
-
-def _log_metrics(reporter: Reporter, label: str, step: int, metrics: dict[str, float]) -> None:
-    if metrics:
-        reporter.log(f"held-out reranking {label}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-        reporter.metric(step, **{f"eval_{k}": v for k, v in metrics.items()})
+    return train_with_resume(
+        args,
+        reporter,
+        make_trainer,
+        scratch_prefix="domainrag-rerank-",
+        n_rows=len(s.train_dataset),
+        extra_stats={"pos_weight": float(pos_weight)},
+    )
 
 
 def run_reranker(args: RerankerArgs, reporter: Reporter) -> RerankerResult:
@@ -282,11 +244,11 @@ def run_reranker(args: RerankerArgs, reporter: Reporter) -> RerankerResult:
     t0 = time.perf_counter()
     s = setup(args, reporter)
     before = rerank_metrics(None, s.task)
-    _log_metrics(reporter, "before (bi-encoder order)", 0, before)
+    log_eval_metrics(reporter, "held-out reranking before (bi-encoder order)", 0, before)
     stats = fit(args, s, reporter)
     s.model.eval()
     after = rerank_metrics(s.model, s.task)
-    _log_metrics(reporter, "after (cross-encoder order)", stats["steps"], after)
+    log_eval_metrics(reporter, "held-out reranking after (cross-encoder order)", stats["steps"], after)
 
     out = Path(args.output_dir)
     s.model.save_pretrained(str(out))
@@ -303,13 +265,13 @@ def run_reranker(args: RerankerArgs, reporter: Reporter) -> RerankerResult:
     )
     meta = {
         "kind": "reranker",
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
+        "args": jsonable_args(args),
         "n_train": result.n_train,
         "n_examples": result.n_examples,
         "n_eval": result.n_eval,
         "metrics_before": before,
         "metrics_after": after,
-        "train": {k: v for k, v in stats.items() if not (isinstance(v, float) and math.isnan(v))},
+        "train": finite_stats(stats),
     }
     (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     reporter.log(f"reranker saved to {out}")
