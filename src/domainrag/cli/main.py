@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from domainrag.cli.deploy import register as register_deploy
 from domainrag.cli.doctor import register as register_doctor
 from domainrag.cli.eval import register as register_eval
 from domainrag.cli.keys import register as register_keys
@@ -37,6 +38,7 @@ app.add_typer(dataset_app, name="dataset")
 register_doctor(app)
 register_keys(app)
 register_eval(app)
+register_deploy(model_app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -240,20 +242,26 @@ def job_resume(job_id: str, wait: Annotated[bool, typer.Option()] = False) -> No
 @model_app.command("create")
 def model_create(
     name: Annotated[str, typer.Option()],
-    source: Annotated[str, typer.Option(help="job | path")] = "job",
+    source: Annotated[str, typer.Option(help="job | path | remote")] = "job",
     job_id: Annotated[str | None, typer.Option(help="job whose artifact to register")] = None,
     path: Annotated[Path | None, typer.Option(help="model folder (with --source path)")] = None,
     kind: Annotated[str | None, typer.Option(help="llm | embedding (with --source path)")] = None,
     base_model: Annotated[str | None, typer.Option(help="base model of a LoRA adapter folder")] = None,
     new_version: Annotated[bool, typer.Option(help="add a version to an existing model")] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help='JSON endpoint for --source remote, e.g. {"type": "openai", "base_url": ..., "model": ...}'),
+    ] = None,
 ) -> None:
     """Register a model from a job's artifact or a local folder (CreateModel)."""
     from domainrag.serving.models import create_model
 
     record = create_model(
-        ws(), name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model, new_version=new_version
+        ws(), name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model,
+        new_version=new_version, endpoint=_load_json(endpoint, "--endpoint") if endpoint else None,
     )
-    console.print(f"model [bold]{name}[/] v{record['version']} ({record['kind']}) at {record['uri']}")
+    where = record.get("uri") or json.dumps(record.get("endpoint"))
+    console.print(f"model [bold]{name}[/] v{record['version']} ({record['kind']}) at {where}")
 
 
 @model_app.command("list")
