@@ -64,9 +64,9 @@ class _CrashingEmbedder:
 def test_ingest_resumes_after_crash_without_duplicates_or_losses(tmp_path: Path, minilm, docs: list[Document]) -> None:
     store = _store(tmp_path)
     with pytest.raises(RuntimeError, match="killed"):
-        ingest_documents(docs, store, _CrashingEmbedder(minilm, fail_on_batch=3), batch_size=1)
+        ingest_documents(docs, store, _CrashingEmbedder(minilm, fail_on_batch=3), batch_size=1, encode_group=1)
     assert store.count() == 2  # two batches landed before the crash
-    report = ingest_documents(docs, store, minilm, batch_size=1)
+    report = ingest_documents(docs, store, minilm, batch_size=1, encode_group=1)
     assert report.skipped_existing == 2 and report.written == 2
     assert store.count() == 4
     assert len(store.existing_ids([f"{d.doc_id}" for d in docs])) == 0  # ids are chunk ids, not doc ids

@@ -30,7 +30,9 @@ class OpenSearchStoreConfig(_Base):
     """OpenSearch with the k-NN plugin (``knn_vector`` + HNSW)."""
 
     type: Literal["opensearch"] = "opensearch"
-    hosts: list[str] = Field(default_factory=lambda: [os.environ.get("DOMAINRAG_OPENSEARCH_URL", "http://127.0.0.1:9200")])
+    hosts: list[str] = Field(
+        default_factory=lambda: [os.environ.get("DOMAINRAG_OPENSEARCH_URL", "http://127.0.0.1:9200")]
+    )
     username_env: str = Field("OPENSEARCH_USERNAME", description="env var holding the user name, if any")
     password_env: str = Field("OPENSEARCH_PASSWORD", description="env var holding the password, if any")
     verify_certs: bool = True
@@ -51,7 +53,9 @@ class ElasticsearchStoreConfig(_Base):
     """Elasticsearch ``dense_vector`` (indexed, cosine, HNSW)."""
 
     type: Literal["elasticsearch"] = "elasticsearch"
-    hosts: list[str] = Field(default_factory=lambda: [os.environ.get("DOMAINRAG_ELASTICSEARCH_URL", "http://127.0.0.1:9200")])
+    hosts: list[str] = Field(
+        default_factory=lambda: [os.environ.get("DOMAINRAG_ELASTICSEARCH_URL", "http://127.0.0.1:9200")]
+    )
     username_env: str = "ELASTICSEARCH_USERNAME"
     password_env: str = "ELASTICSEARCH_PASSWORD"
     api_key_env: str = "ELASTICSEARCH_API_KEY"
@@ -70,7 +74,9 @@ StoreConfig = Annotated[
 _ADAPTER: TypeAdapter[StoreConfig] = TypeAdapter(StoreConfig)
 
 
-def parse_store_config(data: dict | str | None) -> EmbeddedStoreConfig | OpenSearchStoreConfig | ElasticsearchStoreConfig:
+def parse_store_config(
+    data: dict | str | None,
+) -> EmbeddedStoreConfig | OpenSearchStoreConfig | ElasticsearchStoreConfig:
     """Validate a store config from a dict or a bare type name (``"opensearch"``)."""
     if data is None:
         return EmbeddedStoreConfig()

@@ -221,6 +221,7 @@ async def pump(make: Callable[[threading.Event], Iterator[T]], request: Request)
             if await request.is_disconnected():
                 raise ClientGone
     finally:
+        import sys as _s, time as _t; print("PUMP FINALLY", _t.monotonic(), _s.exc_info()[0], flush=True)
         cancel.set()
 
 
@@ -419,6 +420,61 @@ def _prepare_plain(generator: Generator, messages: list[dict[str, str]], config:
     return _Answer(events, generator, prompt_tokens, config.max_new_tokens)
 
 
+@dataclasses.dataclass
+class _Streamed:
+    """What an answer stream gave so far: the text, the references, whether it ran to its end."""
+
+    text: str = ""
+    references: list[dict[str, Any]] | None = None
+    complete: bool = False
+
+
+async def _tokens(answer: _Answer, request: Request, out: _Streamed) -> AsyncIterator[str]:
+    """Each token's text as it comes (see :func:`pump`); ``out`` collects the text and the references."""
+    async for ev in pump(answer.events, request):
+        if ev.type == "token":
+            out.text += ev.text
+            yield ev.text
+        else:
+            out.references = ev.references
+
+
+async def _collect(answer: _Answer, request: Request, out: _Streamed, slot: Slot) -> bool:
+    """Run ``answer`` to its end into ``out``, then free ``slot``; False when the client left first."""
+    try:
+        async for _ in _tokens(answer, request, out):
+            pass
+    except ClientGone:
+        return False
+    finally:
+        slot.release()
+    return True
+
+
+async def _sse_tokens(
+    answer: _Answer, request: Request, out: _Streamed,
+    token_event: Callable[[str], str], error_event: Callable[[dict[str, Any]], str],
+) -> AsyncIterator[str]:
+    """``token_event(text)`` per token; ``out.complete`` only when the answer ran to its end.
+
+    A client that has gone ends the stream quietly; a generation failure is logged and sent as
+    ``error_event(error body)``.
+    """
+    try:
+        async for text in _tokens(answer, request, out):
+            yield token_event(text)
+    except ClientGone:
+        print("SSE_TOKENS GONE", flush=True)
+        return
+    except BaseException as exc:
+        print("SSE_TOKENS EXC", type(exc), flush=True)
+        if not isinstance(exc, Exception): raise
+        log.exception("generation failed", exc_info=exc)
+        yield error_event(error_body("generation failed", "server_error", "internal_error"))
+        return
+    out.complete = True
+
+
 # -- the application ------------------------------------------------------------------------------
 def create_api(
     ws: Workspace,
@@ -544,44 +600,28 @@ def create_api(
             slot.release()
             raise
 
-        async def collect() -> tuple[str, list[dict[str, Any]]]:
-            text, refs = "", []
-            async for ev in pump(answer.events, request):
-                if ev.type == "token":
-                    text += ev.text
-                else:
-                    refs = ev.references
-            return text, refs
-
         if not body.stream:
-            try:
-                text, refs = await collect()
-            except ClientGone:
+            got = _Streamed(references=[])
+            if not await _collect(answer, request, got, slot):
                 return Response(status_code=499)
-            finally:
-                slot.release()
-            text = strip_invalid_citations(text, answer.n_hits)
+            text = strip_invalid_citations(got.text, answer.n_hits)
             await run_in_threadpool(sessions.append, session_id, body.query, text)
-            return JSONResponse({"answer": text, "references": refs, "session_id": session_id})
+            return JSONResponse({"answer": text, "references": got.references, "session_id": session_id})
 
         async def events() -> AsyncIterator[str]:
-            text, refs = "", []
+            got = _Streamed(references=[])
             try:
-                async for ev in pump(answer.events, request):
-                    if ev.type == "token":
-                        text += ev.text
-                        yield sse({"type": "token", "text": ev.text})
-                    else:
-                        refs = ev.references
-            except ClientGone:
-                return
-            except Exception as exc:
-                log.exception("generation failed", exc_info=exc)
-                yield sse({"type": "error", **error_body("generation failed", "server_error", "internal_error")})
+                async for event in _sse_tokens(answer, request, got, lambda text: sse({"type": "token", "text": text}),
+                                               lambda error: sse({"type": "error", **error})):
+                    yield event
+            except BaseException as e:
+                print("EVENTS EXC", time.monotonic(), type(e), flush=True)
+                raise
+            if not got.complete:
                 return
             await run_in_threadpool(sessions.append, session_id, body.query,
-                                    strip_invalid_citations(text, answer.n_hits))
-            yield sse({"type": "references", "references": refs, "session_id": session_id})
+                                    strip_invalid_citations(got.text, answer.n_hits))
+            yield sse({"type": "references", "references": got.references, "session_id": session_id})
             yield sse("[DONE]")
 
         return _SlotStream(events(), slot, headers={**_SSE_HEADERS, "X-Session-Id": session_id})
@@ -654,17 +694,10 @@ def create_api(
                 await run_in_threadpool(sessions.append, session_id, question, text)
 
         if not body.stream:
-            text, refs = "", None
-            try:
-                async for ev in pump(answer.events, request):
-                    if ev.type == "token":
-                        text += ev.text
-                    else:
-                        refs = ev.references
-            except ClientGone:
+            got = _Streamed()
+            if not await _collect(answer, request, got, slot):
                 return Response(status_code=499)
-            finally:
-                slot.release()
+            text, refs = got.text, got.references
             if refs is not None:
                 text = strip_invalid_citations(text, answer.n_hits)
                 extra["references"] = refs
@@ -678,21 +711,13 @@ def create_api(
             })
 
         async def events() -> AsyncIterator[str]:
-            text, refs = "", None
+            got = _Streamed()
             yield chunk({"role": "assistant", "content": ""})
-            try:
-                async for ev in pump(answer.events, request):
-                    if ev.type == "token":
-                        text += ev.text
-                        yield chunk({"content": ev.text})
-                    else:
-                        refs = ev.references
-            except ClientGone:
+            async for event in _sse_tokens(answer, request, got, lambda text: chunk({"content": text}), sse):
+                yield event
+            if not got.complete:
                 return
-            except Exception as exc:
-                log.exception("generation failed", exc_info=exc)
-                yield sse(error_body("generation failed", "server_error", "internal_error"))
-                return
+            text, refs = got.text, got.references
             if refs is not None:
                 extra["references"] = refs
             await remember(strip_invalid_citations(text, answer.n_hits) if refs is not None else text)
