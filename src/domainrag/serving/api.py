@@ -221,7 +221,6 @@ async def pump(make: Callable[[threading.Event], Iterator[T]], request: Request)
             if await request.is_disconnected():
                 raise ClientGone
     finally:
-        import sys as _s, time as _t; print("PUMP FINALLY", _t.monotonic(), _s.exc_info()[0], flush=True)
         cancel.set()
 
 
@@ -464,11 +463,8 @@ async def _sse_tokens(
         async for text in _tokens(answer, request, out):
             yield token_event(text)
     except ClientGone:
-        print("SSE_TOKENS GONE", flush=True)
         return
-    except BaseException as exc:
-        print("SSE_TOKENS EXC", type(exc), flush=True)
-        if not isinstance(exc, Exception): raise
+    except Exception as exc:
         log.exception("generation failed", exc_info=exc)
         yield error_event(error_body("generation failed", "server_error", "internal_error"))
         return
@@ -610,13 +606,9 @@ def create_api(
 
         async def events() -> AsyncIterator[str]:
             got = _Streamed(references=[])
-            try:
-                async for event in _sse_tokens(answer, request, got, lambda text: sse({"type": "token", "text": text}),
-                                               lambda error: sse({"type": "error", **error})):
-                    yield event
-            except BaseException as e:
-                print("EVENTS EXC", time.monotonic(), type(e), flush=True)
-                raise
+            async for event in _sse_tokens(answer, request, got, lambda text: sse({"type": "token", "text": text}),
+                                           lambda error: sse({"type": "error", **error})):
+                yield event
             if not got.complete:
                 return
             await run_in_threadpool(sessions.append, session_id, body.query,

@@ -252,25 +252,22 @@ def _oss_token(env: Mapping[str, str]) -> str | None:
     return env.get("OSS_SECURITY_TOKEN") or env.get("OSS_SESSION_TOKEN")
 
 
-def _oss_env_native(env: Mapping[str, str]) -> dict[str, Any]:
-    """Options for ``ossfs.OSSFileSystem`` (endpoint/key/secret/token)."""
-    opts: dict[str, Any] = {}
+def _oss_env(env: Mapping[str, str], opts: dict[str, Any], endpoint_key: str) -> dict[str, Any]:
+    """``opts`` plus the ``OSS_*`` endpoint (under ``endpoint_key``) and key/secret/token."""
     if endpoint := _oss_endpoint(env):
-        opts["endpoint"] = endpoint
+        opts[endpoint_key] = endpoint
     if env.get("OSS_ACCESS_KEY_ID") and env.get("OSS_ACCESS_KEY_SECRET"):
         opts["key"], opts["secret"] = env["OSS_ACCESS_KEY_ID"], env["OSS_ACCESS_KEY_SECRET"]
         if token := _oss_token(env):
             opts["token"] = token
     return opts
+
+
+def _oss_env_native(env: Mapping[str, str]) -> dict[str, Any]:
+    """Options for ``ossfs.OSSFileSystem`` (endpoint/key/secret/token)."""
+    return _oss_env(env, {}, "endpoint")
 
 
 def _oss_env_s3(env: Mapping[str, str]) -> dict[str, Any]:
     """Options for s3fs against OSS's S3-compatible API (no ``ossfs`` installed)."""
-    opts: dict[str, Any] = {"config_kwargs": copy.deepcopy(OSS_S3_CONFIG)}
-    if endpoint := _oss_endpoint(env):
-        opts["endpoint_url"] = endpoint
-    if env.get("OSS_ACCESS_KEY_ID") and env.get("OSS_ACCESS_KEY_SECRET"):
-        opts["key"], opts["secret"] = env["OSS_ACCESS_KEY_ID"], env["OSS_ACCESS_KEY_SECRET"]
-        if token := _oss_token(env):
-            opts["token"] = token
-    return opts
+    return _oss_env(env, {"config_kwargs": copy.deepcopy(OSS_S3_CONFIG)}, "endpoint_url")
