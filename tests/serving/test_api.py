@@ -387,12 +387,18 @@ class SlowFakeGenerator:
         return [[1, 2, 3]]
 
     def stream(self, messages: Any, config: Any = None, cancel: threading.Event | None = None) -> Iterator[str]:
-        for i in range(5000):
-            if cancel is not None and cancel.is_set():
+        finished = False
+        try:
+            for i in range(5000):
+                if cancel is not None and cancel.is_set():
+                    return
+                yield f"t{i} "
+                time.sleep(0.02)
+            finished = True
+        finally:
+            # stopped early either way the server can stop it: the cancel event, or closing the iterator
+            if not finished:
                 self.cancelled.set()
-                return
-            yield f"t{i} "
-            time.sleep(0.02)
 
 
 @contextmanager
