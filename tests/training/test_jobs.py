@@ -65,3 +65,46 @@ def test_invalid_job_name_and_scheme() -> None:
         JobSpec(name="bad name!", algorithm="sft", base_model="m", dataset="x")
     with pytest.raises(StorageError, match="unsupported storage scheme"):
         JobSpec(name="ok", algorithm="sft", base_model="m", dataset="ftp://host/x")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_cancel_then_resume_finishes_the_job(ws, tmp_path: Path) -> None:
+    """A cancelled job's process is stopped; `resume` restarts it and it succeeds with an artifact."""
+    import time
+
+    from domainrag.training.jobs import cancel_job, job_alive, refresh_state, start_job
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(
+        "".join(
+            f'{{"query": "code K{i:03d}?", "positive": "Fault K{i:03d} means valve {i} is stuck."}}\n'
+            for i in range(60)
+        )
+    )
+    record = create_job(
+        ws,
+        JobSpec(
+            name="emb",
+            algorithm="embedding",
+            base_model="all-minilm-l6-v2",
+            dataset=str(data),
+            hyperparameters={"epochs": 1, "batch_size": 8},
+        ),
+    )
+    job_id = record["name"]
+    deadline = time.time() + 120
+    while refresh_state(ws, job_id)["state"] != "running" and time.time() < deadline:
+        time.sleep(0.5)
+    cancelled = cancel_job(ws, job_id)
+    assert cancelled["state"] == "cancelled"
+    deadline = time.time() + 30
+    while job_alive(cancelled) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not job_alive(cancelled)
+    assert refresh_state(ws, job_id)["state"] == "cancelled"
+
+    start_job(ws, job_id, resume=True)
+    final = wait_job(ws, job_id, timeout=400)
+    assert final["state"] == "succeeded", final.get("error")
+    assert ws.lake.exists(f"{final['artifact_key']}/model_card.json")

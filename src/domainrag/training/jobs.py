@@ -6,6 +6,7 @@ States: queued → running → succeeded | failed | cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,9 +84,14 @@ def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> dict[str,
     job_id = new_job_id(spec.name)
     ws.lake.write_json(f"jobs/{job_id}/spec.json", spec.model_dump(mode="json"))
     record = ws.catalog.create(
-        "job", job_id,
-        {"spec": spec.model_dump(mode="json"), "state": "queued", "prefix": f"jobs/{job_id}",
-         "uri": ws.lake.url(f"jobs/{job_id}")},
+        "job",
+        job_id,
+        {
+            "spec": spec.model_dump(mode="json"),
+            "state": "queued",
+            "prefix": f"jobs/{job_id}",
+            "uri": ws.lake.url(f"jobs/{job_id}"),
+        },
     )
     if start:
         record = start_job(ws, job_id)
@@ -98,8 +104,14 @@ def start_job(ws: Workspace, job_id: str, resume: bool = False) -> dict[str, Any
     out = (log_dir / f"{job_id}.out").open("ab")
     spec = JobSpec.model_validate(ws.catalog.require("job", job_id)["spec"])
     cmd = build_launch_command(job_id, ws.settings.workspace, ws.settings.lake, spec.launch, resume=resume)
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     return ws.catalog.update("job", job_id, pid=proc.pid, state="queued", started_at=time.time())
 
 
@@ -126,7 +138,10 @@ def refresh_state(ws: Workspace, job_id: str) -> dict[str, Any]:
         record = ws.catalog.require("job", job_id)
         if record["state"] in ("queued", "running"):
             record = ws.catalog.update(
-                "job", job_id, state="failed", error="the job process exited unexpectedly (see `job logs`)",
+                "job",
+                job_id,
+                state="failed",
+                error="the job process exited unexpectedly (see `job logs`)",
                 finished_at=time.time(),
             )
     return record
@@ -137,10 +152,8 @@ def cancel_job(ws: Workspace, job_id: str) -> dict[str, Any]:
     if record["state"] in TERMINAL:
         raise DomainRagError(f"job '{job_id}' already {record['state']}")
     if record.get("pid"):
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone: nothing to stop
             os.killpg(int(record["pid"]), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     return ws.catalog.update("job", job_id, state="cancelled", finished_at=time.time())
 
 

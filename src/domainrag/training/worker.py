@@ -94,30 +94,50 @@ def _as_dict(result: Any) -> dict[str, Any]:
     return dict(result)
 
 
-def fit(spec: Any, dataset: Path, workdir: Path, reporter: FileReporter, resume: bool) -> tuple[dict[str, Any], Path, str]:
+def fit(
+    spec: Any, dataset: Path, workdir: Path, reporter: FileReporter, resume: bool
+) -> tuple[dict[str, Any], Path, str]:
     """Run the training function for the algorithm; returns (metrics, artifact folder, format)."""
     hp = dict(spec.hyperparameters)
     if spec.algorithm == "sft":
         from domainrag.training.sft import SFTArgs, run_sft
         from domainrag.zoo import resolve_llm
 
-        args = SFTArgs(base_model=resolve_llm(spec.base_model), dataset=dataset, output_dir=workdir / "output",
-                       checkpoint_dir=workdir / "checkpoints", resume=resume, **hp)
+        args = SFTArgs(
+            base_model=resolve_llm(spec.base_model),
+            dataset=dataset,
+            output_dir=workdir / "output",
+            checkpoint_dir=workdir / "checkpoints",
+            resume=resume,
+            **hp,
+        )
         result = run_sft(args, reporter)
         return _as_dict(result), Path(result.adapter_dir), "lora-adapter"
     if spec.algorithm == "reranker":
         from domainrag.training.reranker import RerankerArgs, run_reranker
         from domainrag.zoo import resolve_embedder
 
-        rargs = RerankerArgs(base_model=resolve_embedder(spec.base_model), dataset=dataset,
-                             output_dir=workdir / "output", checkpoint_dir=workdir / "checkpoints", resume=resume, **hp)
+        rargs = RerankerArgs(
+            base_model=resolve_embedder(spec.base_model),
+            dataset=dataset,
+            output_dir=workdir / "output",
+            checkpoint_dir=workdir / "checkpoints",
+            resume=resume,
+            **hp,
+        )
         rresult = run_reranker(rargs, reporter)
         return _as_dict(rresult), Path(rresult.output_dir), "cross-encoder"
     from domainrag.training.embedding import EmbeddingArgs, run_embedding
     from domainrag.zoo import resolve_embedder
 
-    args = EmbeddingArgs(base_model=resolve_embedder(spec.base_model), dataset=dataset,
-                         output_dir=workdir / "output", checkpoint_dir=workdir / "checkpoints", resume=resume, **hp)
+    args = EmbeddingArgs(
+        base_model=resolve_embedder(spec.base_model),
+        dataset=dataset,
+        output_dir=workdir / "output",
+        checkpoint_dir=workdir / "checkpoints",
+        resume=resume,
+        **hp,
+    )
     result = run_embedding(args, reporter)
     return _as_dict(result), Path(result.output_dir), "sentence-transformers"
 
@@ -138,10 +158,20 @@ def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str
         tpl = artifact / "chat_template.jinja"
         card["chat_template"] = tpl.read_text() if tpl.exists() else "from tokenizer_config.json"
     (artifact / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
-    lines = [f"# Model card: {spec.name}", "", f"- base model: `{spec.base_model}`",
-             f"- algorithm: `{spec.algorithm}`", f"- dataset: `{spec.dataset}` (sha256 {card['dataset']['sha256'][:12]}, "
-             f"{card['dataset']['bytes']} bytes)", f"- hyper-parameters: `{json.dumps(spec.hyperparameters)}`", "",
-             "## Metrics", "", "```json", json.dumps(metrics, indent=2, default=str), "```"]
+    lines = [
+        f"# Model card: {spec.name}",
+        "",
+        f"- base model: `{spec.base_model}`",
+        f"- algorithm: `{spec.algorithm}`",
+        f"- dataset: `{spec.dataset}` (sha256 {card['dataset']['sha256'][:12]}, {card['dataset']['bytes']} bytes)",
+        f"- hyper-parameters: `{json.dumps(spec.hyperparameters)}`",
+        "",
+        "## Metrics",
+        "",
+        "```json",
+        json.dumps(metrics, indent=2, default=str),
+        "```",
+    ]
     (artifact / "README.md").write_text("\n".join(lines) + "\n")
 
 
@@ -190,8 +220,15 @@ def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
             dest.upload(artifact, "artifact")
             reporter.log(f"artifact copied to {dest.url('artifact')}")
         rel = artifact.relative_to(workdir).as_posix()
-        ws.catalog.update("job", job_id, state="succeeded", finished_at=time.time(), metrics=metrics,
-                          artifact_key=f"{prefix}/{rel}", artifact_format=fmt)
+        ws.catalog.update(
+            "job",
+            job_id,
+            state="succeeded",
+            finished_at=time.time(),
+            metrics=metrics,
+            artifact_key=f"{prefix}/{rel}",
+            artifact_format=fmt,
+        )
         reporter.log(f"job {job_id} succeeded; artifact at {ws.lake.url(f'{prefix}/{rel}')}")
         return 0
     except Exception as exc:  # recorded for `job show`; the traceback goes to the log
