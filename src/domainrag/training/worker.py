@@ -94,52 +94,48 @@ def _as_dict(result: Any) -> dict[str, Any]:
     return dict(result)
 
 
+# algorithm → (module, args class, run function, base-model resolver, result field of the artifact, format)
+_TRAINERS: dict[str, tuple[str, str, str, str, str, str]] = {
+    "sft": ("domainrag.training.sft", "SFTArgs", "run_sft", "resolve_llm", "adapter_dir", "lora-adapter"),
+    "embedding": (
+        "domainrag.training.embedding",
+        "EmbeddingArgs",
+        "run_embedding",
+        "resolve_embedder",
+        "output_dir",
+        "sentence-transformers",
+    ),
+    "reranker": (
+        "domainrag.training.reranker",
+        "RerankerArgs",
+        "run_reranker",
+        "resolve_embedder",
+        "output_dir",
+        "cross-encoder",
+    ),
+}
+
+
 def fit(
     spec: Any, dataset: Path, workdir: Path, reporter: FileReporter, resume: bool
 ) -> tuple[dict[str, Any], Path, str]:
     """Run the training function for the algorithm; returns (metrics, artifact folder, format)."""
-    hp = dict(spec.hyperparameters)
-    if spec.algorithm == "sft":
-        from domainrag.training.sft import SFTArgs, run_sft
-        from domainrag.zoo import resolve_llm
+    import importlib
 
-        args = SFTArgs(
-            base_model=resolve_llm(spec.base_model),
-            dataset=dataset,
-            output_dir=workdir / "output",
-            checkpoint_dir=workdir / "checkpoints",
-            resume=resume,
-            **hp,
-        )
-        result = run_sft(args, reporter)
-        return _as_dict(result), Path(result.adapter_dir), "lora-adapter"
-    if spec.algorithm == "reranker":
-        from domainrag.training.reranker import RerankerArgs, run_reranker
-        from domainrag.zoo import resolve_embedder
+    from domainrag import zoo
 
-        rargs = RerankerArgs(
-            base_model=resolve_embedder(spec.base_model),
-            dataset=dataset,
-            output_dir=workdir / "output",
-            checkpoint_dir=workdir / "checkpoints",
-            resume=resume,
-            **hp,
-        )
-        rresult = run_reranker(rargs, reporter)
-        return _as_dict(rresult), Path(rresult.output_dir), "cross-encoder"
-    from domainrag.training.embedding import EmbeddingArgs, run_embedding
-    from domainrag.zoo import resolve_embedder
-
-    args = EmbeddingArgs(
-        base_model=resolve_embedder(spec.base_model),
+    module_name, args_cls, run_fn, resolver, artifact_field, fmt = _TRAINERS[spec.algorithm]
+    module = importlib.import_module(module_name)  # imported lazily: each pulls in heavy libraries
+    args = getattr(module, args_cls)(
+        base_model=getattr(zoo, resolver)(spec.base_model),
         dataset=dataset,
         output_dir=workdir / "output",
         checkpoint_dir=workdir / "checkpoints",
         resume=resume,
-        **hp,
+        **dict(spec.hyperparameters),
     )
-    result = run_embedding(args, reporter)
-    return _as_dict(result), Path(result.output_dir), "sentence-transformers"
+    result = getattr(module, run_fn)(args, reporter)
+    return _as_dict(result), Path(getattr(result, artifact_field)), fmt
 
 
 def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str, Any]) -> None:
