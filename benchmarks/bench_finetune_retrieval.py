@@ -82,18 +82,28 @@ def main() -> None:
     job_id = ws.catalog.list("job")[-1]["name"]
     train_s = time.time() - t_train
     cli(["model", "create", "--name", f"{a.dataset}-embedder", "--source", "job", "--job-id", job_id], home)
-    result_json = a.out / f"finetune_retrieval_{a.dataset}.json"
+    result_json = work / f"finetune_retrieval_{a.dataset}.full.json"  # per-query drill-down: large
     a.out.mkdir(parents=True, exist_ok=True)
     cli(["eval", "retrieval", "--index", f"{a.dataset}_base", "--dataset", str(test_dir), "--split", split, "--ingest",
          "--embedding-model", "all-minilm-l6-v2", "--config", "bm25", "--config", "dense", "--config", "hybrid",
          "--config", f"dense:{a.dataset}-embedder", "--config", f"hybrid:{a.dataset}-embedder",
-         "--json", str(result_json), "--report", str(a.out / f"finetune_retrieval_{a.dataset}.html")], home)
+         "--json", str(result_json), "--report", str(work / f"finetune_retrieval_{a.dataset}.html")], home)
     result = json.loads(result_json.read_text())
     result["benchmark"] = {"command": " ".join(sys.argv), "train_pairs": n_pairs, "train_seconds": round(train_s, 1),
                            "total_seconds": round(time.time() - t0, 1), "cpus": os.cpu_count(),
                            "job_metrics": ws.catalog.get("job", job_id).get("metrics")}
-    result_json.write_text(json.dumps(result, indent=2, default=str))
-    print(json.dumps(result["benchmark"], indent=2, default=str))
+    summary = summarize(result)
+    (a.out / f"finetune_retrieval_{a.dataset}.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"full result and HTML report in {work}")
+
+
+def summarize(result: dict) -> dict:
+    """The committed summary: metrics per configuration, data set counts, timings and the command."""
+    retrieval = result["retrieval"]
+    return {"metadata": result.get("metadata"), "dataset": retrieval["dataset"], "benchmark": result["benchmark"],
+            "runs": [{"label": r["label"], "config": r["config"], "metrics": r["metrics"], "seconds": r["seconds"]}
+                     for r in retrieval["runs"]]}
 
 
 if __name__ == "__main__":
