@@ -293,3 +293,19 @@ def test_doctor_on_s3_workspace(s3_workspace: Workspace, s3_env: S3Server, tmp_p
     assert "access denied" in bad.output and "4 of 4 checks failed" in bad.output
     assert "wrong-secret-value" not in bad.output and s3_env.secret not in bad.output
     assert "'secret': '***'" in bad.output
+
+
+def test_app_create_preflights_the_models_it_will_read(s3_workspace: Workspace, tmp_path: Path,
+                                                       make_adapter: Callable[[Path], Path]) -> None:
+    """An app whose model cannot be read from the lake is refused up front, naming the object."""
+    from domainrag.errors import StorageError
+    from domainrag.serving.apps import AppSpec, validate_app
+
+    ws = s3_workspace
+    register(ws, "bot", make_adapter(tmp_path / "adapter"))
+    ws.lake.fs.rm(ws.lake.path("models/bot/1/manifest.json"))  # e.g. a role without read access to it
+    spec = AppSpec.model_validate({"name": "A", "model": "bot", "retrieval": {"index": "kb"}})
+    with pytest.raises(StorageError) as err:
+        validate_app(ws, spec)
+    assert "storage check(s) failed" in str(err.value)  # the preflight, before any model loading
+    assert "read s3://" in str(err.value) and "models/bot/1/manifest.json" in str(err.value)

@@ -27,6 +27,15 @@ class AppSpec(BaseModel):
 
 def validate_app(ws: Workspace, spec: AppSpec) -> dict[str, Any]:
     """Everything an invoke will need must exist now: model, index, store type, dimensions."""
+    if not ws.lake.is_local:  # the app role must be able to read every artifact it loads, checked up front
+        from domainrag.storage.preflight import preflight, require
+
+        names = [spec.model, spec.retrieval.rerank_model]
+        index_record = ws.catalog.get("index", spec.retrieval.index)
+        if index_record:
+            names.append(index_record.get("embedding_model"))
+        keys = [r["key"] for n in names if n and (r := ws.model_record(n)) and r.get("key")]
+        require(preflight(reads=[ws.lake.url(f"{k}/manifest.json") for k in keys]))
     check_llm(ws, spec.model)  # raises for unknown names and non-LLM models; verifies weights or the backend
     index = ws.catalog.require("index", spec.retrieval.index)
     store_cfg = parse_store_config(index.get("store"))
