@@ -61,6 +61,7 @@ class Workspace:
                     self.lake.download(key, tmp)
                     verify_manifest(tmp)  # a corrupt download never becomes the cache entry
                     tmp.rename(folder)
+                    return folder  # just verified: no second hashing pass
         verify_manifest(folder)
         return folder
 
@@ -145,6 +146,16 @@ class Workspace:
         record = {"version": version, "kind": kind, "format": fmt, "base_model": base_model, "key": key,
                   "uri": self.lake.url(key), "source": source, "digest": digest, **(extra or {})}
         return self.catalog.put("model", name, record)
+
+    # -- datasets ------------------------------------------------------------------------------
+    def upload_dataset(self, source: Path, name: str) -> tuple[str, int]:
+        """Upload a local file or folder to ``raw/<name>/`` and catalogue it; returns (URL, file count)."""
+        if not source.exists():
+            raise DomainRagError(f"{source} does not exist")
+        keys = self.lake.upload(source, f"raw/{name}" + ("" if source.is_dir() else f"/{source.name}"))
+        url = self.lake.url(f"raw/{name}")
+        self.catalog.put("dataset", name, {"uri": url, "files": len(keys)})
+        return url, len(keys)
 
     # -- indexes -------------------------------------------------------------------------------
     def store(self, index: str) -> VectorStore:

@@ -103,12 +103,8 @@ def dataset_upload(
     name: Annotated[str, typer.Option(help="dataset name (raw/<name>/ in the lake)")],
 ) -> None:
     """Upload a local file or folder to raw/<name>/ in the data lake."""
-    w = ws()
-    if not source.exists():
-        raise DomainRagError(f"{source} does not exist")
-    keys = w.lake.upload(source, f"raw/{name}" + ("" if source.is_dir() else f"/{source.name}"))
-    w.catalog.put("dataset", name, {"uri": w.lake.url(f"raw/{name}"), "files": len(keys)})
-    console.print(f"uploaded {len(keys)} file(s) to {w.lake.url(f'raw/{name}')}")
+    url, n_files = ws().upload_dataset(source, name)
+    console.print(f"uploaded {n_files} file(s) to {url}")
 
 
 @dataset_app.command("list")

@@ -70,9 +70,8 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
     console.print(f"workspace {ws.settings.workspace}\nlake      {ws.lake.url()}")
     _step(console, 2, "upload the sample domain (raw/)")
     for name, src in (("sample-docs", paths.docs), ("sample-pairs", paths.pairs), ("sample-sft", paths.sft_chat)):
-        keys = ws.lake.upload(src, f"raw/{name}" + ("" if src.is_dir() else f"/{src.name}"))
-        ws.catalog.put("dataset", name, {"uri": ws.lake.url(f"raw/{name}"), "files": len(keys)})
-        console.print(f"{name}: {len(keys)} file(s) → {ws.lake.url(f'raw/{name}')}")
+        url, n_files = ws.upload_dataset(src, name)
+        console.print(f"{name}: {n_files} file(s) → {url}")
 
     _step(console, 3, f"embedding job: fine-tune {DEFAULT_EMBEDDER} on query→passage pairs")
     emb_job = _run_job(
