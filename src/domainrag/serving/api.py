@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import closing
 from importlib import resources
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -222,6 +223,29 @@ async def pump(make: Callable[[threading.Event], Iterator[T]], request: Request)
                 raise ClientGone
     finally:
         cancel.set()
+        _close_when_idle(items)
+
+
+def _close_when_idle(items: Iterator[Any]) -> None:
+    """Close a generator as soon as no worker thread is inside it, so its ``finally`` blocks run now.
+
+    Relying on garbage collection is not enough: an exception traceback can keep the generator in a
+    reference cycle for a long time. A worker abandoned on cancellation may still be inside ``next``,
+    where ``close()`` raises ``ValueError``; a daemon thread then retries until it is free.
+    """
+    close = getattr(items, "close", None)
+    if close is None:
+        return
+
+    def attempt() -> None:
+        for _ in range(6000):  # up to a minute: one token of the slowest model is far shorter
+            try:
+                close()
+                return
+            except ValueError:  # "generator already executing"
+                time.sleep(0.01)
+
+    threading.Thread(target=attempt, name="close-stream", daemon=True).start()
 
 
 # -- loaded apps and models -----------------------------------------------------------------------
@@ -413,8 +437,9 @@ def _prepare_plain(generator: Generator, messages: list[dict[str, str]], config:
         raise ApiError(400, f"messages cannot be formatted for this model: {exc}", param="messages") from exc
 
     def events(cancel: threading.Event) -> Iterator[RagEvent]:
-        for piece in generator.stream(messages, config, cancel):
-            yield RagEvent("token", piece)
+        with closing(generator.stream(messages, config, cancel)) as pieces:
+            for piece in pieces:
+                yield RagEvent("token", piece)
 
     return _Answer(events, generator, prompt_tokens, config.max_new_tokens)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -115,9 +116,12 @@ class RagApp:
             raise RuntimeError(f"app '{self.name}' has no generator loaded")
         messages = self.messages(query, hits, history)
         text = ""
-        for piece in self.generator.stream(messages, config or self.generation.to_generation_config(), cancel):
-            text += piece
-            yield RagEvent("token", piece)
+        # closing() so that closing this iterator (a client left) closes the model's stream at once, not at GC
+        stream = self.generator.stream(messages, config or self.generation.to_generation_config(), cancel)
+        with closing(stream) as pieces:
+            for piece in pieces:
+                text += piece
+                yield RagEvent("token", piece)
         cited, _ = extract_citations(text, len(hits))
         chosen = cited or list(range(1, len(hits) + 1))
         yield RagEvent("references", references=[reference(i, hits[i - 1]) for i in chosen])
