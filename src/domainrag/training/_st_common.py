@@ -7,6 +7,7 @@ in ``checkpoint_dir``.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import tempfile
@@ -15,8 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
-
-import torch
 
 from domainrag.data.formats import Pair, PairsFile, load_pairs
 from domainrag.errors import DomainRagError
@@ -48,9 +47,14 @@ def split_by_query(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[
     return [p for p in pairs if p.query not in held_out], [p for p in pairs if p.query in held_out]
 
 
-def load_and_split(args: TrainArgs, reporter: Reporter, hint: str) -> tuple[PairsFile, list[Pair], list[Pair]]:
-    """(loaded pairs, train, eval) split by query; fewer than 2 training pairs raise with ``hint``."""
-    loaded = load_pairs(Path(args.dataset))
+def load_and_split(
+    args: TrainArgs, reporter: Reporter, hint: str, dataset: Path | None = None
+) -> tuple[PairsFile, list[Pair], list[Pair]]:
+    """(loaded pairs, train, eval) split by query; fewer than 2 training pairs raise with ``hint``.
+
+    ``dataset`` overrides ``args.dataset`` (synthetic pairs generated from a corpus).
+    """
+    loaded = load_pairs(Path(dataset or args.dataset))
     if loaded.duplicates_dropped:
         reporter.log(f"dropped {loaded.duplicates_dropped} duplicate (query, positive) pairs")
     train, evals = split_by_query(loaded.pairs, args.eval_fraction, args.seed)
@@ -79,6 +83,8 @@ def reporter_callback(reporter: Reporter) -> Any:
 
 def training_kwargs(args: TrainArgs, out: Path) -> dict[str, Any]:
     """Training-arguments keywords common to both trainers (checkpoints only with ``checkpoint_dir``)."""
+    import torch
+
     return {
         "output_dir": str(out),
         "num_train_epochs": args.epochs,
@@ -154,3 +160,138 @@ def jsonable_args(args: Any) -> dict[str, Any]:
 def finite_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
     """``stats`` without NaN floats (they are not valid JSON)."""
     return {k: v for k, v in stats.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input caught before training: a decoder as base model, texts past the model's limit,
+# hyper-parameter values the trainers would only reject after loading everything.
+
+_GENERATOR_ARCHITECTURES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+LOSSES = ("mnrl", "cached_mnrl")
+SYNTHETIC_CHOICES = ("llm", "heuristic")
+
+
+def check_encoder(model: str) -> None:
+    """Refuse a base model folder that is a text generator (causal LM), not an encoder.
+
+    sentence-transformers would wrap a causal LM in mean pooling and train it without complaint;
+    that is never what an embedding or reranker job wants, so it fails here, before loading. Hub
+    ids (not local) are left to sentence-transformers.
+    """
+    path = Path(model).expanduser()
+    if not path.exists():
+        return
+    config = path / "config.json"
+    if not path.is_dir() or not config.is_file():
+        raise DomainRagError(
+            f"base model '{model}' is not a model folder (no config.json)",
+            hint="use all-minilm-l6-v2, a sentence-transformers / BERT-style encoder folder, or a hub id",
+        )
+    cfg = json.loads(config.read_text(encoding="utf-8"))
+    archs = [str(a) for a in cfg.get("architectures") or []]
+    generator = next((a for a in archs if a.endswith(_GENERATOR_ARCHITECTURES)), None)
+    if generator or cfg.get("is_decoder"):
+        raise DomainRagError(
+            f"base model '{model}' is a text generator ({generator or cfg.get('model_type')}), not an encoder",
+            hint="embedding and reranker jobs start from an encoder such as all-minilm-l6-v2; "
+            "use --algorithm sft to fine-tune an LLM",
+        )
+
+
+def count_over_limit(tokenizer: Any, texts: list[str] | list[tuple[str, str]], limit: int, batch: int = 256) -> int:
+    """How many texts (or text pairs) tokenize, special tokens included, to more than ``limit`` tokens."""
+    over = 0
+    for i in range(0, len(texts), batch):
+        chunk = texts[i : i + batch]
+        if chunk and isinstance(chunk[0], tuple):
+            enc = tokenizer([a for a, _ in chunk], [b for _, b in chunk], truncation=False)  # type: ignore[misc]
+        else:
+            enc = tokenizer(list(chunk), truncation=False)
+        over += sum(1 for ids in enc["input_ids"] if len(ids) > limit)
+    return over
+
+
+def warn_truncation(reporter: Reporter, over: int, total: int, limit: int, what: str) -> None:
+    """Log how many texts the model will cut at ``limit`` tokens (the tokenizer truncates silently)."""
+    if over:
+        reporter.log(
+            f"WARNING: {over} of {total} {what} exceed the model's limit of {limit} tokens and are truncated; "
+            "shorten them (e.g. smaller chunks) if the cut-off part matters"
+        )
+
+
+def check_hyperparameters(algorithm: str, hp: Mapping[str, Any]) -> None:
+    """Validate the values of the embedding/reranker options a job spec may set (before the job starts)."""
+
+    def bad(key: str, why: str, hint: str) -> DomainRagError:
+        return DomainRagError(f"hyper-parameter {key}={hp[key]!r}: {why}", hint=hint)
+
+    mode = hp.get("synthetic_queries")
+    if mode is not None and mode not in SYNTHETIC_CHOICES:
+        raise bad("synthetic_queries", "unknown mode", "use llm or heuristic (or leave it out: auto-detected)")
+    for key in ("synthetic_per_passage", "mini_batch_size"):
+        if key in hp and (not isinstance(hp[key], int) or isinstance(hp[key], bool) or hp[key] < 1):
+            raise bad(key, "must be a positive integer", f"e.g. --hp {key}=4")
+    if algorithm != "embedding":
+        return
+    if "loss" in hp and hp["loss"] not in LOSSES:
+        raise bad("loss", "unknown loss", "use mnrl or cached_mnrl")
+    dims = hp.get("matryoshka_dims")
+    if dims is not None:
+        ok = isinstance(dims, list) and dims and all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+        if not ok or min(dims) < 1 or len(set(dims)) != len(dims):
+            raise bad(
+                "matryoshka_dims",
+                "must be a list of distinct positive integers",
+                "e.g. --hp matryoshka_dims=[384,256,128,64]",
+            )
+
+
+class SyntheticArgs(Protocol):
+    """The fields of ``EmbeddingArgs`` / ``RerankerArgs`` that control synthetic queries."""
+
+    dataset: Path
+    output_dir: Path
+    seed: int
+    synthetic_queries: str | None
+    synthetic_llm: str
+    synthetic_per_passage: int
+    synthetic_max_passages: int | None
+    synthetic_roundtrip_k: int
+
+
+def prepare_pairs(args: SyntheticArgs, reporter: Reporter, embedder: Any) -> tuple[Path, dict[str, Any] | None]:
+    """(pairs file to train on, synthetic counts or None): the dataset itself, or pairs generated from a corpus.
+
+    Generated pairs go to ``synthetic_pairs.jsonl`` next to ``output_dir`` (the job folder in the lake),
+    so they can be inspected and reused as an ordinary pairs dataset.
+    """
+    from domainrag.training import synthetic as syn
+
+    dataset = Path(args.dataset)
+    mode = syn.choose_mode(args.synthetic_queries, dataset, args.synthetic_llm)
+    if mode is None:
+        return dataset, None
+    passages = syn.load_passages(dataset)
+    reporter.log(
+        f"dataset is a document corpus ({len(passages)} passages): generating synthetic queries ({mode}"
+        f"{'' if args.synthetic_queries else ', auto-detected'})"
+    )
+    config = syn.SyntheticConfig(
+        mode=mode,
+        llm=args.synthetic_llm,
+        queries_per_passage=args.synthetic_per_passage,
+        max_passages=args.synthetic_max_passages,
+        roundtrip_k=args.synthetic_roundtrip_k,
+        seed=args.seed,
+    )
+    report = syn.generate_pairs(passages, config, embedder=embedder, log=reporter.log)
+    if report.kept < 2:
+        raise DomainRagError(
+            f"only {report.kept} synthetic pair(s) survived deduplication and filtering "
+            f"({report.generated} generated)",
+            hint="add documents, raise synthetic_roundtrip_k (or 0 to disable that filter), or try the other mode",
+        )
+    path = syn.write_pairs(report.pairs, Path(args.output_dir).parent / syn.PAIRS_FILE)
+    reporter.log(f"synthetic pairs written to {path}")
+    return path, {**report.counts(), "pairs_file": str(path)}

@@ -5,6 +5,11 @@ build the retrieval evaluator, optionally mine hard negatives) → fit (``Senten
 with ``MultipleNegativesRankingLoss``: every other positive in the batch is a negative, so the
 ``NO_DUPLICATES`` batch sampler keeps a query's own positive out of its negatives) → save.
 
+Options: ``loss="cached_mnrl"`` (GradCache: large batches in ``mini_batch_size`` memory),
+``matryoshka_dims`` (MatryoshkaLoss, so truncated vectors still retrieve well; held-out metrics are
+also reported per dimension), and a dataset that is only a document corpus: synthetic queries are
+generated for its chunks first (:mod:`domainrag.training.synthetic`).
+
 Held-out queries never appear in training; retrieval quality is measured before and after on them
 with ``InformationRetrievalEvaluator`` over a corpus of *all* positives (train and eval), which is
 what an index built from the same documents would contain.
@@ -18,15 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from domainrag.data.formats import Pair
+from domainrag.errors import DomainRagError
 from domainrag.training._st_common import (
+    LOSSES,
+    check_encoder,
+    check_hyperparameters,
+    count_over_limit,
     finite_stats,
     jsonable_args,
     load_and_split,
     log_eval_metrics,
+    prepare_pairs,
     train_with_resume,
+    warn_truncation,
 )
 from domainrag.training._st_common import split_by_query as split_by_query  # re-export: tests and callers use it
 from domainrag.training.reporting import Reporter
@@ -40,7 +50,7 @@ class EmbeddingArgs:
     """Hyper-parameters and locations of one embedding fine-tuning run."""
 
     base_model: str  # local sentence-transformers folder (see domainrag.zoo.resolve_embedder) or hub id
-    dataset: Path  # pairs CSV/JSONL (see domainrag.data.formats.read_pairs)
+    dataset: Path  # pairs CSV/JSONL (see domainrag.data.formats.read_pairs), or documents (synthetic queries)
     output_dir: Path
     epochs: int = 1
     batch_size: int = 32
@@ -49,6 +59,14 @@ class EmbeddingArgs:
     eval_fraction: float = 0.15
     max_seq_length: int | None = None
     hard_negatives: int = 0  # >0: mine this many hard negatives per pair with the base model
+    loss: str = "mnrl"  # "mnrl" | "cached_mnrl" (CachedMultipleNegativesRankingLoss)
+    mini_batch_size: int = 32  # cached_mnrl: texts per forward pass (memory), not the contrastive batch
+    matryoshka_dims: list[int] | None = None  # e.g. [384, 256, 128, 64]: wrap the loss in MatryoshkaLoss
+    synthetic_queries: str | None = None  # "llm" | "heuristic"; None: auto when the dataset is a corpus
+    synthetic_llm: str = "smollm2-135m-instruct"
+    synthetic_per_passage: int = 1
+    synthetic_max_passages: int | None = None
+    synthetic_roundtrip_k: int = 10  # keep a synthetic query only if the base model finds its chunk in top-k
     seed: int = 0
     checkpoint_dir: Path | None = None
     resume: bool = False
@@ -72,6 +90,9 @@ class EmbeddingResult:
     pairs_per_s: float
     steps: int = 0
     duplicates_dropped: int = 0
+    truncated_texts: int = 0
+    synthetic: dict[str, Any] | None = None  # generated / deduped / filtered / kept counts for a corpus dataset
+    metrics_after_by_dim: dict[int, dict[str, float]] | None = None  # matryoshka_dims runs only
 
 
 @dataclass
@@ -82,9 +103,15 @@ class _Setup:
     evaluator: Any | None
     train_dataset: Any
     duplicates_dropped: int
+    all_pairs: list[Pair]
+    eval_pairs: list[Pair]
+    truncated_texts: int = 0
+    synthetic: dict[str, Any] | None = None
 
 
-def build_ir_evaluator(all_pairs: list[Pair], eval_pairs: list[Pair], name: str = "heldout") -> Any | None:
+def build_ir_evaluator(
+    all_pairs: list[Pair], eval_pairs: list[Pair], name: str = "heldout", truncate_dim: int | None = None
+) -> Any | None:
     """Retrieval evaluator: eval queries against a corpus of every positive in ``all_pairs``."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
@@ -110,6 +137,7 @@ def build_ir_evaluator(all_pairs: list[Pair], eval_pairs: list[Pair], name: str 
         name=name,
         write_csv=False,
         show_progress_bar=False,
+        truncate_dim=truncate_dim,
     )
 
 
@@ -161,20 +189,42 @@ def _train_dataset(args: EmbeddingArgs, model: Any, train: list[Pair], reporter:
     return base
 
 
+def check_args(args: EmbeddingArgs, dimension: int | None = None) -> None:
+    """Option values (the job spec checks the same before the job starts); dims against ``dimension``."""
+    check_hyperparameters("embedding", {k: v for k, v in vars(args).items() if v is not None})
+    if args.matryoshka_dims and dimension and max(args.matryoshka_dims) > dimension:
+        raise DomainRagError(
+            f"matryoshka_dims {args.matryoshka_dims} go beyond the model's {dimension} dimensions",
+            hint=f"use dimensions up to {dimension}, e.g. [{dimension}, {dimension // 2}, {dimension // 4}]",
+        )
+
+
 def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
-    """Read and split the pairs, load the model, build evaluator and training dataset."""
+    """Check options, load the model, read (or generate) and split the pairs, build evaluator and dataset."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    loaded, train, evals = load_and_split(
-        args, reporter, hint="in-batch negatives need at least 2 pairs; add data or lower eval_fraction"
-    )
+    check_args(args)
+    check_encoder(args.base_model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = SentenceTransformer(args.base_model, device=device)
     if args.max_seq_length is not None:
         model.max_seq_length = args.max_seq_length
+    check_args(args, model.get_embedding_dimension())
+    dataset, synthetic = prepare_pairs(args, reporter, model)
+    loaded, train, evals = load_and_split(
+        args,
+        reporter,
+        hint="in-batch negatives need at least 2 pairs; add data or lower eval_fraction",
+        dataset=dataset,
+    )
+    texts = list(dict.fromkeys([t for p in loaded.pairs for t in (p.query, p.positive, *p.negatives)]))
+    truncated = count_over_limit(model.tokenizer, texts, model.max_seq_length)
+    warn_truncation(reporter, truncated, len(texts), model.max_seq_length, "distinct texts")
     reporter.log(
         f"embedding setup: {len(train)} train pairs / {len(evals)} eval pairs "
-        f"({len({p.query for p in evals})} held-out queries), device {device}"
+        f"({len({p.query for p in evals})} held-out queries), device {device}, loss {args.loss}"
+        + (f", matryoshka dims {args.matryoshka_dims}" if args.matryoshka_dims else "")
     )
     return _Setup(
         model=model,
@@ -183,13 +233,36 @@ def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
         evaluator=build_ir_evaluator(loaded.pairs, evals),
         train_dataset=_train_dataset(args, model, train, reporter),
         duplicates_dropped=loaded.duplicates_dropped,
+        all_pairs=loaded.pairs,
+        eval_pairs=evals,
+        truncated_texts=truncated,
+        synthetic=synthetic,
     )
 
 
+def build_loss(args: EmbeddingArgs, model: Any) -> Any:
+    """MNRL or its cached (GradCache) variant, wrapped in MatryoshkaLoss when ``matryoshka_dims`` is set."""
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    if args.loss not in LOSSES:
+        raise DomainRagError(f"unknown loss {args.loss!r}", hint="use mnrl or cached_mnrl")
+    loss = (
+        CachedMultipleNegativesRankingLoss(model, mini_batch_size=args.mini_batch_size)
+        if args.loss == "cached_mnrl"
+        else MultipleNegativesRankingLoss(model)
+    )
+    if args.matryoshka_dims:
+        loss = MatryoshkaLoss(model, loss, matryoshka_dims=sorted(args.matryoshka_dims, reverse=True))
+    return loss
+
+
 def fit(args: EmbeddingArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
-    """Train with MultipleNegativesRankingLoss; checkpoint/resume through the HF Trainer."""
+    """Train with :func:`build_loss`; checkpoint/resume through the HF Trainer."""
     from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import (
         BatchSamplers,
         SentenceTransformerTrainingArguments,
@@ -201,7 +274,7 @@ def fit(args: EmbeddingArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
             model=s.model,
             args=targs,
             train_dataset=s.train_dataset,
-            loss=MultipleNegativesRankingLoss(s.model),
+            loss=build_loss(args, s.model),
             callbacks=callbacks,
         )
 
@@ -217,6 +290,16 @@ def run_embedding(args: EmbeddingArgs, reporter: Reporter) -> EmbeddingResult:
     stats = fit(args, s, reporter)
     after = retrieval_metrics(s.model, s.evaluator)
     log_eval_metrics(reporter, "held-out retrieval after", stats["steps"], after)
+    by_dim: dict[int, dict[str, float]] | None = None
+    if args.matryoshka_dims and s.evaluator is not None:
+        by_dim = {}
+        for dim in sorted(args.matryoshka_dims, reverse=True):
+            evaluator = build_ir_evaluator(s.all_pairs, s.eval_pairs, name=f"heldout_{dim}", truncate_dim=dim)
+            by_dim[dim] = retrieval_metrics(s.model, evaluator)
+        reporter.log(
+            "held-out ndcg@10 by matryoshka dim: "
+            + ", ".join(f"{d}={m.get('ndcg@10', 0.0):.3f}" for d, m in by_dim.items())
+        )
 
     out = Path(args.output_dir)
     s.model.save(str(out))
@@ -232,6 +315,9 @@ def run_embedding(args: EmbeddingArgs, reporter: Reporter) -> EmbeddingResult:
         pairs_per_s=stats["pairs_per_s"],
         steps=stats["steps"],
         duplicates_dropped=s.duplicates_dropped,
+        truncated_texts=s.truncated_texts,
+        synthetic=s.synthetic,
+        metrics_after_by_dim=by_dim,
     )
     meta = {
         "kind": "embedding",
@@ -241,6 +327,12 @@ def run_embedding(args: EmbeddingArgs, reporter: Reporter) -> EmbeddingResult:
         "n_eval": result.n_eval,
         "metrics_before": before,
         "metrics_after": after,
+        "metrics_after_by_dim": by_dim,
+        "loss": args.loss,
+        "matryoshka_dims": args.matryoshka_dims,
+        "duplicates_dropped": s.duplicates_dropped,
+        "truncated_texts": s.truncated_texts,
+        "synthetic": s.synthetic,
         "train": finite_stats(stats),
     }
     (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")

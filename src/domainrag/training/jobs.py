@@ -64,6 +64,31 @@ class JobSpec(BaseModel):
                 hint=f"use one of: {names}; or a local model folder; or a hub id like org/name",
             )
 
+    def check_encoder_options(self) -> None:
+        """Embedding/reranker jobs: option values (loss, matryoshka_dims, synthetic_queries, ...) and, for a
+        local base model folder, that it is an encoder rather than a causal LM."""
+        if self.algorithm == "sft":
+            return
+        from domainrag.training._st_common import check_encoder, check_hyperparameters
+
+        check_hyperparameters(self.algorithm, self.hyperparameters)
+        if self.base_model not in BASE_MODELS:
+            check_encoder(self.base_model)
+
+    def check_corpus_dataset(self) -> bool:
+        """Embedding/reranker job on a local document corpus (synthetic queries): validate the documents
+        now and return True; False when the dataset is a pairs file (or remote) and is checked as such."""
+        if self.algorithm == "sft" or split_scheme(self.dataset) not in ("file", "local"):
+            return False
+        from domainrag.training import synthetic
+
+        path = Path(self.dataset.split("://", 1)[1] if "://" in self.dataset else self.dataset).expanduser()
+        mode = synthetic.choose_mode(self.hyperparameters.get("synthetic_queries"), path) if path.exists() else None
+        if mode is None:
+            return False
+        synthetic.load_passages(path)  # unreadable or empty documents fail here
+        return True
+
 
 def new_job_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -72,9 +97,11 @@ def new_job_id(name: str) -> str:
 def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> dict[str, Any]:
     """Validate, record (queued) and start a job in its own process."""
     spec.check_base_model()
+    spec.check_encoder_options()
     from domainrag.training.worker import check_dataset
 
-    check_dataset(spec)  # clear error now, not after model loading
+    if not spec.check_corpus_dataset():
+        check_dataset(spec)  # clear error now, not after model loading
     if spec.launch is not None:
         accelerate_config(spec.launch)  # missing DeepSpeed/FSDP files fail here, before anything is recorded
     from domainrag.storage.preflight import preflight, require

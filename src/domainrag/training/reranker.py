@@ -8,6 +8,9 @@ with the bi-encoder, build the reranking task) → evaluate → fit (``CrossEnco
 The held-out evaluation is what the reranker does at query time: for each held-out query the
 bi-encoder retrieves its top ``eval_candidates`` from a corpus of *all* positives (train and eval);
 "before" scores that bi-encoder order, "after" the cross-encoder's reordering of the same candidates.
+
+A dataset that is only a document corpus gets synthetic queries first, exactly as for the embedding
+job (:mod:`domainrag.training.synthetic`, round-trip filtered with the bi-encoder).
 """
 
 from __future__ import annotations
@@ -25,11 +28,16 @@ import torch
 from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
 from domainrag.training._st_common import (
+    check_encoder,
+    check_hyperparameters,
+    count_over_limit,
     finite_stats,
     jsonable_args,
     load_and_split,
     log_eval_metrics,
+    prepare_pairs,
     train_with_resume,
+    warn_truncation,
 )
 from domainrag.training.reporting import Reporter
 
@@ -42,7 +50,7 @@ class RerankerArgs:
     """Hyper-parameters and locations of one reranker training run."""
 
     base_model: str  # local sentence-transformers folder (see domainrag.zoo.resolve_embedder) or hub id
-    dataset: Path  # pairs CSV/JSONL (see domainrag.data.formats.read_pairs)
+    dataset: Path  # pairs CSV/JSONL (see domainrag.data.formats.read_pairs), or documents (synthetic queries)
     output_dir: Path
     epochs: int = 1
     batch_size: int = 16
@@ -52,6 +60,11 @@ class RerankerArgs:
     eval_fraction: float = 0.15
     eval_candidates: int = 20  # bi-encoder top-n reranked per held-out query
     max_length: int = 256
+    synthetic_queries: str | None = None  # "llm" | "heuristic"; None: auto when the dataset is a corpus
+    synthetic_llm: str = "smollm2-135m-instruct"
+    synthetic_per_passage: int = 1
+    synthetic_max_passages: int | None = None
+    synthetic_roundtrip_k: int = 10
     seed: int = 0
     checkpoint_dir: Path | None = None
     resume: bool = False
@@ -75,6 +88,9 @@ class RerankerResult:
     pairs_per_s: float
     steps: int = 0
     n_examples: int = 0
+    duplicates_dropped: int = 0
+    truncated_examples: int = 0  # (query, passage) rows longer than max_length tokens
+    synthetic: dict[str, Any] | None = None
 
 
 @dataclass
@@ -92,6 +108,9 @@ class _Setup:
     train: list[Pair]
     task: RerankTask
     train_dataset: Any
+    duplicates_dropped: int = 0
+    truncated_examples: int = 0
+    synthetic: dict[str, Any] | None = None
 
 
 def ranking_metrics(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
@@ -196,19 +215,33 @@ def setup(args: RerankerArgs, reporter: Reporter) -> _Setup:
     """Read and split the pairs, load bi-encoder and cross-encoder, mine negatives, build the task."""
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
-    loaded, train, evals = load_and_split(args, reporter, hint="add data or lower eval_fraction")
+    check_hyperparameters("reranker", {k: v for k, v in vars(args).items() if v is not None})
+    check_encoder(args.base_model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bi_encoder = SentenceTransformer(args.base_model, device=device)
+    pairs_file, synthetic = prepare_pairs(args, reporter, bi_encoder)
+    loaded, train, evals = load_and_split(args, reporter, hint="add data or lower eval_fraction", dataset=pairs_file)
     task = build_rerank_task(bi_encoder, loaded.pairs, evals, args.eval_candidates)
     dataset = _train_dataset(args, bi_encoder, train, reporter)
     del bi_encoder
     # same encoder weights, new (randomly initialised) one-logit classification head
     model = CrossEncoder(args.base_model, num_labels=1, max_length=args.max_length, device=device)
+    rows = list(zip(dataset["query"], dataset["passage"], strict=True))
+    truncated = count_over_limit(model.tokenizer, rows, args.max_length)
+    warn_truncation(reporter, truncated, len(rows), args.max_length, "(query, passage) rows")
     reporter.log(
         f"reranker setup: {len(train)} train pairs → {len(dataset)} labelled rows / {len(task.queries)} held-out "
         f"queries (bi-encoder top-{args.eval_candidates}), device {device}"
     )
-    return _Setup(model=model, train=train, task=task, train_dataset=dataset)
+    return _Setup(
+        model=model,
+        train=train,
+        task=task,
+        train_dataset=dataset,
+        duplicates_dropped=loaded.duplicates_dropped,
+        truncated_examples=truncated,
+        synthetic=synthetic,
+    )
 
 
 def fit(args: RerankerArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
@@ -262,6 +295,9 @@ def run_reranker(args: RerankerArgs, reporter: Reporter) -> RerankerResult:
         pairs_per_s=stats["pairs_per_s"],
         steps=stats["steps"],
         n_examples=len(s.train_dataset),
+        duplicates_dropped=s.duplicates_dropped,
+        truncated_examples=s.truncated_examples,
+        synthetic=s.synthetic,
     )
     meta = {
         "kind": "reranker",
@@ -271,6 +307,9 @@ def run_reranker(args: RerankerArgs, reporter: Reporter) -> RerankerResult:
         "n_eval": result.n_eval,
         "metrics_before": before,
         "metrics_after": after,
+        "duplicates_dropped": s.duplicates_dropped,
+        "truncated_examples": s.truncated_examples,
+        "synthetic": s.synthetic,
         "train": finite_stats(stats),
     }
     (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
