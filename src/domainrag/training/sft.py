@@ -41,6 +41,7 @@ from domainrag.serving.prompts import (
     build_messages,
 )
 from domainrag.training.reporting import Reporter
+from domainrag.training.sft_params import SFTArgs
 
 IGNORE_INDEX = -100
 ADAPTER_SUBDIR = "adapter"
@@ -48,36 +49,6 @@ MERGED_SUBDIR = "merged"
 METADATA_FILE = "domainrag_sft.json"
 _STATE_FILE = "training_state.pt"
 _CKPT_PREFIX = "step-"
-
-
-@dataclass
-class SFTArgs:
-    """Hyper-parameters and locations of one SFT run."""
-
-    base_model: str  # local folder (see domainrag.zoo.resolve_llm) or hub id
-    dataset: Path  # chat JSONL in any format read_chat_dataset accepts
-    output_dir: Path
-    epochs: float = 3
-    max_steps: int | None = None  # optimizer steps; overrides epochs when set
-    learning_rate: float = 2e-4
-    batch_size: int = 4
-    grad_accum: int = 1
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    lora_layers: int | None = None  # adapt only the top N transformer layers (None: all)
-    max_seq_len: int = 512
-    eval_fraction: float = 0.1
-    seed: int = 0
-    checkpoint_dir: Path | None = None
-    resume: bool = False
-    merge: bool = False
-    save_every: int = 50  # checkpoint every N optimizer steps (and at the end)
-    keep_checkpoints: int = 2
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
 
 
 @dataclass
@@ -312,6 +283,23 @@ def _collate(batch: Sequence[EncodedChat], pad_id: int, device: torch.device) ->
     return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
 
 
+def _collate_packed(batch: Sequence[EncodedChat], device: torch.device) -> dict[str, torch.Tensor]:
+    """Padding-free packing: the micro-batch as one row, position ids restarting per conversation.
+
+    transformers' :class:`DataCollatorWithFlattening` concatenates the conversations and masks the
+    label of each one's first token, so no conversation learns to predict the next one's start;
+    with ``position_ids`` and no ``attention_mask`` the model builds a block-diagonal causal mask
+    (transformers' packed-sequence detection), so no token attends across a boundary. Same labels,
+    same loss as :func:`_collate`, without computing a single padding token.
+    """
+    from transformers import DataCollatorWithFlattening
+
+    flat = DataCollatorWithFlattening(return_tensors="pt")(
+        [{"input_ids": e.input_ids, "labels": e.labels} for e in batch]
+    )
+    return {k: flat[k].to(device) for k in ("input_ids", "labels", "position_ids")}
+
+
 def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled positions, and their count.
 
@@ -321,7 +309,8 @@ def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
     """
     targets = batch["labels"][:, 1:]
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    logits = model(**inputs, logits_to_keep=keep).logits
     targets = targets[:, keep]
     loss = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -503,15 +492,13 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
             reporter.metric(0, eval_loss=stats["eval_loss_before"])
 
     model.train()
-    tokens, t0 = 0, time.perf_counter()
-    last_loss = math.nan
-    while step < s.total_steps:
+    collate = (lambda b: _collate_packed(b, s.device)) if args.packing else (lambda b: _collate(b, s.pad_id, s.device))
+    tokens = padded = labelled = 0
+    t0 = time.perf_counter()
+    last_loss = stats.get("train_loss_last", math.nan)
+    while step < s.total_steps and stats.get("stop_reason") is None:
         micro = [
-            _collate(
-                [s.train[i] for i in micro_batch_indices(len(s.train), args.batch_size, args.seed, m)],
-                s.pad_id,
-                s.device,
-            )
+            collate([s.train[i] for i in micro_batch_indices(len(s.train), args.batch_size, args.seed, m)])
             for m in range(step * args.grad_accum, (step + 1) * args.grad_accum)
         ]
         n_labels = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)
@@ -520,7 +507,10 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
             loss_sum, _n = _loss_sum(model, batch)
             (loss_sum / max(n_labels, 1)).backward()
             step_loss += loss_sum.item()
-            tokens += int(batch["attention_mask"].sum())
+            mask = batch.get("attention_mask")
+            tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+            padded += batch["input_ids"].numel()
+        labelled += n_labels
         if args.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
         lr = scheduler.get_last_lr()[0]
@@ -528,10 +518,17 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        last_loss = step_loss / max(n_labels, 1)
+        last_loss = stats["train_loss_last"] = step_loss / max(n_labels, 1)
         if step == 1:
             stats["train_loss_first"] = last_loss
-        if args.checkpoint_dir is not None and (step % args.save_every == 0 or step == s.total_steps):
+        if args.eval_every and s.eval and step % args.eval_every == 0 and step < s.total_steps:
+            eval_loss = evaluate_loss(model, s.eval, args.batch_size, s.pad_id)
+            assert eval_loss is not None
+            reporter.metric(step, eval_loss=eval_loss)
+            _track_best(args, stats, step, eval_loss, model, reporter)
+        if args.checkpoint_dir is not None and (
+            step % args.save_every == 0 or step == s.total_steps or stats.get("stop_reason") is not None
+        ):
             state = {
                 "step": step,
                 "optimizer": optimizer.state_dict(),
@@ -545,20 +542,78 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         if step == 1 or step % 10 == 0 or step == s.total_steps:
             reporter.log(f"step {step}/{s.total_steps} loss {last_loss:.4f} lr {lr:.2e}")
     seconds = time.perf_counter() - t0
+    if stats.get("stop_reason") is None:
+        stats["stop_reason"] = "max_steps"
+        stats["stop_detail"] = f"completed all {s.total_steps} steps"
 
     eval_after = evaluate_loss(model, s.eval, args.batch_size, s.pad_id)
     if eval_after is not None:
         reporter.log(f"eval loss after training: {eval_after:.4f}")
         reporter.metric(step, eval_loss=eval_after)
+        eval_after = _restore_best(args, stats, step, eval_after, model, reporter)
     return {
-        **stats,
+        **{k: v for k, v in stats.items() if k != "best_adapter"},
         "train_loss_last": last_loss,
         "eval_loss_after": eval_after,
         "steps": step,
         "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "tokens": tokens,
+        "padded_tokens": padded,
+        "labelled_tokens": labelled,
         "train_seconds": seconds,
         "resumed_from": resumed_from,
     }
+
+
+def _early_stopping(args: SFTArgs) -> bool:
+    return args.early_stopping_patience is not None
+
+
+def _track_best(
+    args: SFTArgs, stats: dict[str, Any], step: int, eval_loss: float, model: Any, reporter: Reporter
+) -> None:
+    """Record a periodic evaluation; set ``stop_reason`` once patience runs out.
+
+    Everything lives in ``stats`` (saved in every checkpoint, best adapter weights included), so a
+    resumed run makes the same stopping decision as an uninterrupted one.
+    """
+    best = stats.get("best_eval_loss")
+    if best is None or eval_loss < best - args.early_stopping_min_delta:
+        stats.update(best_eval_loss=eval_loss, best_step=step, evals_without_improvement=0)
+        if _early_stopping(args) and args.restore_best:
+            from peft import get_peft_model_state_dict
+
+            stats["best_adapter"] = {k: v.detach().clone().cpu() for k, v in get_peft_model_state_dict(model).items()}
+        return
+    stats["evals_without_improvement"] = stats.get("evals_without_improvement", 0) + 1
+    patience = args.early_stopping_patience
+    if patience is not None and stats["evals_without_improvement"] >= patience:
+        stats["stop_reason"] = "early_stopping"
+        stats["stop_detail"] = (
+            f"early stopping at step {step}: held-out loss did not improve by more than "
+            f"{args.early_stopping_min_delta:g} for {patience} evaluation(s) "
+            f"(best {best:.4f} at step {stats['best_step']}, now {eval_loss:.4f})"
+        )
+        reporter.log(stats["stop_detail"])
+
+
+def _restore_best(
+    args: SFTArgs, stats: dict[str, Any], step: int, eval_after: float, model: Any, reporter: Reporter
+) -> float:
+    """With early stopping and ``restore_best``: put back the best evaluation's adapter weights."""
+    best = stats.get("best_eval_loss")
+    if best is None or eval_after < best - args.early_stopping_min_delta:
+        stats.update(best_eval_loss=eval_after, best_step=step)
+        return eval_after
+    if not (_early_stopping(args) and args.restore_best and "best_adapter" in stats):
+        return eval_after
+    from peft import set_peft_model_state_dict
+
+    set_peft_model_state_dict(model, stats["best_adapter"])
+    stats["restored_best_step"] = stats["best_step"]
+    reporter.log(f"restored the adapter of step {stats['best_step']} (held-out loss {best:.4f})")
+    reporter.metric(step, eval_loss=best)
+    return float(best)
 
 
 def _jsonable(args: SFTArgs) -> dict[str, Any]:

@@ -1,0 +1,316 @@
+"""PubMedQA yes/no/maybe accuracy of the LLM with context: base vs SFT vs SFT on RAG-aware (RAFT) data.
+
+Data: the expert-labelled PubMedQA set (``ori_pqal.json``); the official 500 test ids
+(``test_ground_truth.json``) are the test split, the other 500 the training split. Retrieval on
+PubMedQA is near-perfect (hybrid nDCG@10 0.985, see the README), so every model reads the question's
+own abstract (its ``CONTEXTS`` joined; the conclusion, ``LONG_ANSWER``, is never shown) as the one
+retrieved passage, in the serving layout (:func:`domainrag.serving.prompts.build_messages`, which
+cuts a passage at 1,200 characters).
+
+Scoring is constrained decoding: after the chat prompt and the assistant prefix ``Answer:``, the
+label is whichever of `` yes`` / `` no`` / `` maybe`` gets the highest next-token logit. One
+forward per question, no sampling, no parsing.
+
+Variants (LoRA through :func:`domainrag.training.sft.run_sft`, same hyper-parameters):
+
+* ``base``: the untrained model.
+* ``sft``: trained on "question + own abstract → ``Answer: <label>.``" (``--conclusion`` appends the
+  abstract's conclusion, ``LONG_ANSWER``, to the target).
+* ``raft``: :func:`build_rag_sft_examples` — the abstract among ``--distractors`` other training
+  abstracts, the answer citing it (``[k]``), and with probability ``--p-withhold`` the abstract
+  withheld and the target the explicit not-in-context answer.
+
+    nice .venv/bin/python benchmarks/bench_pubmedqa_sft.py --n-train 200 --n-test 150 \
+        --out benchmarks/results/pubmedqa_sft.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+LABELS = ("yes", "no", "maybe")
+INSTRUCTION = "Answer yes, no or maybe, then give the conclusion."
+ANSWER_PREFIX = "Answer:"
+
+
+def load_split(data_dir: Path) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(entries, training ids, test ids): the official 500/500 split, both in file order."""
+    entries = json.loads((data_dir / "pubmedqa" / "ori_pqal.json").read_text())
+    test = json.loads((data_dir / "pubmedqa" / "test_ground_truth.json").read_text())
+    return entries, [p for p in entries if p not in test], [p for p in entries if p in test]
+
+
+def abstract(entry: dict[str, Any]) -> str:
+    return " ".join(entry["CONTEXTS"])
+
+
+def prompt_messages(entry: dict[str, Any], pid: str) -> list[dict[str, str]]:
+    """The evaluation prompt: the question's own abstract as the single retrieved passage."""
+    from domainrag.serving.prompts import ContextPassage, build_messages
+
+    return build_messages(f"{entry['QUESTION']} {INSTRUCTION}", [ContextPassage(abstract(entry), source=pid)])
+
+
+def target(entry: dict[str, Any], conclusion: bool) -> str:
+    """The assistant turn: the label first (what is scored), optionally followed by the conclusion."""
+    text = f"{ANSWER_PREFIX} {entry['final_decision']}."
+    return f"{text} {entry['LONG_ANSWER'].strip()}" if conclusion else text
+
+
+def write_sft_data(entries: dict[str, Any], ids: list[str], path: Path, conclusion: bool) -> int:
+    from domainrag.training.sft import write_chat_jsonl
+
+    examples = [
+        [*prompt_messages(entries[p], p), {"role": "assistant", "content": target(entries[p], conclusion)}] for p in ids
+    ]
+    write_chat_jsonl(examples, path)
+    return len(examples)
+
+
+def write_raft_data(
+    entries: dict[str, Any],
+    ids: list[str],
+    path: Path,
+    distractors: int,
+    p_withhold: float,
+    seed: int,
+    conclusion: bool,
+) -> dict[str, int]:
+    from domainrag.serving.prompts import NOT_FOUND_ANSWER
+    from domainrag.training.sft import build_rag_sft_examples, write_chat_jsonl
+
+    qa = [
+        {
+            "question": f"{entries[p]['QUESTION']} {INSTRUCTION}",
+            "answer": target(entries[p], conclusion),
+            "doc": p,
+            "evidence": abstract(entries[p]),
+        }
+        for p in ids
+    ]
+    chunks = {p: [abstract(entries[p])] for p in ids}
+    examples = build_rag_sft_examples(qa, chunks, n_distractors=distractors, p_withhold=p_withhold, seed=seed)
+    write_chat_jsonl(examples, path)
+    return {"examples": len(examples), "withheld": sum(e[-1]["content"] == NOT_FOUND_ANSWER for e in examples)}
+
+
+def train(base: str, data: Path, out: Path, a: argparse.Namespace) -> dict[str, Any]:
+    """LoRA SFT with the benchmark's hyper-parameters; returns the run's summary."""
+    from domainrag.training.reporting import MemoryReporter
+    from domainrag.training.sft import SFTArgs, run_sft
+
+    args = SFTArgs(
+        base_model=base,
+        dataset=data,
+        output_dir=out,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        learning_rate=a.lr,
+        lora_r=a.lora_r,
+        lora_alpha=2 * a.lora_r,
+        lora_layers=a.lora_layers,
+        max_seq_len=a.max_seq_len,
+        eval_fraction=0.05,
+        seed=a.seed,
+        packing=a.packing,
+    )
+    result = run_sft(args, MemoryReporter(echo=True))
+    return {
+        k: getattr(result, k)
+        for k in (
+            "steps",
+            "n_train",
+            "n_eval",
+            "train_loss_first",
+            "train_loss_last",
+            "eval_loss_before",
+            "eval_loss_after",
+            "tokens_per_s",
+            "seconds",
+        )
+    } | {"adapter_dir": str(result.adapter_dir)}
+
+
+def label_token_ids(tokenizer: Any) -> list[int]:
+    """First token of `` yes`` / `` no`` / `` maybe`` (each is one token in SmolLM2's and Qwen's vocabularies)."""
+    ids = [tokenizer(" " + label, add_special_tokens=False)["input_ids"][0] for label in LABELS]
+    if len(set(ids)) != len(ids):
+        raise SystemExit(f"labels share a first token: {ids}")
+    return ids
+
+
+def evaluate(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+    """Constrained yes/no/maybe prediction per question; accuracy, macro-F1, confusion counts."""
+    import torch
+
+    cand = label_token_ids(tokenizer)
+    preds: dict[str, str] = {}
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for p in ids:
+            text = tokenizer.apply_chat_template(
+                prompt_messages(entries[p], p), tokenize=False, add_generation_prompt=True
+            )
+            enc = tokenizer(text + ANSWER_PREFIX, add_special_tokens=False, return_tensors="pt")
+            logits = model(input_ids=enc["input_ids"], logits_to_keep=1).logits[0, -1]
+            preds[p] = LABELS[int(torch.argmax(logits[cand]))]
+    seconds = time.perf_counter() - t0
+    gold = {p: entries[p]["final_decision"] for p in ids}
+    acc = sum(preds[p] == gold[p] for p in ids) / len(ids)
+    f1s = []
+    for lab in LABELS:
+        tp = sum(preds[p] == lab and gold[p] == lab for p in ids)
+        fp = sum(preds[p] == lab and gold[p] != lab for p in ids)
+        fn = sum(preds[p] != lab and gold[p] == lab for p in ids)
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return {
+        "accuracy": round(acc, 4),
+        "macro_f1": round(sum(f1s) / len(f1s), 4),
+        "predicted": dict(Counter(preds.values())),
+        "confusion": {f"{g}->{pr}": n for (g, pr), n in sorted(Counter((gold[p], preds[p]) for p in ids).items())},
+        "seconds": round(seconds, 1),
+        "s_per_question": round(seconds / len(ids), 3),
+    }
+
+
+def load_model(base: str, adapter: str | None) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data")
+    ap.add_argument("--base-model", default="smollm2-135m-instruct")
+    ap.add_argument("--n-train", type=int, default=500, help="training questions (first N of the 500, file order)")
+    ap.add_argument("--n-test", type=int, default=500, help="test questions (seeded sample of the 500)")
+    ap.add_argument("--variants", nargs="+", default=["base", "sft", "raft"], choices=["base", "sft", "raft"])
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--lora-r", type=int, default=16)
+    ap.add_argument("--lora-layers", type=int, default=8, help="adapt the top N layers only (CPU budget)")
+    ap.add_argument("--max-seq-len", type=int, default=768)
+    ap.add_argument("--distractors", type=int, default=1)
+    ap.add_argument("--p-withhold", type=float, default=0.1)
+    ap.add_argument("--packing", action="store_true")
+    ap.add_argument(
+        "--conclusion", action="store_true", help="train on 'Answer: <label>. <conclusion>', not the label alone"
+    )
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench-pubmedqa-sft"))
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "pubmedqa_sft.json")
+    a = ap.parse_args(argv)
+
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+
+    from domainrag.zoo import resolve_llm
+
+    torch.set_num_threads(a.threads)
+    t_start = time.perf_counter()
+    load_at_start = os.getloadavg()[0]
+    entries, train_ids, test_ids = load_split(a.data_dir)
+    train_ids = train_ids[: a.n_train]
+    if a.n_test < len(test_ids):
+        test_ids = sorted(random.Random(a.seed).sample(test_ids, a.n_test))
+    gold = Counter(entries[p]["final_decision"] for p in test_ids)
+    base = resolve_llm(a.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    data_info: dict[str, Any] = {}
+    for variant in a.variants:
+        adapter = None
+        if variant != "base":
+            data = a.workdir / f"{variant}.jsonl"
+            if variant == "sft":
+                data_info[variant] = {"examples": write_sft_data(entries, train_ids, data, a.conclusion)}
+            else:
+                data_info[variant] = write_raft_data(
+                    entries, train_ids, data, a.distractors, a.p_withhold, a.seed, a.conclusion
+                )
+            print(f"== training {variant} on {data_info[variant]}", flush=True)
+            training[variant] = train(base, data, a.workdir / variant, a)
+            adapter = training[variant]["adapter_dir"]
+        print(f"== evaluating {variant} on {len(test_ids)} test questions", flush=True)
+        results[variant] = evaluate(load_model(base, adapter), tokenizer, entries, test_ids)
+        print(f"{variant}: {results[variant]}", flush=True)
+
+    report = {
+        "benchmark": "pubmedqa_sft",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": a.threads,
+            "load_at_start": round(load_at_start, 2),
+            "platform": platform.platform(),
+        },
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+        "setup": {
+            "base_model": a.base_model,
+            "n_train": len(train_ids),
+            "n_test": len(test_ids),
+            "test_labels": dict(gold),
+            "majority_baseline": round(max(gold.values()) / len(test_ids), 4),
+            "context": "the question's own abstract (gold retrieval), cut at 1,200 characters by format_context",
+            "scoring": f"argmax of the next-token logits of ' yes'/' no'/' maybe' after '{ANSWER_PREFIX}'",
+            "hyperparameters": {
+                k: getattr(a, k)
+                for k in (
+                    "epochs",
+                    "batch_size",
+                    "lr",
+                    "lora_r",
+                    "lora_layers",
+                    "max_seq_len",
+                    "distractors",
+                    "p_withhold",
+                    "packing",
+                    "seed",
+                )
+            },
+            "data": data_info,
+        },
+        "results": results,
+        "training": training,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "total_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=2) + "\n")
+    print("| variant | accuracy | macro-F1 | predicted yes/no/maybe |\n|---|---:|---:|---|")
+    for v, r in results.items():
+        pred = "/".join(str(r["predicted"].get(label, 0)) for label in LABELS)
+        print(f"| {v} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {pred} |")
+    print(f"majority baseline {report['setup']['majority_baseline']:.3f}; written to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
