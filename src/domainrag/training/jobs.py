@@ -75,6 +75,17 @@ class JobSpec(BaseModel):
         if self.base_model not in BASE_MODELS:
             check_encoder(self.base_model)
 
+    def check_sft_options(self) -> None:
+        """SFT jobs: hyper-parameter names and values, and that a local base model folder is a causal LM
+        with a chat template (torch is not imported: this runs in `job create`)."""
+        if self.algorithm != "sft":
+            return
+        from domainrag.training.sft_params import check_sft_base_model, check_sft_hyperparameters
+
+        check_sft_hyperparameters(self.hyperparameters)
+        if self.base_model not in BASE_MODELS:
+            check_sft_base_model(self.base_model)
+
     def check_corpus_dataset(self) -> bool:
         """Embedding/reranker job on a local document corpus (synthetic queries): validate the documents
         now and return True; False when the dataset is a pairs file (or remote) and is checked as such."""
@@ -98,6 +109,7 @@ def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> dict[str,
     """Validate, record (queued) and start a job in its own process."""
     spec.check_base_model()
     spec.check_encoder_options()
+    spec.check_sft_options()
     from domainrag.training.worker import check_dataset
 
     if not spec.check_corpus_dataset():

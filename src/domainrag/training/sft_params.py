@@ -110,3 +110,43 @@ def check_sft_hyperparameters(hyperparameters: Mapping[str, Any]) -> SFTArgs:
             hint=f"valid ones: {', '.join(HYPERPARAMETERS)}",
         )
     return SFTArgs(base_model="-", dataset=Path("-"), output_dir=Path("-"), **dict(hyperparameters))
+
+
+_CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def check_sft_base_model(model: str) -> None:
+    """Refuse a local base model folder that is not a chat-capable causal LM, before any loading.
+
+    An encoder (BERT, MiniLM ...) or a folder without a chat template would otherwise fail in the
+    worker after the dataset was tokenised and the weights loaded. Short names from the zoo and hub
+    ids (not local) are not checked here.
+    """
+    import json
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        return
+    config = path / "config.json"
+    if not path.is_dir() or not config.is_file():
+        raise DomainRagError(
+            f"base model '{model}' is not a model folder (no config.json)",
+            hint="use smollm2-135m-instruct, qwen2.5-0.5b-instruct, a transformers causal-LM folder or a hub id",
+        )
+    cfg = json.loads(config.read_text(encoding="utf-8"))
+    archs = [str(a) for a in cfg.get("architectures") or []]
+    if not any(a.endswith(_CAUSAL_LM_SUFFIXES) for a in archs):
+        found = ", ".join(archs) or cfg.get("model_type") or "unknown architecture"
+        raise DomainRagError(
+            f"base model '{model}' is not a causal language model ({found})",
+            hint="SFT fine-tunes a text generator (…ForCausalLM); use --algorithm embedding or reranker for encoders",
+        )
+    tok_cfg = path / "tokenizer_config.json"
+    has_template = (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file()
+    if not has_template and tok_cfg.is_file():
+        has_template = bool(json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template"))
+    if not has_template:
+        raise DomainRagError(
+            f"base model '{model}' has no chat template",
+            hint="SFT trains on the model's own chat template: use an instruct/chat model",
+        )
