@@ -196,6 +196,22 @@ def test_remote_cancel_stops_the_server(server: SimpleNamespace, server_generato
     wait_all_slots_free(server)
 
 
+def test_remote_usage_is_the_servers_own_count(server: SimpleNamespace, client_ws: Any) -> None:
+    """Token counts of a remote backend come from the server (``stream_options.include_usage``), not zeros."""
+    remote = OpenAICompatibleGenerator(server.url, LLM, api_key_env=KEY_ENV)
+    usage: dict[str, int] = {}
+    text = "".join(remote.stream(HELLO, SHORT, usage=usage))
+    local = load_generator(*client_ws.llm_path(LLM), LLM)
+    assert usage["prompt_tokens"] == len(local.prompt_ids(HELLO)[0])
+    assert usage["completion_tokens"] == len(local.tokenizer(text, add_special_tokens=False)["input_ids"]) > 0
+
+    with TestClient(create_api(client_ws, require_keys=False)) as client:  # client → remote-smol → server
+        resp = client.post("/v1/chat/completions", json={"model": "remote-smol", "messages": HELLO,
+                                                         "max_tokens": SHORT.max_new_tokens, "temperature": 0})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["usage"] == {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
+
 def test_remote_errors_are_clear(server: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     dead = OpenAICompatibleGenerator(_dead_url(), LLM, timeout=5)
     with pytest.raises(BackendError, match=r"cannot reach generation endpoint http://127\.0") as exc:

@@ -62,7 +62,7 @@ from domainrag.errors import ConflictError, DomainRagError, NotFoundError
 from domainrag.index.base import SearchHit
 from domainrag.serving.apps import load_app
 from domainrag.serving.backends import BackendError, generator_for
-from domainrag.serving.generator import GenerationConfig, Generator
+from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
 from domainrag.serving.keys import ApiKey, keys_exist, verify_key
 from domainrag.serving.prompts import strip_invalid_citations
 from domainrag.serving.rag import RagApp, RagEvent
@@ -394,8 +394,12 @@ class _Answer:
     prompt_tokens: int
     max_new_tokens: int
     n_hits: int = 0
+    reported: dict[str, int] = dataclasses.field(default_factory=dict)  # a remote server's own counts
 
     def usage(self, text: str) -> dict[str, int]:
+        if self.reported.get("completion_tokens") is not None:
+            prompt, completion = self.reported.get("prompt_tokens", 0), self.reported["completion_tokens"]
+            return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         completion = _count_tokens(self.generator, text) if self.generator is not None and self.prompt_tokens else 0
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
                 "total_tokens": self.prompt_tokens + completion}
@@ -424,10 +428,12 @@ def _prepare_rag(
         raise ApiError(400, str(exc)) from exc
     prompt_tokens = _prompt_tokens(rag.generator, rag.messages(question, hits, history)) if hits else 0
 
-    def events(cancel: threading.Event) -> Iterator[RagEvent]:
-        return rag.stream_with_hits(question, hits, history=history, config=config, cancel=cancel)
+    reported: dict[str, int] = {}
 
-    return _Answer(events, rag.generator, prompt_tokens, config.max_new_tokens, len(hits))
+    def events(cancel: threading.Event) -> Iterator[RagEvent]:
+        return rag.stream_with_hits(question, hits, history=history, config=config, cancel=cancel, usage=reported)
+
+    return _Answer(events, rag.generator, prompt_tokens, config.max_new_tokens, len(hits), reported)
 
 
 def _prepare_plain(generator: Generator, messages: list[dict[str, str]], config: GenerationConfig) -> _Answer:
@@ -436,12 +442,14 @@ def _prepare_plain(generator: Generator, messages: list[dict[str, str]], config:
     except Exception as exc:  # the chat template rejects the message sequence
         raise ApiError(400, f"messages cannot be formatted for this model: {exc}", param="messages") from exc
 
+    reported: dict[str, int] = {}
+
     def events(cancel: threading.Event) -> Iterator[RagEvent]:
-        with closing(generator.stream(messages, config, cancel)) as pieces:
+        with closing(stream_reporting_usage(generator, messages, config, cancel, reported)) as pieces:
             for piece in pieces:
                 yield RagEvent("token", piece)
 
-    return _Answer(events, generator, prompt_tokens, config.max_new_tokens)
+    return _Answer(events, generator, prompt_tokens, config.max_new_tokens, reported=reported)
 
 
 @dataclasses.dataclass

@@ -118,6 +118,8 @@ def parse_endpoint(data: dict[str, Any] | str | BaseModel | None) -> EndpointCon
 class OpenAICompatibleGenerator:
     """Streams chat completions from any OpenAI-compatible ``/v1/chat/completions`` over SSE."""
 
+    reports_usage = True  # token counts come from the server (``stream_options.include_usage``)
+
     def __init__(
         self,
         base_url: str,
@@ -167,11 +169,17 @@ class OpenAICompatibleGenerator:
         messages: Sequence[dict[str, str]],
         config: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
+        usage: dict[str, int] | None = None,
     ) -> Iterator[str]:
-        """Yield content deltas; setting ``cancel`` (or closing the iterator) closes the connection."""
+        """Yield content deltas; setting ``cancel`` (or closing the iterator) closes the connection.
+
+        With ``usage`` given, the server is asked for its token counts, which are stored there.
+        """
         cfg = config or GenerationConfig()
         body = {"model": self.model, "messages": list(messages), "stream": True, "max_tokens": cfg.max_new_tokens,
                 "temperature": cfg.temperature, "top_p": cfg.top_p, **self.extra_body}
+        if usage is not None:
+            body.setdefault("stream_options", {"include_usage": True})
         url = f"{self.base_url}/chat/completions"
         if cancel is not None and cancel.is_set():
             return
@@ -182,6 +190,7 @@ class OpenAICompatibleGenerator:
                     raise self._status_error(url, resp)
                 if resp.headers.get("content-type", "").startswith("application/json"):  # server ignored stream
                     resp.read()
+                    _store_usage(resp.json(), usage)
                     yield from _contents(resp.json(), url, "message")
                     return
                 for data in sse_data(resp.iter_lines()):
@@ -193,6 +202,7 @@ class OpenAICompatibleGenerator:
                         event = json.loads(data)
                     except json.JSONDecodeError as exc:
                         raise BackendError(f"generation endpoint {url} sent a malformed event: {data[:200]}") from exc
+                    _store_usage(event, usage)
                     yield from _contents(event, url, "delta")
         except httpx.HTTPError as exc:
             raise self._fail(url, exc) from exc
@@ -238,6 +248,16 @@ def sse_data(lines: Iterable[str]) -> Iterator[str]:
             buf.append(value[1:] if value.startswith(" ") else value)
     if buf:
         yield "\n".join(buf)
+
+
+def _store_usage(event: Any, usage: dict[str, int] | None) -> None:
+    """Copy a server's ``usage`` object (OpenAI shape) into ``usage`` when both are there."""
+    if usage is None or not isinstance(event, dict) or not isinstance(event.get("usage"), dict):
+        return
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = event["usage"].get(key)
+        if isinstance(value, int):
+            usage[key] = value
 
 
 def _contents(event: Any, url: str, field: str) -> Iterator[str]:

@@ -44,6 +44,24 @@ class Generator(Protocol):
         ...
 
 
+def stream_reporting_usage(
+    generator: Generator,
+    messages: Sequence[dict[str, str]],
+    config: GenerationConfig | None,
+    cancel: threading.Event | None,
+    usage: dict[str, int] | None = None,
+) -> Iterator[str]:
+    """``generator.stream``, asking backends that count tokens server-side (``reports_usage``) to fill ``usage``.
+
+    Local backends are counted by the caller with their tokenizer; a remote server is the only one
+    that knows its own token counts, so it reports them into ``usage`` (``prompt_tokens``,
+    ``completion_tokens``) when the stream ends.
+    """
+    if usage is not None and getattr(generator, "reports_usage", False):
+        return generator.stream(messages, config, cancel, usage=usage)  # type: ignore[call-arg]
+    return generator.stream(messages, config, cancel)
+
+
 class TransformersGenerator:
     """A causal LM (optionally with a LoRA adapter merged in) that streams chat completions."""
 

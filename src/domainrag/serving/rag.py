@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domainrag.index.base import SearchHit
 from domainrag.retrieval.retriever import Retriever
-from domainrag.serving.generator import GenerationConfig, Generator
+from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
 from domainrag.serving.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     DEFAULT_TEMPERATURE,
@@ -105,9 +105,11 @@ class RagApp:
         history: Sequence[dict[str, str]] = (),
         config: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
+        usage: dict[str, int] | None = None,
     ) -> Iterator[RagEvent]:
         """Stream the answer to ``query`` from ``hits``; ``history`` is prior user/assistant turns,
-        ``config`` overrides the app's generation defaults and setting ``cancel`` stops generation."""
+        ``config`` overrides the app's generation defaults and setting ``cancel`` stops generation.
+        A remote backend stores its server-side token counts in ``usage``."""
         if not hits:
             yield RagEvent("token", self.generation.not_found_answer)
             yield RagEvent("references", references=[])
@@ -117,7 +119,8 @@ class RagApp:
         messages = self.messages(query, hits, history)
         text = ""
         # closing() so that closing this iterator (a client left) closes the model's stream at once, not at GC
-        stream = self.generator.stream(messages, config or self.generation.to_generation_config(), cancel)
+        stream = stream_reporting_usage(
+            self.generator, messages, config or self.generation.to_generation_config(), cancel, usage)
         with closing(stream) as pieces:
             for piece in pieces:
                 text += piece
