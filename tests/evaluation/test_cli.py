@@ -91,9 +91,21 @@ def test_unknown_qrels_warn_and_continue(cli, beir_dir: Path, tmp_path: Path, fa
     assert any("name a query not in the queries file" in w for w in warnings)
 
 
+class _ClosedBookGen:
+    name = "closed-book"
+
+    def generate(self, messages, config=None) -> str:  # type: ignore[no-untyped-def]
+        return "The knowledge base does not contain this information."
+
+
 class FakeRag:
     def __init__(self, answer: str) -> None:
+        from domainrag.serving.rag import GenerationSettings
+
         self.answer = answer
+        self.name = "fake"
+        self.generator = _ClosedBookGen()
+        self.generation = GenerationSettings()
 
     def invoke(self, query: str) -> RagAnswer:
         hit = SearchHit("pumps::0", "pumps", "Prime the pump for 30 seconds.", 1.0)
@@ -131,6 +143,28 @@ def test_answers_compares_apps_and_gates(cli, two_apps: None, tmp_path: Path) ->
     assert ok.exit_code == 0, ok.output
     unmeasured = run(cli, "answers", "--app", "tuned", "--dataset", qfile, "--fail-under", "faithfulness=0.5")
     assert unmeasured.exit_code == 1 and "faithfulness not measured" in unmeasured.output
+
+
+def test_answers_no_retrieval_adds_a_run_per_app(cli, two_apps: None, tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(json.dumps({"id": "a", "question": "How long to prime?", "answer": "Prime it for 30 seconds.",
+                                 "short_answer": "30 seconds", "doc": "pumps"}) + "\n")
+    out = tmp_path / "a.json"
+    res = run(cli, "answers", "--app", "base", "--app", "tuned", "--no-retrieval", "--dataset", qfile, "--json", out)
+    assert res.exit_code == 0, res.output
+    runs = {r["label"]: r for r in json.loads(out.read_text())["answers"]["runs"]}
+    assert list(runs) == ["base", "base (no retrieval)", "tuned", "tuned (no retrieval)"]
+    closed = runs["tuned (no retrieval)"]
+    assert closed["config"]["model"] == "llm-tuned" and closed["config"]["retrieval"] == "none (question only)"
+    assert "index" not in closed["config"] and closed["metrics"]["false_refusal_rate"] == 1.0
+    assert runs["tuned"]["metrics"]["key_fact_accuracy"] == 1.0
+
+
+def test_answers_judge_url_needs_model(cli, two_apps: None, tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(json.dumps({"id": "a", "question": "q?", "answer": "a", "doc": "d"}) + "\n")
+    res = run(cli, "answers", "--app", "base", "--dataset", qfile, "--judge-url", "http://127.0.0.1:9/v1")
+    assert isinstance(res.exception, DomainRagError) and "--judge-model" in res.exception.message
 
 
 def test_answers_unknown_app(cli, tmp_path: Path) -> None:

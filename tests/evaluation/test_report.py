@@ -71,7 +71,8 @@ def test_answers_report_renders(tmp_path: Path) -> None:
     p.feed(page)
     assert len(p.tags["details"]) == len(QUESTIONS) + 1  # + the judge prompt
     assert "not measured" in page and "RuntimeError: generator crashed" in page
-    assert "Reply with JSON only" in page  # the judge prompt is stored
+    assert "Does the context support the statement? Answer yes or no." in page  # the judge prompt is stored
+    assert "strict fact checker" in page  # and its system message
     assert len(p.tags["img"]) == 1
 
 

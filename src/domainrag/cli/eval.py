@@ -136,26 +136,36 @@ def eval_answers(
     app: Annotated[list[str], typer.Option("--app", help="RAG app to evaluate, repeatable")],
     dataset: Annotated[Path, typer.Option(help="questions .jsonl: id, question, answer, optional short_answer, "
                                                "doc (null = unanswerable)")],
-    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the faithfulness judge "
-                                                       "(key from $DOMAINRAG_JUDGE_API_KEY)")] = None,
-    judge_model: Annotated[str | None, typer.Option(help="model name for the judge")] = None,
+    no_retrieval: Annotated[bool, typer.Option("--no-retrieval", help="also ask each app's model without "
+                                               "retrieval (question only), as a run labelled 'APP (no retrieval)'"
+                                               )] = False,
+    judge_model: Annotated[str | None, typer.Option(help="faithfulness judge: an LLM of the catalogue (or a base "
+                                                         "model) run as the catalogue serves it; with --judge-url, "
+                                                         "the model name at that endpoint")] = None,
+    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the judge, e.g. "
+                                                       "http://host:8000/v1 (key: $DOMAINRAG_JUDGE_API_KEY)")] = None,
+    judge_threshold: Annotated[float, typer.Option(help="in-process judges: a sentence is supported when "
+                                                        "P(yes) over the yes/no logits reaches this")] = 0.5,
     limit: Annotated[int | None, typer.Option(help="ask only the first N questions")] = None,
     report: ReportOpt = None,
     json_out: JsonOpt = None,
     fail_under: FailUnder = None,
 ) -> None:
-    """Ask RAG apps the questions and score their answers (EM, F1, key facts, refusals, citations)."""
+    """Ask RAG apps the questions and score their answers (EM, F1, key facts, refusals, citations, faithfulness)."""
     from domainrag.evaluation.answers import ANSWER_METRICS
     from domainrag.evaluation.beir import read_questions
-    from domainrag.evaluation.judge import OpenAIJudge
+    from domainrag.evaluation.closed_book import LABEL_SUFFIX, ClosedBookApp, closed_book_config
+    from domainrag.evaluation.judge import OpenAIJudge, judge_from_catalogue
     from domainrag.evaluation.runner import app_config, model_info, parse_thresholds, run_answer_eval
     from domainrag.serving.apps import load_app
+    from domainrag.serving.prompts import NOT_FOUND_ANSWER
 
     thresholds = parse_thresholds(fail_under or [], ANSWER_METRICS)
-    if bool(judge_url) != bool(judge_model):
-        raise DomainRagError("--judge-url and --judge-model go together")
+    if judge_url and not judge_model:
+        raise DomainRagError("--judge-url needs --judge-model (the model name at that endpoint)")
     if len(set(app)) != len(app):
-        raise DomainRagError("an app is named twice in --app")
+        raise DomainRagError("an app is named twice in --app",
+                             hint="use --no-retrieval to add an app's run without retrieval")
     items = read_questions(dataset)[: limit or None]
     ws = _ws()
     configs = {name: app_config(ws, name) for name in app}  # fails fast on an unknown app
@@ -164,8 +174,20 @@ def eval_answers(
         for m in (cfg.get("model"), cfg.get("embedding_model")):
             if m:
                 models[m] = model_info(ws, m)
-    judge = OpenAIJudge(judge_url, judge_model) if judge_url and judge_model else None
-    loaders = {name: (lambda n=name: load_app(ws, n)) for name in app}
+    loaders: dict[str, Any] = {}
+    for name in app:
+        loaders[name] = lambda n=name: load_app(ws, n)
+        if no_retrieval:
+            label = name + LABEL_SUFFIX
+            not_found = (ws.catalog.require("app", name).get("generation") or {}).get("not_found_answer")
+            configs[label] = closed_book_config(configs[name], not_found or NOT_FOUND_ANSWER)
+            loaders[label] = lambda n=name: ClosedBookApp(load_app(ws, n))
+    judge: Any = None
+    if judge_url and judge_model:
+        judge = OpenAIJudge(judge_url, judge_model)
+    elif judge_model:
+        judge = judge_from_catalogue(ws, judge_model, threshold=judge_threshold)
+        models[judge_model] = model_info(ws, judge_model)
     bar, update = _progress()
     with bar:
         result = run_answer_eval(loaders, items, dataset_files={dataset.name: dataset}, configs=configs, judge=judge,
@@ -181,6 +203,9 @@ def eval_answers(
             console.print(f"{r['label']}: {metric_name} {why}")
         if r["errors"]:
             err_console.print(f"[yellow]{r['label']}: {r['errors']} question(s) failed; see the report[/]")
+        if r.get("judge_errors"):
+            err_console.print(f"[yellow]{r['label']}: the judge failed on {r['judge_errors']} answer(s); "
+                              "see the report[/]")
     _finish(result, "answers", report, json_out, thresholds)
 
 

@@ -193,10 +193,13 @@ def _answers_section(sec: Mapping[str, Any]) -> str:
            _img(bar_chart(runs, chart_metrics, "answers"), "answer metrics chart"),
            "<h3>Faithfulness judge</h3>"]
     if judge.get("configured"):
-        out.append(_kv_table({k: judge.get(k) for k in ("url", "model", "api_key_env", "api_key_set")}))
+        out.append(_kv_table({k: v for k, v in judge.items() if k not in ("configured", "system", "prompt")}))
     else:
         out.append(f"<p class=na>{escape(judge.get('status', 'not measured'))}</p>")
-    out.append(f"<details><summary>judge prompt</summary><pre>{escape(judge.get('prompt', ''))}</pre></details>")
+    out.append("<p class=muted>faithfulness: share of answer sentences the judge finds supported by the passages "
+               "the answer cites (all passages it was given when it cites none); asked once per sentence.</p>")
+    prompt = (f"[system]\n{judge['system']}\n\n[user]\n" if judge.get("system") else "") + judge.get("prompt", "")
+    out.append(f"<details><summary>judge prompt</summary><pre>{escape(prompt)}</pre></details>")
     out.append("<h3>Per question</h3>")
     for q in sec["questions"]:
         badges = "".join(f'<span class="badge {"ok" if q["results"].get(r["label"], {}).get("correct") else "bad"}">'

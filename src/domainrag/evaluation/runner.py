@@ -415,6 +415,16 @@ class Judge(Protocol):
     def judge(self, question: str, answer: str, passages: list[str]) -> Any: ...
 
 
+class _Unloadable:
+    """Stands in for an app that failed to load: every question records the load error."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def invoke(self, query: str) -> Any:
+        raise RuntimeError(self.message)
+
+
 def app_config(ws: Any, name: str) -> dict[str, Any]:
     """What the report shows about an app: model, index, embedding model, retrieval and generation settings."""
     record = ws.catalog.require("app", name)
@@ -464,7 +474,13 @@ def run_answer_eval(
     per_question: dict[str, dict[str, Any]] = {q["id"]: {} for q in questions}
     runs = []
     for label, load in apps.items():
-        app = load()
+        try:
+            app: Answerer = load()
+        except Exception as exc:  # a model that fails to load fails each question of its run, not the others
+            message = f"could not load '{label}': {type(exc).__name__}: {exc}"
+            result["warnings"].append(message)
+            app = _Unloadable(message)
+        with_retrieval = getattr(app, "uses_retrieval", True)  # closed-book runs have no context to check
         scores = []
         judge_errors = 0
         t1 = time.time()
@@ -481,17 +497,20 @@ def run_answer_eval(
                 cited_idx, _ = extract_citations(ans.answer, len(passages))
                 cited = [(passages[n - 1].doc_id, passages[n - 1].text) for n in cited_idx]
                 s = score_answer(q, ans.answer, cited, [p.text for p in passages], gold=gold,
-                                 retrieved_docs=[p.doc_id for p in passages])
+                                 retrieved_docs=[p.doc_id for p in passages] if with_retrieval else None)
                 entry.update(answer=ans.answer, cited=cited_idx, passages=[_passage(p) for p in passages],
                              references=[{k: r.get(k) for k in ("citation", "document", "chunk_id")}
                                          for r in getattr(ans, "references", []) or []])
-                if judge and not s.refused and ans.answer.strip():
+                if judge and with_retrieval and not s.refused and ans.answer.strip():
                     try:
                         v = judge.judge(q["question"], ans.answer, [t for _, t in cited] or [p.text for p in passages])
                         s.faithfulness, s.faithfulness_detail = v.score, v.to_dict()
                     except JudgeError as exc:
                         judge_errors += 1
                         s.faithfulness_detail = {"error": exc.message}
+                    except Exception as exc:  # a judge crash costs this verdict only, never the run
+                        judge_errors += 1
+                        s.faithfulness_detail = {"error": f"{type(exc).__name__}: {exc}"}
             entry["score"] = asdict(s)
             entry["correct"] = s.correct
             per_question[q["id"]][label] = entry
@@ -500,7 +519,9 @@ def run_answer_eval(
                 progress(f"answer ({label})", i + 1, len(questions))
         metrics = aggregate_scores(scores)
         status = {}
-        if judge is None:
+        if not with_retrieval:
+            status["faithfulness"] = "not applicable (no retrieval: no passages to be faithful to)"
+        elif judge is None:
             status["faithfulness"] = "not measured (no judge configured)"
         elif metrics["faithfulness"] is None:
             status["faithfulness"] = f"not measured (judge failed on {judge_errors} answer(s), or nothing to judge)"
