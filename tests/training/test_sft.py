@@ -314,3 +314,202 @@ def test_sft_lowers_assistant_loss_on_smollm2(smollm_path: str, tmp_path: Path) 
     meta = json.loads((result.adapter_dir / "domainrag_sft.json").read_text())
     assert meta["args"]["lora_r"] == 16 and meta["metrics"]["eval_loss_after"] == result.eval_loss_after
     assert (result.adapter_dir / "tokenizer.json").exists() and result.merged_dir is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Packing
+
+
+def _varied_chats(n: int, seed: int = 0) -> list[list[dict[str, str]]]:
+    """Chats of clearly different lengths, so padding would be substantial."""
+    rng = random.Random(seed)
+    chats = []
+    for i in range(n):
+        filler = " ".join(f"w{rng.randint(0, 99)}" for _ in range(rng.randint(1, 30)))
+        chats.append(
+            [
+                {"role": "user", "content": f"Item {i}: {filler}?"},
+                {"role": "assistant", "content": f"Code ZX-{i * 7 % 50}."},
+            ]
+        )
+    return chats
+
+
+@pytest.mark.integration
+def test_packed_batch_has_the_same_labels_and_loss_as_the_padded_one(tiny_llm: str, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoModelForCausalLM
+
+    from domainrag.training.sft import _collate, _collate_packed, _loss_sum
+
+    batch = [encode_chat(tokenizer, m, 128) for m in _varied_chats(5)]
+    assert all(e is not None for e in batch)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm).eval()
+    padded = _collate(batch, tokenizer.pad_token_id, torch.device("cpu"))  # type: ignore[arg-type]
+    packed = _collate_packed(batch, torch.device("cpu"))  # type: ignore[arg-type]
+    assert packed["input_ids"].shape == (1, sum(len(e.input_ids) for e in batch))  # type: ignore[union-attr]
+    assert packed["input_ids"].numel() < padded["input_ids"].numel()
+    with torch.no_grad():
+        loss_padded, n_padded = _loss_sum(model, padded)
+        loss_packed, n_packed = _loss_sum(model, packed)
+        # the same row without position ids attends across conversation boundaries: another loss
+        leaky, _ = _loss_sum(model, {"input_ids": packed["input_ids"], "labels": packed["labels"]})
+    assert n_packed == n_padded > 0
+    torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-4, atol=1e-4)
+    assert abs(float(leaky) - float(loss_padded)) > 1e-2
+
+
+@pytest.mark.integration
+def test_packed_training_sees_the_same_assistant_tokens_and_learns(tiny_llm: str, tmp_path: Path) -> None:
+    data = write_chat_jsonl(_varied_chats(24, seed=1), tmp_path / "chat.jsonl")
+
+    def run(packing: bool) -> dict[str, object]:
+        args = SFTArgs(
+            base_model=tiny_llm,
+            dataset=data,
+            output_dir=tmp_path / f"out-{packing}",
+            max_steps=12,
+            batch_size=4,
+            learning_rate=2e-2,
+            max_seq_len=96,
+            eval_fraction=0.2,
+            lora_dropout=0.0,  # dropout masks depend on the tensor shapes, which packing changes
+            packing=packing,
+        )
+        run_sft(args, MemoryReporter())
+        return json.loads((tmp_path / f"out-{packing}" / "adapter" / "domainrag_sft.json").read_text())["metrics"]
+
+    packed, padded = run(True), run(False)
+    assert packed["labelled_tokens"] == padded["labelled_tokens"] > 0
+    assert packed["tokens"] == padded["tokens"] == packed["padded_tokens"]  # no padding computed at all
+    assert packed["padded_tokens"] < padded["padded_tokens"]  # type: ignore[operator]
+    assert packed["eval_loss_after"] < packed["eval_loss_before"] - 0.3  # type: ignore[operator]
+    # same batches, same labels, isolated attention: the same training up to float rounding
+    assert packed["eval_loss_after"] == pytest.approx(padded["eval_loss_after"], rel=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Early stopping
+
+
+@pytest.mark.integration
+def test_early_stopping_restores_the_best_adapter_and_resumes_exactly(tiny_llm: str, tmp_path: Path) -> None:
+    data = _chat_file(tmp_path / "chat.jsonl", n=20)
+
+    def args(name: str, **kw: object) -> SFTArgs:
+        # min_delta is so large that no evaluation after the first counts as an improvement:
+        # evaluations at steps 2 and 4, patience 1 → stop at step 4 of 10, keep step 2's adapter
+        return SFTArgs(
+            base_model=tiny_llm,
+            dataset=data,
+            output_dir=tmp_path / name,
+            max_steps=10,
+            batch_size=4,
+            learning_rate=5e-3,
+            max_seq_len=64,
+            eval_fraction=0.2,
+            eval_every=2,
+            early_stopping_patience=1,
+            early_stopping_min_delta=100.0,
+            checkpoint_dir=tmp_path / f"{name}-ckpt",
+            save_every=3,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    reporter = MemoryReporter()
+    full = run_sft(args("full"), reporter)
+    meta = json.loads((full.adapter_dir / "domainrag_sft.json").read_text())["metrics"]
+    assert full.steps == 4 and meta["stop_reason"] == "early_stopping"
+    assert "did not improve" in meta["stop_detail"] and meta["restored_best_step"] == meta["best_step"] == 2
+    evals = {m["step"]: m["eval_loss"] for m in reporter.metrics if "eval_loss" in m}
+    assert set(evals) == {0, 2, 4} and full.eval_loss_after == evals[2] == meta["best_eval_loss"]
+    assert [m["step"] for m in reporter.metrics if "loss" in m] == [1, 2, 3, 4]
+
+    # crash after step 3 (checkpoint at 3), then after the stop itself (checkpoint at 4): both resume
+    # to the same decision and the same restored weights as the uninterrupted run
+    for stop, expected_from in ((3, 3), (4, 4)):
+        name = f"crash{stop}"
+        with pytest.raises(KeyboardInterrupt):
+            run_sft(args(name), _StopAt(stop))
+        resumed = run_sft(args(name, resume=True), MemoryReporter())
+        assert resumed.resumed_from == expected_from and resumed.steps == 4
+        assert resumed.eval_loss_after == full.eval_loss_after
+        a, b = _adapter_weights(full.adapter_dir), _adapter_weights(resumed.adapter_dir)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_sft_hyperparameters_are_checked_before_training() -> None:
+    from domainrag.errors import DomainRagError
+    from domainrag.training.sft_params import check_sft_hyperparameters
+
+    assert check_sft_hyperparameters({"packing": True, "eval_every": 5, "early_stopping_patience": 2}).packing
+    with pytest.raises(DomainRagError, match=r"unknown SFT hyper-parameter.*no_such") as err:
+        check_sft_hyperparameters({"no_such": 1})
+    assert "early_stopping_patience" in str(err.value)  # the hint lists the valid names
+    with pytest.raises(DomainRagError, match="eval_every is not set"):
+        check_sft_hyperparameters({"early_stopping_patience": 2})
+    with pytest.raises(DomainRagError, match="eval_fraction is 0"):
+        check_sft_hyperparameters({"early_stopping_patience": 2, "eval_every": 5, "eval_fraction": 0})
+    with pytest.raises(DomainRagError, match="'batch_size' must be an integer"):
+        check_sft_hyperparameters({"batch_size": "4"})
+    with pytest.raises(DomainRagError, match="'early_stopping_min_delta'"):
+        check_sft_hyperparameters({"early_stopping_min_delta": -0.1})
+    with pytest.raises(DomainRagError, match=r"unknown SFT hyper-parameter.*base_model"):
+        check_sft_hyperparameters({"base_model": "x"})  # set by the job, not a hyper-parameter
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input refused by `job create`
+
+
+def test_sft_job_refuses_bad_input_before_it_starts(ws, tmp_path: Path, tiny_llm: str) -> None:  # type: ignore[no-untyped-def]
+    from domainrag.errors import DatasetError, DomainRagError, StorageError
+    from domainrag.training.jobs import JobSpec, create_job
+
+    good = _chat_file(tmp_path / "chat.jsonl", n=4)
+
+    def create(**kw: object) -> None:
+        fields: dict[str, object] = {"name": "sft", "algorithm": "sft", "base_model": tiny_llm, "dataset": str(good)}
+        create_job(ws, JobSpec(**{**fields, **kw}), start=False)  # type: ignore[arg-type]
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DatasetError, match="empty"):
+        create(dataset=str(empty))
+    columns = tmp_path / "columns.jsonl"
+    columns.write_text('{"question": "q", "reply": "a"}\n')
+    with pytest.raises(DatasetError, match="unrecognised chat record") as err:
+        create(dataset=str(columns))
+    assert err.value.line == 1
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / "config.json").write_text('{"architectures": ["BertModel"], "model_type": "bert"}')
+    with pytest.raises(DomainRagError, match=r"not a causal language model \(BertModel"):
+        create(base_model=str(encoder))
+    no_template = tmp_path / "no-template"
+    no_template.mkdir()
+    (no_template / "config.json").write_text((Path(tiny_llm) / "config.json").read_text())
+    with pytest.raises(DomainRagError, match="no chat template"):
+        create(base_model=str(no_template))
+    with pytest.raises(DomainRagError, match="unknown SFT hyper-parameter"):
+        create(hyperparameters={"epoch": 2})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError):
+        create(output=str(blocker / "out"))  # a path under a regular file cannot be written
+    assert ws.catalog.list("job") == []
+    create()  # the same spec with good inputs is accepted
+    assert len(ws.catalog.list("job")) == 1
+
+
+def test_model_card_says_why_training_stopped(tmp_path: Path) -> None:
+    from domainrag.training.jobs import JobSpec
+    from domainrag.training.worker import write_model_card
+
+    data = _chat_file(tmp_path / "chat.jsonl", n=2)
+    spec = JobSpec(name="sft", algorithm="sft", base_model="smollm2-135m-instruct", dataset=str(data))
+    detail = "early stopping at step 4: held-out loss did not improve"
+    write_model_card(tmp_path, spec, data, {"stop_reason": "early_stopping", "stop_detail": detail})
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["stopped"] == {"reason": "early_stopping", "detail": detail}
+    assert f"- training stopped: {detail}" in (tmp_path / "README.md").read_text()

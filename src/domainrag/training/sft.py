@@ -310,7 +310,8 @@ def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
     targets = batch["labels"][:, 1:]
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-    logits = model(**inputs, logits_to_keep=keep).logits
+    # use_cache=False: no KV cache is wanted here, and with one transformers ignores packed position ids
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
     targets = targets[:, keep]
     loss = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"

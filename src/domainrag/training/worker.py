@@ -153,6 +153,8 @@ def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str
     elif spec.algorithm == "sft":
         tpl = artifact / "chat_template.jinja"
         card["chat_template"] = tpl.read_text() if tpl.exists() else "from tokenizer_config.json"
+        if metrics.get("stop_reason"):  # why training ended: all steps, or early stopping (with the losses)
+            card["stopped"] = {"reason": metrics["stop_reason"], "detail": metrics.get("stop_detail")}
     (artifact / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
     lines = [
         f"# Model card: {spec.name}",
@@ -161,6 +163,7 @@ def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str
         f"- algorithm: `{spec.algorithm}`",
         f"- dataset: `{spec.dataset}` (sha256 {card['dataset']['sha256'][:12]}, {card['dataset']['bytes']} bytes)",
         f"- hyper-parameters: `{json.dumps(spec.hyperparameters)}`",
+        *([f"- training stopped: {metrics.get('stop_detail') or metrics['stop_reason']}"] if "stopped" in card else []),
         "",
         "## Metrics",
         "",
