@@ -122,3 +122,32 @@ def test_reranker_job_registers_a_reranker_model(ws, tmp_path: Path) -> None:
     assert scores.shape == (1,)
     with pytest.raises(DomainRagError, match="not an embedding model"):
         ws.embedder("faults-reranker")
+
+
+@pytest.mark.integration
+def test_reranker_on_a_corpus_counts_synthetic_pairs_and_truncation(embedder: str, tmp_path: Path) -> None:
+    docs = tmp_path / "docs.jsonl"
+    with docs.open("w") as fh:
+        for i, cause in enumerate(CAUSES * 2):
+            code = f"E{1000 + 37 * i}"
+            text = f"Fault {code} on the Vextor line means {cause}. Reset the controller after fixing it."
+            fh.write(json.dumps({"id": code, "text": text}) + "\n")
+    args = RerankerArgs(
+        embedder,
+        docs,
+        tmp_path / "job" / "output",
+        batch_size=8,
+        hard_negatives=1,
+        eval_fraction=0.25,
+        max_length=24,
+        synthetic_queries="heuristic",
+    )
+    reporter = MemoryReporter()
+    result = run_reranker(args, reporter)
+    assert result.synthetic is not None and result.synthetic["generated"] == 12
+    assert result.synthetic["kept"] == result.n_train + result.n_eval
+    assert (tmp_path / "job" / "synthetic_pairs.jsonl").is_file()
+    assert 0 < result.truncated_examples <= result.n_examples
+    assert any("exceed the model's limit of 24 tokens" in line for line in reporter.lines)
+    meta = json.loads((result.output_dir / "domainrag_reranker.json").read_text())
+    assert meta["synthetic"]["kept"] == result.synthetic["kept"] and meta["truncated_examples"] > 0

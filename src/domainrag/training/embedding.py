@@ -201,11 +201,11 @@ def check_args(args: EmbeddingArgs, dimension: int | None = None) -> None:
 
 def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
     """Check options, load the model, read (or generate) and split the pairs, build evaluator and dataset."""
+    check_args(args)
+    check_encoder(args.base_model)
     import torch
     from sentence_transformers import SentenceTransformer
 
-    check_args(args)
-    check_encoder(args.base_model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = SentenceTransformer(args.base_model, device=device)
     if args.max_seq_length is not None:

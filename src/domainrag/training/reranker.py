@@ -213,10 +213,10 @@ def _train_dataset(args: RerankerArgs, bi_encoder: Any, train: list[Pair], repor
 
 def setup(args: RerankerArgs, reporter: Reporter) -> _Setup:
     """Read and split the pairs, load bi-encoder and cross-encoder, mine negatives, build the task."""
-    from sentence_transformers import CrossEncoder, SentenceTransformer
-
     check_hyperparameters("reranker", {k: v for k, v in vars(args).items() if v is not None})
     check_encoder(args.base_model)
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bi_encoder = SentenceTransformer(args.base_model, device=device)
     pairs_file, synthetic = prepare_pairs(args, reporter, bi_encoder)
