@@ -211,6 +211,16 @@ def test_bad_options_and_decoder_base_model_are_refused_before_loading(tmp_path:
     spec = JobSpec(name="e", algorithm="reranker", base_model=str(decoder), dataset="d.jsonl")
     with pytest.raises(DomainRagError, match="not an encoder"):
         spec.check_encoder_options()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nProject Zorblat is run from the Berlin office since 1999.")
+    folder = JobSpec(name="e", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(docs))
+    with pytest.raises(DomainRagError, match="must be one file"):
+        folder.check_corpus_dataset()
+    one_file = JobSpec(name="e", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(docs / "a.md"))
+    assert one_file.check_corpus_dataset() is True
+    pairs = JobSpec(name="e", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(pairs_file))
+    assert pairs.check_corpus_dataset() is False
 
 
 @pytest.mark.integration

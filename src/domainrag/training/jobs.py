@@ -97,6 +97,14 @@ class JobSpec(BaseModel):
         mode = synthetic.choose_mode(self.hyperparameters.get("synthetic_queries"), path) if path.exists() else None
         if mode is None:
             return False
+        if path.is_dir():  # the worker fetches, hashes (model card) and uploads one dataset file
+            from domainrag.errors import DatasetError
+
+            raise DatasetError(
+                str(path),
+                "a job dataset must be one file; this is a folder of documents",
+                hint="put the documents in one JSONL file, one {\"id\": ..., \"title\": ..., \"text\": ...} per line",
+            )
         synthetic.load_passages(path)  # unreadable or empty documents fail here
         return True
 
