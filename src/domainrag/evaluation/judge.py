@@ -37,12 +37,11 @@ PASSAGE_CHARS = 1200
 
 JUDGE_SYSTEM = ("You are a strict fact checker. A statement is supported only if the context says the same thing. "
                 "If the context contradicts the statement or does not mention it, answer no.")
-JUDGE_PROMPT = """Context:
-{context}
-
+JUDGE_PROMPT = """Context: {context}
 Statement: {statement}
-
 Does the context support the statement? Answer yes or no."""
+# Compact on purpose: with blank lines, numbered single passages or few-shot turns, SmolLM2-135M stopped
+# ranking supported statements above contradicted ones (0-4 of 6 test pairs instead of 6 of 6).
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES", " YES")
 NO_WORDS = ("no", "No", " no", " No", "NO", " NO")
@@ -82,11 +81,12 @@ def split_claims(answer: str) -> list[str]:
 
 
 def judge_messages(statement: str, passages: Sequence[str], prompt: str = JUDGE_PROMPT) -> list[dict[str, str]]:
-    """The chat the judge sees for one sentence: numbered passages (each cut to PASSAGE_CHARS) + the statement."""
-    blocks = [f"[{i}] {p.strip()[:PASSAGE_CHARS]}" for i, p in enumerate(passages, start=1)]
-    context = "\n\n".join(blocks) or "(no passages)"
+    """The chat the judge sees for one sentence: the passages (each cut to PASSAGE_CHARS, numbered when
+    there are several) and the statement."""
+    texts = [" ".join(p.split())[:PASSAGE_CHARS] for p in passages]
+    context = texts[0] if len(texts) == 1 else "\n".join(f"[{i}] {t}" for i, t in enumerate(texts, start=1))
     return [{"role": "system", "content": JUDGE_SYSTEM},
-            {"role": "user", "content": prompt.format(context=context, statement=statement)}]
+            {"role": "user", "content": prompt.format(context=context or "(no passages)", statement=statement)}]
 
 
 def parse_yes_no(reply: str) -> bool:
