@@ -86,6 +86,11 @@ class VectorStore(ABC):
     @abstractmethod
     def drop(self) -> None: ...
 
+    @property
+    def fuses_on_server(self) -> bool:
+        """Whether :meth:`hybrid_search` fuses on the server (else the retriever runs dense + BM25 itself)."""
+        return False
+
     def hybrid_search(
         self, query: str, vector: np.ndarray, k: int, filters: Filters | None = None, rank_constant: int = 60
     ) -> list[SearchHit] | None:

@@ -21,6 +21,10 @@ class EmbeddedStoreConfig(_Base):
     refine_factor: int = Field(5, ge=1, description="ANN re-ranks k * refine_factor PQ candidates with exact vectors")
     ann_min_rows: int = Field(50_000, ge=256, description="build an IVF-PQ ANN index above this many rows")
     ann_num_partitions: int | None = Field(None, ge=1, description="IVF partitions (None: LanceDB's default)")
+    read_consistency_s: float = Field(
+        1.0, ge=0, description="how stale the kept table handle may get before it checks for other processes' "
+        "writes (0: check on every query)",
+    )
     ann_num_sub_vectors: int | None = Field(
         None, ge=1, description="PQ sub-vectors (None: dimension / 8, i.e. 8 dimensions per sub-vector)"
     )

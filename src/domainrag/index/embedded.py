@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,9 @@ import pyarrow as pa
 from domainrag.data.chunking import Chunk
 from domainrag.index.base import Filters, SearchHit, VectorStore
 from domainrag.index.config import EmbeddedStoreConfig
+
+_COLUMNS = ["chunk_id", "doc_id", "title", "text", "metadata"]
+"""What a search returns: everything a hit needs, never the vector (384 floats a row to decode)."""
 
 
 def _quote(value: str) -> str:
@@ -43,17 +47,26 @@ class EmbeddedStore(VectorStore):
 
         self.config = config
         self.uri = config.uri or default_uri
-        self.db = lancedb.connect(self.uri)
+        # One table handle is kept open (opening costs a manifest read per query); the consistency
+        # interval makes that handle pick up writes by other processes (an ingest while an app serves).
+        self.db = lancedb.connect(self.uri, read_consistency_interval=timedelta(seconds=config.read_consistency_s))
+        self._handle: Any | None = None
         self._fts_dirty = False
 
-    def _table(self) -> Any | None:
+    def _open(self) -> Any | None:
+        """Open the table afresh (None if absent) and keep the handle."""
         try:
-            return self.db.open_table(self.name)
+            self._handle = self.db.open_table(self.name)
         except (FileNotFoundError, ValueError):
-            return None
+            self._handle = None
+        return self._handle
+
+    def _table(self) -> Any | None:
+        """The kept handle, opened on first use."""
+        return self._handle if self._handle is not None else self._open()
 
     def exists(self) -> bool:
-        return self._table() is not None
+        return self._open() is not None
 
     def _schema(self, dimension: int) -> pa.Schema:
         return pa.schema(
@@ -193,7 +206,7 @@ class EmbeddedStore(VectorStore):
         where = _where(filters)
         if where:
             q = q.where(where, prefilter=True)
-        rows = q.limit(k).to_list()
+        rows = q.select(_COLUMNS).limit(k).to_list()
         return self._hits(rows, lambda r: 1.0 - r["_distance"], "dense")
 
     def text_search(self, query: str, k: int, filters: Filters | None = None) -> list[SearchHit]:
@@ -202,7 +215,7 @@ class EmbeddedStore(VectorStore):
             return []
         if self._fts_dirty:
             self.refresh()
-        q = table.search(query, query_type="fts", fts_columns="text")
+        q = table.search(query, query_type="fts", fts_columns="text").select(_COLUMNS)
         where = _where(filters)
         if where:
             q = q.where(where, prefilter=True)
@@ -219,3 +232,4 @@ class EmbeddedStore(VectorStore):
     def drop(self) -> None:
         if self.exists():
             self.db.drop_table(self.name)
+        self._handle = None

@@ -41,6 +41,10 @@ class OpenSearchStore(LuceneStore):
             knn["filter"] = {"bool": {"filter": filters}}  # efficient filtering (lucene and faiss engines)
         return {"size": k, "query": {"knn": {"vector": knn}}}
 
+    @property
+    def fuses_on_server(self) -> bool:
+        return self.config.server_hybrid
+
     def hybrid_search(
         self, query: str, vector: np.ndarray, k: int, filters: Filters | None = None, rank_constant: int = 60
     ) -> list[SearchHit] | None:

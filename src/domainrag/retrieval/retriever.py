@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +14,12 @@ from domainrag.retrieval.fusion import reciprocal_rank_fusion
 from domainrag.retrieval.reranker import PairScorer, rerank_hits
 
 Mode = Literal["dense", "bm25", "hybrid"]
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """Process-wide workers for the BM25 half of hybrid queries (created on first use)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="domainrag-bm25")
 
 
 class RetrievalConfig(BaseModel):
@@ -51,20 +59,28 @@ class Retriever:
         k = top_k or cfg.top_k
         flt = filters if filters is not None else cfg.filters
         n = max(cfg.candidates, k, cfg.rerank_top_n if self.reranker is not None else 0)
-        results: dict[str, list[SearchHit]] = {}
-        if cfg.mode == "hybrid":
+        if cfg.mode == "hybrid" and self.store.fuses_on_server:
             server = self.store.hybrid_search(query, self.embedder.encode_query(query), n, flt, cfg.rank_constant)
             if server is not None:
                 return self._rerank(query, server, k)
-        if cfg.mode in ("dense", "hybrid"):
-            results["dense"] = self.store.dense_search(self.embedder.encode_query(query), n, flt)
-        if cfg.mode in ("bm25", "hybrid"):
+        results: dict[str, list[SearchHit]] = {}
+        if cfg.mode == "bm25":
             results["bm25"] = self.store.text_search(query, n, flt)
-        if cfg.mode == "hybrid":
+        elif cfg.mode == "dense":
+            results["dense"] = self.store.dense_search(self.embedder.encode_query(query), n, flt)
+        else:
+            # BM25 needs no query vector: it runs on a worker thread while this one embeds the query and
+            # searches the vectors (torch and the engines release the GIL), so hybrid costs about
+            # max(BM25, embed + dense) instead of the sum.
+            bm25 = _pool().submit(self.store.text_search, query, n, flt)
+            try:
+                results["dense"] = self.store.dense_search(self.embedder.encode_query(query), n, flt)
+            finally:
+                results["bm25"] = bm25.result()
             hits = reciprocal_rank_fusion(
                 results, {"dense": cfg.dense_weight, "bm25": cfg.bm25_weight}, cfg.rank_constant
             )
-        else:
+        if cfg.mode != "hybrid":
             hits = next(iter(results.values()))
         if cfg.score_threshold is not None and cfg.mode != "bm25":
             hits = [h for h in hits if h.scores.get("dense", -1.0) >= cfg.score_threshold]
