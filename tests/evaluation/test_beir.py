@@ -91,3 +91,26 @@ def test_question_format_uses_gold_doc_and_skips_unanswerable(tmp_path: Path, be
 def test_nonexistent_dataset_path() -> None:
     with pytest.raises(DatasetError, match="no such file or folder"):
         load_retrieval_dataset("/nonexistent/dataset")
+
+
+@pytest.mark.parametrize(("rows", "where", "problem"), [
+    ([{"id": "a", "question": "x"}, {"id": "a", "question": "y"}], ":2 (field 'id')", "duplicate id 'a'"),
+    ([{"question": "no id here"}], ":1 (field 'id')", "missing id"),
+    ([{"id": "a", "question": ["not", "text"]}], ":1 (field 'question')", "question must be a string"),
+])
+def test_bad_question_rows_name_file_line_field(tmp_path: Path, rows: list[dict], where: str, problem: str) -> None:
+    from domainrag.evaluation.beir import read_questions
+
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DatasetError) as err:
+        read_questions(path)
+    assert err.value.message == f"{path}{where}: {problem}"
+
+
+def test_missing_questions_file_is_named(tmp_path: Path) -> None:
+    from domainrag.evaluation.beir import read_questions
+
+    with pytest.raises(DatasetError, match="missing questions file") as err:
+        read_questions(tmp_path / "nope.jsonl")
+    assert str(tmp_path / "nope.jsonl") in err.value.message

@@ -77,8 +77,19 @@ def test_answers_report_renders(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="`which chromium` finds no headless Chromium")
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    page = write_report(_retrieval_result(tmp_path), tmp_path / "r.html")
+@pytest.mark.parametrize("section", ["retrieval", "answers"])
+def test_report_renders_in_headless_chromium(tmp_path: Path, section: str) -> None:
+    from domainrag.evaluation.runner import run_answer_eval
+
+    if section == "retrieval":
+        result = _retrieval_result(tmp_path)
+    else:
+        qfile = tmp_path / "q.jsonl"
+        qfile.write_text("x")
+        app = ScriptedApp({QUESTIONS[0]["question"]: "30 seconds [1]."})
+        result = run_answer_eval({"app": lambda: app}, QUESTIONS, dataset_files={"q.jsonl": qfile})
+    page = write_report(result, tmp_path / "r.html")
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert 'class="metrics"' in dom and "data:image/png;base64," in dom
+    assert f"<section id=\"{section}\">" in dom  # the browser parsed the page into its sections
