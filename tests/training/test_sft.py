@@ -344,17 +344,21 @@ def test_packed_batch_has_the_same_labels_and_loss_as_the_padded_one(tiny_llm: s
     batch = [encode_chat(tokenizer, m, 128) for m in _varied_chats(5)]
     assert all(e is not None for e in batch)
     model = AutoModelForCausalLM.from_pretrained(tiny_llm).eval()
-    padded = _collate(batch, tokenizer.pad_token_id, torch.device("cpu"))  # type: ignore[arg-type]
-    packed = _collate_packed(batch, torch.device("cpu"))  # type: ignore[arg-type]
-    assert packed["input_ids"].shape == (1, sum(len(e.input_ids) for e in batch))  # type: ignore[union-attr]
-    assert packed["input_ids"].numel() < padded["input_ids"].numel()
+    cpu = torch.device("cpu")
+    padded = _collate(batch, tokenizer.pad_token_id, cpu)  # type: ignore[arg-type]
+    one_row = _collate_packed(batch, tokenizer.pad_token_id, 10_000, cpu)  # type: ignore[arg-type]
+    rows = _collate_packed(batch, tokenizer.pad_token_id, 128, cpu)  # type: ignore[arg-type]
+    assert one_row["input_ids"].shape == (1, sum(len(e.input_ids) for e in batch))  # type: ignore[union-attr]
+    assert rows["input_ids"].shape[1] <= 128 and 1 < rows["input_ids"].shape[0] < len(batch)
+    assert rows["input_ids"].numel() < padded["input_ids"].numel()
     with torch.no_grad():
         loss_padded, n_padded = _loss_sum(model, padded)
-        loss_packed, n_packed = _loss_sum(model, packed)
+        for packed in (one_row, rows):
+            loss_packed, n_packed = _loss_sum(model, packed)
+            assert n_packed == n_padded > 0
+            torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-4, atol=1e-4)
         # the same row without position ids attends across conversation boundaries: another loss
-        leaky, _ = _loss_sum(model, {"input_ids": packed["input_ids"], "labels": packed["labels"]})
-    assert n_packed == n_padded > 0
-    torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-4, atol=1e-4)
+        leaky, _ = _loss_sum(model, {"input_ids": one_row["input_ids"], "labels": one_row["labels"]})
     assert abs(float(leaky) - float(loss_padded)) > 1e-2
 
 
@@ -370,7 +374,7 @@ def test_packed_training_sees_the_same_assistant_tokens_and_learns(tiny_llm: str
             max_steps=12,
             batch_size=4,
             learning_rate=2e-2,
-            max_seq_len=96,
+            max_seq_len=160,  # rows of up to 160 tokens hold two or three of these chats
             eval_fraction=0.2,
             lora_dropout=0.0,  # dropout masks depend on the tensor shapes, which packing changes
             packing=packing,
@@ -380,11 +384,20 @@ def test_packed_training_sees_the_same_assistant_tokens_and_learns(tiny_llm: str
 
     packed, padded = run(True), run(False)
     assert packed["labelled_tokens"] == padded["labelled_tokens"] > 0
-    assert packed["tokens"] == padded["tokens"] == packed["padded_tokens"]  # no padding computed at all
+    assert packed["tokens"] == padded["tokens"]
     assert packed["padded_tokens"] < padded["padded_tokens"]  # type: ignore[operator]
     assert packed["eval_loss_after"] < packed["eval_loss_before"] - 0.3  # type: ignore[operator]
     # same batches, same labels, isolated attention: the same training up to float rounding
     assert packed["eval_loss_after"] == pytest.approx(padded["eval_loss_after"], rel=1e-3)
+
+
+def test_pack_rows_first_fit_decreasing() -> None:
+    from domainrag.training.sft import pack_rows
+
+    assert pack_rows([50, 30, 80, 20, 100, 60], 100) == [[4], [2, 3], [5, 1], [0]]
+    assert pack_rows([150, 10], 100) == [[0], [1]]  # too long for a row: alone, never split
+    rows = pack_rows([random.Random(i).randint(1, 100) for i in range(40)], 128)
+    assert sorted(i for r in rows for i in r) == list(range(40))
 
 
 # ---------------------------------------------------------------------------------------------

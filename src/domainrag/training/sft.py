@@ -283,21 +283,59 @@ def _collate(batch: Sequence[EncodedChat], pad_id: int, device: torch.device) ->
     return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
 
 
-def _collate_packed(batch: Sequence[EncodedChat], device: torch.device) -> dict[str, torch.Tensor]:
-    """Padding-free packing: the micro-batch as one row, position ids restarting per conversation.
+def pack_rows(lengths: Sequence[int], row_len: int) -> list[list[int]]:
+    """Group examples (by index) into rows of at most ``row_len`` tokens: first-fit decreasing.
 
-    transformers' :class:`DataCollatorWithFlattening` concatenates the conversations and masks the
-    label of each one's first token, so no conversation learns to predict the next one's start;
-    with ``position_ids`` and no ``attention_mask`` the model builds a block-diagonal causal mask
-    (transformers' packed-sequence detection), so no token attends across a boundary. Same labels,
-    same loss as :func:`_collate`, without computing a single padding token.
+    Deterministic (ties keep input order). An example longer than ``row_len`` gets a row of its own.
+    """
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        slot = next((r for r, free in enumerate(room) if lengths[i] <= free), None)
+        if slot is None:
+            rows.append([i])
+            room.append(row_len - lengths[i])
+        else:
+            rows[slot].append(i)
+            room[slot] -= lengths[i]
+    return rows
+
+
+def _collate_packed(
+    batch: Sequence[EncodedChat], pad_id: int, row_len: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Packing: the micro-batch's conversations concatenated into rows of at most ``row_len`` tokens.
+
+    Each row comes from transformers' :class:`DataCollatorWithFlattening`: position ids restart at
+    every conversation and the label of each one's first token is masked, so no conversation
+    learns to predict the next one's start. With ``position_ids`` and no ``attention_mask`` the
+    model builds a block-diagonal causal mask (transformers' packed-sequence detection), so no
+    token attends across a boundary: same labels and same loss as :func:`_collate`. Rows are
+    capped at ``row_len`` because on CPU (sdpa/eager, no varlen kernel) attention is quadratic in
+    the row length; the short rows' tail padding is a separate position-id segment with no labels.
     """
     from transformers import DataCollatorWithFlattening
 
-    flat = DataCollatorWithFlattening(return_tensors="pt")(
-        [{"input_ids": e.input_ids, "labels": e.labels} for e in batch]
-    )
-    return {k: flat[k].to(device) for k in ("input_ids", "labels", "position_ids")}
+    flatten = DataCollatorWithFlattening(return_tensors="pt")
+    rows = [
+        flatten([{"input_ids": batch[i].input_ids, "labels": batch[i].labels} for i in row])
+        for row in pack_rows([len(e.input_ids) for e in batch], row_len)
+    ]
+    width = max(r["input_ids"].shape[1] for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        n = r["input_ids"].shape[1]
+        ids[k, :n], labels[k, :n], positions[k, :n] = r["input_ids"][0], r["labels"][0], r["position_ids"][0]
+        positions[k, n:] = torch.arange(width - n)
+    real = torch.tensor(sum(len(e.input_ids) for e in batch))
+    return {
+        "input_ids": ids.to(device),
+        "labels": labels.to(device),
+        "position_ids": positions.to(device),
+        "n_tokens": real,
+    }
 
 
 def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -493,7 +531,10 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
             reporter.metric(0, eval_loss=stats["eval_loss_before"])
 
     model.train()
-    collate = (lambda b: _collate_packed(b, s.device)) if args.packing else (lambda b: _collate(b, s.pad_id, s.device))
+    if args.packing:
+        collate = lambda b: _collate_packed(b, s.pad_id, args.max_seq_len, s.device)  # noqa: E731
+    else:
+        collate = lambda b: _collate(b, s.pad_id, s.device)  # noqa: E731
     tokens = padded = labelled = 0
     t0 = time.perf_counter()
     last_loss = stats.get("train_loss_last", math.nan)
@@ -508,8 +549,7 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
             loss_sum, _n = _loss_sum(model, batch)
             (loss_sum / max(n_labels, 1)).backward()
             step_loss += loss_sum.item()
-            mask = batch.get("attention_mask")
-            tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+            tokens += int(batch["n_tokens"] if "n_tokens" in batch else batch["attention_mask"].sum())
             padded += batch["input_ids"].numel()
         labelled += n_labels
         if args.max_grad_norm > 0:
