@@ -180,3 +180,27 @@ def test_render_from_json(cli, beir_dir: Path, tmp_path: Path, fake_embedder: No
                "--json", out).exit_code == 0
     res = run(cli, "render", out, "--report", tmp_path / "again.html")
     assert res.exit_code == 0 and "<img" in (tmp_path / "again.html").read_text()
+
+
+def test_answers_warn_about_gold_docs_missing_from_the_index(cli, beir_dir: Path, fake_embedder: None,
+                                                             isolated_workspace: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from domainrag.evaluation.beir import load_beir
+    from domainrag.evaluation.runner import ingest_corpus
+    from domainrag.workspace import Workspace
+
+    ws = Workspace.open(isolated_workspace)
+    ingest_corpus(ws, "docs", "emb-a", load_beir(beir_dir))  # a real embedded index of the six documents
+    ws.catalog.put("app", "a", {"name": "a", "model": "llm", "retrieval": {"index": "docs"}, "generation": {}})
+    monkeypatch.setattr("domainrag.serving.apps.load_app", lambda ws, name, **kw: FakeRag("30 seconds [1]."))
+    qfile = tmp_path / "q.jsonl"
+    rows = [{"id": "a", "question": "prime?", "answer": "30 seconds", "doc": "pumps"},
+            {"id": "b", "question": "ghost?", "answer": "x", "docs": ["ghost", "pumps"]},
+            {"id": "c", "question": "who?", "answer": "x", "doc": None}]
+    qfile.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "a.json"
+    res = run(cli, "answers", "--app", "a", "--dataset", qfile, "--json", out)
+    assert res.exit_code == 0, res.output
+    warnings = json.loads(out.read_text())["warnings"]
+    assert warnings == ["1 gold document(s) named by 1 question(s) of q.jsonl are not in index 'docs' of a: ghost"]
+    assert "ghost" in res.output

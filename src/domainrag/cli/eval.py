@@ -156,7 +156,13 @@ def eval_answers(
     from domainrag.evaluation.beir import read_questions
     from domainrag.evaluation.closed_book import LABEL_SUFFIX, ClosedBookApp, closed_book_config
     from domainrag.evaluation.judge import OpenAIJudge, judge_from_catalogue
-    from domainrag.evaluation.runner import app_config, model_info, parse_thresholds, run_answer_eval
+    from domainrag.evaluation.runner import (
+        app_config,
+        model_info,
+        parse_thresholds,
+        run_answer_eval,
+        unknown_gold_warnings,
+    )
     from domainrag.serving.apps import load_app
     from domainrag.serving.prompts import NOT_FOUND_ANSWER
 
@@ -174,6 +180,7 @@ def eval_answers(
         for m in (cfg.get("model"), cfg.get("embedding_model")):
             if m:
                 models[m] = model_info(ws, m)
+    warnings = unknown_gold_warnings(ws, items, configs, dataset.name)
     loaders: dict[str, Any] = {}
     for name in app:
         loaders[name] = lambda n=name: load_app(ws, n)
@@ -191,7 +198,7 @@ def eval_answers(
     bar, update = _progress()
     with bar:
         result = run_answer_eval(loaders, items, dataset_files={dataset.name: dataset}, configs=configs, judge=judge,
-                                 models=models, progress=update)
+                                 models=models, progress=update, warnings=warnings)
     for w in result["warnings"]:
         err_console.print(f"[yellow]warning:[/] {w}")
     sec = result["answers"]

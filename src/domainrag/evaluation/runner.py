@@ -438,6 +438,27 @@ def app_config(ws: Any, name: str) -> dict[str, Any]:
             "top_k": retrieval.get("top_k"), **{f"generation.{k}": v for k, v in gen.items()}}
 
 
+def unknown_gold_warnings(ws: Any, items: Sequence[Mapping[str, Any]], configs: Mapping[str, Mapping[str, Any]],
+                          source: str) -> list[str]:
+    """One warning per app index that lacks gold documents the questions name (they can never be retrieved,
+    so those questions' context hit and citation precision are 0 whatever the app does)."""
+    golds = sorted({d for q in items for d in gold_docs(dict(q))})
+    out, checked = [], {}
+    for label, cfg in configs.items():
+        index = cfg.get("index")
+        if not index or not golds:
+            continue
+        if index not in checked:
+            store = ws.store(index)
+            checked[index] = [d for d in golds if not store.ids_for_document(d)]
+        missing = checked[index]
+        if missing:
+            n_q = sum(1 for q in items if any(d in missing for d in gold_docs(dict(q))))
+            out.append(f"{len(missing)} gold document(s) named by {n_q} question(s) of {source} are not in index "
+                       f"'{index}' of {label}: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+    return out
+
+
 def _passage(hit: Any) -> dict[str, Any]:
     return {"doc_id": hit.doc_id, "chunk_id": hit.chunk_id, "score": round(float(hit.score), 6),
             "text": hit.text[:EXCERPT_CHARS]}
@@ -453,10 +474,12 @@ def run_answer_eval(
     models: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     command: str | None = None,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Ask every app every question and score the answers; an app error is recorded per question.
 
-    ``apps`` maps a label to a loader, so only one app's model is in memory at a time.
+    ``apps`` maps a label to a loader, so only one app's model is in memory at a time; ``warnings``
+    (e.g. from :func:`unknown_gold_warnings`) are carried into the result.
     """
     from domainrag.evaluation.judge import NOT_CONFIGURED, JudgeError
     from domainrag.serving.prompts import extract_citations
@@ -464,6 +487,7 @@ def run_answer_eval(
     t0 = time.time()
     name = Path(next(iter(dataset_files.values()))).stem if dataset_files else "questions"
     result = new_result(f"Answer evaluation — {name}", dataset_files, command)
+    result["warnings"].extend(warnings)
     empty = [q["id"] for q in items if not str(q.get("question") or "").strip()]
     if empty:
         result["warnings"].append(f"{len(empty)} empty question(s) skipped: {', '.join(empty[:10])}")
