@@ -391,6 +391,23 @@ def test_packed_training_sees_the_same_assistant_tokens_and_learns(tiny_llm: str
     assert packed["eval_loss_after"] == pytest.approx(padded["eval_loss_after"], rel=1e-3)
 
 
+@pytest.mark.integration
+def test_packing_is_refused_when_attention_would_cross_conversations(
+    tiny_llm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers.masking_utils as masking
+
+    from domainrag.errors import DomainRagError
+
+    # simulate an architecture without packed-sequence masks: plain causal attention over the row
+    monkeypatch.setattr(masking, "find_packed_sequence_indices", lambda position_ids: None)
+    args = SFTArgs(
+        base_model=tiny_llm, dataset=_chat_file(tmp_path / "c.jsonl", n=4), output_dir=tmp_path / "o", packing=True
+    )
+    with pytest.raises(DomainRagError, match="packing is not supported"):
+        run_sft(args, MemoryReporter())
+
+
 def test_pack_rows_first_fit_decreasing() -> None:
     from domainrag.training.sft import pack_rows
 

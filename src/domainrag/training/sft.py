@@ -11,6 +11,14 @@ fit (a plain torch loop) → save (adapter, optional merged model, ``domainrag_s
   the adapter, optimizer, scheduler, step and RNG states, so ``resume=True`` continues exactly
   where the last checkpoint left off: no batch is repeated or skipped, and the final weights
   match an uninterrupted run.
+* ``packing=True`` concatenates each micro-batch's conversations into rows of at most
+  ``max_seq_len`` tokens with position ids restarting per conversation (transformers'
+  ``DataCollatorWithFlattening`` and its packed-sequence attention mask): the same labels and loss
+  as padding, fewer computed positions when conversations are short.
+* Early stopping: the held-out loss every ``eval_every`` steps; after ``early_stopping_patience``
+  evaluations without an improvement of more than ``early_stopping_min_delta`` training stops, the
+  best evaluation's adapter is restored, and the reason is recorded (``stop_reason`` /
+  ``stop_detail`` in the metrics). The tracking state is checkpointed, so resume stays exact.
 * :func:`build_rag_sft_examples` turns QA items into RAFT-style grounded examples that use the
   same prompt layout as serving (:func:`domainrag.serving.prompts.build_messages`).
 """
@@ -401,6 +409,8 @@ def setup(args: SFTArgs, reporter: Reporter) -> _Setup:
         raise DomainRagError("no conversation has an assistant turn within max_seq_len", hint="raise max_seq_len")
     train_idx, eval_idx = split_train_eval(len(kept), args.eval_fraction, args.seed)
     train, evals = [kept[i] for i in train_idx], [kept[i] for i in eval_idx]
+    if args.early_stopping_patience is not None and not evals:
+        reporter.log(f"early stopping is off: {len(kept)} conversation(s) leave no held-out split")
 
     per_epoch = math.ceil(len(train) / args.batch_size)
     total_steps = args.max_steps or max(1, math.ceil(args.epochs * per_epoch / args.grad_accum))
@@ -430,6 +440,8 @@ def setup(args: SFTArgs, reporter: Reporter) -> _Setup:
         ) from None
     model.to(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if args.packing:
+        _check_packing_isolates(model, pad_id, device)
     trainable, total = model.get_nb_trainable_parameters()
     reporter.log(
         f"SFT setup: {len(train)} train / {len(evals)} eval conversations, {total_steps} steps, "
@@ -447,6 +459,29 @@ def setup(args: SFTArgs, reporter: Reporter) -> _Setup:
         fingerprint=_dataset_fingerprint(args, train),
         dropped=dropped,
     )
+
+
+@torch.no_grad()
+def _check_packing_isolates(model: Any, pad_id: int, device: torch.device) -> None:
+    """Refuse packing for a model whose attention lets packed conversations see each other.
+
+    Packing relies on transformers deriving a block-diagonal mask from restarting position ids;
+    an architecture that ignores them would train silently on cross-conversation attention.
+    Two tiny sequences, packed vs alone: milliseconds, once per run.
+    """
+    first, second = [3, 5, 7, 11, 13], [17, 19, 23, 29]
+    chats = [EncodedChat(first, [IGNORE_INDEX] * 5), EncodedChat(second, [IGNORE_INDEX] * 4)]
+    packed = _collate_packed(chats, pad_id, 64, device)
+    was_training = model.training
+    model.eval()
+    together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits
+    alone = model(input_ids=torch.tensor([second], device=device), use_cache=False).logits
+    model.train(was_training)
+    if not torch.allclose(together[0, len(first) :], alone[0], rtol=1e-3, atol=1e-3):
+        raise DomainRagError(
+            f"packing is not supported for {type(model).__name__}: its attention crosses packed conversations",
+            hint="set packing=false",
+        )
 
 
 def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
