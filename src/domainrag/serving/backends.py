@@ -14,6 +14,7 @@ A model's catalogue record may carry an ``endpoint`` (set by ``model deploy`` or
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import json
@@ -319,19 +320,38 @@ def resolve_gguf(spec: str) -> str:
 class LlamaCppGenerator:
     """A GGUF model run by llama.cpp, streamed from a worker thread like the transformers backend."""
 
+    reports_usage = True  # counted with llama.cpp's own tokenizer and the GGUF's chat template
+
     def __init__(self, gguf_path: str, *, n_ctx: int = 2048, n_threads: int | None = None,
                  name: str | None = None) -> None:
         llama_cpp = import_llama_cpp()
         self.name = name or Path(gguf_path).stem
         self.llm = llama_cpp.Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        # Freed before interpreter teardown: llama-cpp-python's __del__ fails noisily once modules are gone.
+        atexit.register(self.llm.close)
         self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
+
+    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        """Tokens of the chat prompt as llama.cpp will see it (the GGUF's own chat template)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:  # no template in the file: the bare contents are the closest count
+            return sum(len(self.llm.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
+        vocab = self.llm._model
+        formatter = Jinja2ChatFormatter(template, eos_token=vocab.token_get_text(self.llm.token_eos()),
+                                        bos_token=vocab.token_get_text(self.llm.token_bos()))
+        prompt = formatter(messages=list(messages)).prompt  # type: ignore[arg-type]
+        return len(self.llm.tokenize(prompt.encode(), add_bos=False, special=True))
 
     def stream(
         self,
         messages: Sequence[dict[str, str]],
         config: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
+        usage: dict[str, int] | None = None,
     ) -> Iterator[str]:
+        """Yield text pieces; ``cancel`` stops at the next token; ``usage`` receives the token counts."""
         cfg = config or GenerationConfig()
         stop = cancel or threading.Event()
         pieces: queue.Queue[Any] = queue.Queue()
@@ -358,16 +378,20 @@ class LlamaCppGenerator:
                 pieces.put(end)
 
         threading.Thread(target=_run, daemon=True).start()
-        finished = False
+        finished, text = False, ""
         try:
             while (item := pieces.get()) is not end:
                 if isinstance(item, BaseException):
                     raise item
+                text += item
                 yield item
             finished = True
         finally:
             if not finished:
                 stop.set()
+            if usage is not None:
+                usage["prompt_tokens"] = self.count_prompt_tokens(messages)
+                usage["completion_tokens"] = len(self.llm.tokenize(text.encode(), add_bos=False)) if text else 0
 
     def generate(self, messages: Sequence[dict[str, str]], config: GenerationConfig | None = None) -> str:
         return "".join(self.stream(messages, config))
