@@ -311,6 +311,25 @@ def test_deploy_cli(client_ws: Any, server: SimpleNamespace, tmp_path: Path, mon
     assert result.exit_code == 0 and "in-process transformers" in result.output
 
 
+def test_transformers_bfloat16_deploy(client_ws: Any) -> None:
+    """``{"type": "transformers", "dtype": "bfloat16"}`` is stored and loads the weights in bfloat16."""
+    import torch
+
+    from domainrag.serving.backends import deploy_model
+    from domainrag.serving.models import create_model
+    from domainrag.zoo import resolve_llm
+
+    create_model(client_ws, "smol-bf16", source="path", path=Path(resolve_llm(LLM)))
+    record = deploy_model(client_ws, "smol-bf16", {"type": "transformers", "dtype": "bfloat16"})
+    assert record["endpoint"] == {"type": "transformers", "dtype": "bfloat16"}
+    generator = generator_for(client_ws, "smol-bf16")
+    assert next(generator.model.parameters()).dtype == torch.bfloat16
+    assert generator.generate(HELLO, SHORT).strip()
+    assert deploy_model(client_ws, "smol-bf16", None)["endpoint"] is None  # the default is not stored
+    with pytest.raises(DomainRagError, match="dtype"):
+        parse_endpoint({"type": "transformers", "dtype": "int3"})
+
+
 # -- end to end: app → remote generator → our server → local model --------------------------------
 def test_remote_app_end_to_end(client_ws: Any, server: SimpleNamespace, server_generator: SimpleNamespace) -> None:
     from domainrag.serving.apps import load_app

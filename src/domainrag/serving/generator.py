@@ -65,12 +65,13 @@ def stream_reporting_usage(
 class TransformersGenerator:
     """A causal LM (optionally with a LoRA adapter merged in) that streams chat completions."""
 
-    def __init__(self, base_path: str, adapter_path: str | None = None, name: str | None = None) -> None:
+    def __init__(self, base_path: str, adapter_path: str | None = None, name: str | None = None,
+                 dtype: str = "float32") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = name or base_path
         self.tokenizer = AutoTokenizer.from_pretrained(adapter_path or base_path)
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
         if adapter_path:
             from peft import PeftModel
 
@@ -158,6 +159,7 @@ def _cancel_criteria(event: threading.Event) -> object:
 
 
 @functools.lru_cache(maxsize=3)
-def load_generator(base_path: str, adapter_path: str | None = None, name: str | None = None) -> TransformersGenerator:
+def load_generator(base_path: str, adapter_path: str | None = None, name: str | None = None,
+                   dtype: str = "float32") -> TransformersGenerator:
     """Process-wide cache of loaded generators (loading costs seconds)."""
-    return TransformersGenerator(base_path, adapter_path, name)
+    return TransformersGenerator(base_path, adapter_path, name, dtype)
