@@ -46,6 +46,7 @@ from domainrag.index.config import EmbeddedStoreConfig
 from domainrag.index.embedded import EmbeddedStore
 from domainrag.index.ingest import embed_text, ingest_documents
 from domainrag.retrieval.embedder import Embedder, load_embedder
+from domainrag.retrieval.fusion import reciprocal_rank_fusion
 from domainrag.retrieval.retriever import RetrievalConfig, Retriever
 from domainrag.zoo import resolve_embedder
 
@@ -134,7 +135,11 @@ class TimedEmbedder:
             self.seconds += time.perf_counter() - t0
 
     def encode_query(self, query: str) -> np.ndarray:
-        return self.encode([query])[0]
+        t0 = time.perf_counter()
+        try:
+            return self.inner.encode_query(query)
+        finally:
+            self.seconds += time.perf_counter() - t0
 
 
 def latency(fn: Callable[[str], Any], warm: Sequence[str], timed: Sequence[str]) -> tuple[dict[str, float], list[Any]]:
@@ -194,6 +199,10 @@ def run_domainrag(
     warm: list[str],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     store = EmbeddedStore(f"bench_{n}", EmbeddedStoreConfig(), workdir)
+    expected = sum(len(cs) for cs in chunks)
+    if args.reuse and store.exists() and store.count() == expected:
+        print(f"[domainrag N={n}] reusing the {expected:,}-chunk table in {workdir}", file=sys.stderr)
+        return query_latency(n, store, embedder, args, queries, warm, {"reused_table": True}), {}
     store.drop()
     refresh_s = [0.0]
     inner_refresh = store.refresh
@@ -243,12 +252,18 @@ def run_domainrag(
         bulk_info.update(vector_seconds=round(t_vec, 2), upsert_seconds=round(t_write, 2),
                          refresh_seconds=round(refresh_s[0], 2))
         print(f"[domainrag N={n}] bulk: {bulk_info}", file=sys.stderr)
+    return query_latency(n, store, embedder, args, queries, warm, {"ingest": ingest, "bulk": bulk_info}), vectors
+
+
+def query_latency(
+    n: int, store: EmbeddedStore, embedder: TimedEmbedder, args: argparse.Namespace,
+    queries: list[tuple[str, str, str]], warm: list[str], info: dict[str, Any],
+) -> dict[str, Any]:
+    """Latency and sanity metrics of ``Retriever.run`` (hybrid, dense), then each stage alone."""
     total = store.count()
     ann = total >= store.config.ann_min_rows
-
-    # 3. queries
     timed = [q for _, q, _ in queries]
-    out: dict[str, Any] = {"chunks": total, "ann_index": ann, "ingest": ingest, "bulk": bulk_info}
+    out: dict[str, Any] = {"chunks": total, "ann_index": ann, **info}
     for mode in ("hybrid", "dense"):
         retriever = Retriever(store, embedder, RetrievalConfig(index=store.name, mode=mode, top_k=10))  # type: ignore[arg-type]
         embedder.seconds = 0.0
@@ -257,9 +272,36 @@ def run_domainrag(
         lat.update(quality(queries, [[h.metadata.get("group", h.doc_id) for h in hs] for hs in hits]))
         out[mode] = lat
         print(f"[domainrag N={n}] {mode}: {lat}", file=sys.stderr)
+    out["stages"] = stage_latency(store, embedder.inner, warm, timed)
+    print(f"[domainrag N={n}] stages: {out['stages']}", file=sys.stderr)
     if not args.keep:
         store.drop()
-    return out, vectors
+    return out
+
+
+def stage_latency(
+    store: EmbeddedStore, embedder: Embedder, warm: Sequence[str], timed: Sequence[str]
+) -> dict[str, Any]:
+    """Where a hybrid query's time goes: each stage timed alone, one after the other, same queries.
+
+    ``candidates`` (30) hits per retriever as ``Retriever.run`` fetches them; fusion on those lists.
+    """
+    n = RetrievalConfig(index=store.name).candidates
+    vecs = {q: embedder.encode_query(q) for q in [*warm, *timed]}
+    hits: dict[str, dict[str, list[Any]]] = {q: {} for q in timed}
+
+    def dense(q: str) -> None:
+        hits.setdefault(q, {})["dense"] = store.dense_search(vecs[q], n)
+
+    def bm25(q: str) -> None:
+        hits.setdefault(q, {})["bm25"] = store.text_search(q, n)
+
+    out = {"embed_query": latency(embedder.encode_query, warm, timed)[0],
+           "dense_search": latency(dense, warm, timed)[0], "bm25_search": latency(bm25, warm, timed)[0]}
+    out["rrf_fusion"] = latency(lambda q: reciprocal_rank_fusion(hits[q]), [], timed)[0]
+    out["note"] = ("each stage alone, sequentially; Retriever.run overlaps bm25_search with "
+                   "embed_query + dense_search on a worker thread")
+    return out
 
 
 # ---------------------------------------------------------------- LlamaIndex
@@ -346,11 +388,16 @@ def markdown(result: dict[str, Any]) -> str:
         d = r["domainrag"]
         li = r.get("llamaindex")
         rat = r.get("ratios", {})
-        refresh = d["bulk"].get("refresh_seconds", d["ingest"]["refresh_seconds"])
-        hy, de, ing = d["hybrid"], d["dense"], d["ingest"]
+        hy, de = d["hybrid"], d["dense"]
+        if "ingest" in d:
+            ing = d["ingest"]
+            refresh = d["bulk"].get("refresh_seconds", ing["refresh_seconds"])
+            ingest_cols = f"{ing['chunks_per_s']} ({ing['chunks']:,}) | {d['bulk']['vectors'] or '-'} | {refresh}"
+        else:
+            ingest_cols = "- (reused table) | - | -"
         lines.append(
-            f"| {d['chunks']:,} | {ing['chunks_per_s']} ({ing['chunks']:,}) | {d['bulk']['vectors'] or '-'} "
-            f"| {refresh} | {hy['p50_ms']} / {hy['p99_ms']} | {de['p50_ms']} / {de['p99_ms']} | {hy['recall@10']:.3f} "
+            f"| {d['chunks']:,} | {ingest_cols} | {hy['p50_ms']} / {hy['p99_ms']} | {de['p50_ms']} / {de['p99_ms']} "
+            f"| {hy['recall@10']:.3f} "
             + (f"| {li['ingest']['chunks_per_s']} | {li['dense']['p50_ms']} / {li['dense']['p99_ms']} "
                f"| {rat['ingest_chunks_per_s']:.2f} | {rat['query_p50_hybrid']:.2f} / {rat['query_p50_dense']:.2f} |"
                if li else "| - | - | - | - |")
@@ -379,10 +426,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="timed LlamaIndex queries (default: --queries; its store scans in Python)")
     ap.add_argument("--workdir", default=None, help="LanceDB folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the tables")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --workdir: query a kept table of the right size instead of ingesting again "
+                         "(latency only; no ingestion figures, no LlamaIndex comparison)")
     ap.add_argument("--out", default=None, help="write the JSON result here")
     ap.add_argument("--markdown", action="store_true", help="print the results as a markdown table")
     args = ap.parse_args(argv)
     sizes = args.chunks or [10_000]
+    if args.reuse and (args.workdir is None or args.compare_llamaindex):
+        ap.error("--reuse needs --workdir and cannot be combined with --compare-llamaindex")
 
     import torch
 

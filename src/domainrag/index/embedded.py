@@ -206,7 +206,7 @@ class EmbeddedStore(VectorStore):
         where = _where(filters)
         if where:
             q = q.where(where, prefilter=True)
-        rows = q.select(_COLUMNS).limit(k).to_list()
+        rows = q.select([*_COLUMNS, "_distance"]).limit(k).to_list()
         return self._hits(rows, lambda r: 1.0 - r["_distance"], "dense")
 
     def text_search(self, query: str, k: int, filters: Filters | None = None) -> list[SearchHit]:
@@ -215,7 +215,7 @@ class EmbeddedStore(VectorStore):
             return []
         if self._fts_dirty:
             self.refresh()
-        q = table.search(query, query_type="fts", fts_columns="text").select(_COLUMNS)
+        q = table.search(query, query_type="fts", fts_columns="text").select([*_COLUMNS, "_score"])
         where = _where(filters)
         if where:
             q = q.where(where, prefilter=True)
