@@ -33,6 +33,7 @@ from domainrag.evaluation.runner import run_answer_eval
 from .test_answers import QUESTIONS, ScriptedApp
 
 LLM = "smollm2-135m-instruct"
+KEY_ENV = "DOMAINRAG_TEST_JUDGE_KEY"
 
 # (passage, a sentence it clearly supports, a sentence it clearly contradicts)
 PAIRS = [
@@ -169,9 +170,11 @@ def _serve(api: Any) -> Iterator[str]:
 
 
 @pytest.mark.integration
-def test_remote_judge_against_domainrag_serve(judge_ws: Any, tmp_path: Path) -> None:
+def test_remote_judge_against_domainrag_serve(judge_ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from domainrag.evaluation.judge import TextJudge, judge_from_catalogue
     from domainrag.serving.api import create_api
     from domainrag.serving.keys import create_key
+    from domainrag.serving.models import create_model
 
     key, _ = create_key(judge_ws, "*")
     with _serve(create_api(judge_ws, require_keys=True)) as url:
@@ -186,6 +189,15 @@ def test_remote_judge_against_domainrag_serve(judge_ws: Any, tmp_path: Path) -> 
         qfile.write_text("x")
         app = ScriptedApp({QUESTIONS[0]["question"]: "Prime the dosing pump for 30 seconds [1]."})
         result = run_answer_eval({"app": lambda: app}, QUESTIONS[:1], dataset_files={"q.jsonl": qfile}, judge=judge)
+
+        # A catalogue LLM deployed on a remote endpoint is judged by its reply text, through its backend.
+        monkeypatch.setenv(KEY_ENV, key)  # read by the backend per request; registration probes the server
+        create_model(judge_ws, "remote-judge", source="remote",
+                     endpoint={"type": "openai", "base_url": url, "model": LLM, "api_key_env": KEY_ENV})
+        text_judge = judge_from_catalogue(judge_ws, "remote-judge")
+        assert isinstance(text_judge, TextJudge)
+        ok, detail = text_judge.check(supported, [passage])
+        assert isinstance(ok, bool) and detail["reply"]
     run = result["answers"]["runs"][0]
     assert run["judge_errors"] == 0 and run["metrics"]["faithfulness"] in (0.0, 1.0)
     info = result["answers"]["judge"]
