@@ -58,7 +58,7 @@ SERVICES = REPO / "scripts" / "services"
 MODEL = "all-minilm-l6-v2"
 METRICS = ("ndcg@10", "recall@5", "recall@10", "mrr@10")
 MODES = ("bm25", "dense", "hybrid")
-ENGINES = ("embedded", "opensearch-lucene", "opensearch-faiss", "elasticsearch")
+ENGINES = ("embedded", "embedded-plain", "opensearch-lucene", "opensearch-faiss", "elasticsearch")
 SERVICE_OF = {"opensearch-lucene": "opensearch", "opensearch-faiss": "opensearch", "elasticsearch": "elasticsearch"}
 
 
@@ -138,8 +138,10 @@ def running(name: str, keep: bool) -> Iterator[str]:
 
 def store_for(engine: str, url: str | None, workdir: Path) -> VectorStore:
     name = f"bench-engines-{engine}"
-    if engine == "embedded":
-        return open_store(name.replace("-", "_"), EmbeddedStoreConfig(), str(workdir / "lancedb"))
+    if engine.startswith("embedded"):  # "-plain": BM25 without stemming / stop words, like Lucene's standard
+        plain = engine.endswith("plain")
+        cfg = EmbeddedStoreConfig(fts_stem=not plain, fts_remove_stop_words=not plain)
+        return open_store(name.replace("-", "_"), cfg, str(workdir / "lancedb"))
     if engine.startswith("opensearch"):
         return open_store(name, OpenSearchStoreConfig(hosts=[url], engine=engine.split("-")[1]), "")  # type: ignore[list-item]
     return open_store(name, ElasticsearchStoreConfig(hosts=[url]), "")  # type: ignore[list-item]

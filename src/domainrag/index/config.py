@@ -21,6 +21,8 @@ class EmbeddedStoreConfig(_Base):
     refine_factor: int = Field(5, ge=1, description="ANN re-ranks k * refine_factor PQ candidates with exact vectors")
     ann_min_rows: int = Field(50_000, ge=256, description="build an IVF-PQ ANN index above this many rows")
     ann_num_partitions: int | None = Field(None, ge=1, description="IVF partitions (None: LanceDB's default)")
+    fts_stem: bool = Field(True, description="BM25 index stems English words (Lucene's standard analyzer does not)")
+    fts_remove_stop_words: bool = Field(True, description="BM25 index drops English stop words")
     read_consistency_s: float = Field(
         1.0, ge=0, description="how stale the kept table handle may get before it checks for other processes' "
         "writes (0: check on every query)",

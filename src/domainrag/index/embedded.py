@@ -122,7 +122,8 @@ class EmbeddedStore(VectorStore):
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            table.create_fts_index("text", replace=True)
+            table.create_fts_index("text", replace=True, stem=self.config.fts_stem,
+                                   remove_stop_words=self.config.fts_remove_stop_words)
             n = table.count_rows()
         if n >= self.config.ann_min_rows:
             self.build_ann_index()
