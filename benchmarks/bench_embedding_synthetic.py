@@ -60,12 +60,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--learning-rate", type=float, default=5e-5)
     ap.add_argument("--per-passage", type=int, default=1, help="synthetic queries per chunk")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 is far faster on a busy box)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "embedding_synthetic_sample.json")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
     from domainrag.training.embedding import EmbeddingArgs, run_embedding
     from domainrag.training.reporting import MemoryReporter
     from domainrag.training.synthetic import load_passages

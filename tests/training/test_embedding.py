@@ -288,7 +288,7 @@ def test_corpus_job_records_synthetic_counts_in_the_model_card(ws, tmp_path: Pat
         algorithm="embedding",
         base_model="all-minilm-l6-v2",
         dataset=str(docs),  # no query column: synthetic queries are auto-detected
-        hyperparameters={"synthetic_queries": "heuristic", "batch_size": 8, "matryoshka_dims": [384, 128]},
+        hyperparameters={"batch_size": 8, "matryoshka_dims": [384, 128]},
     )
     job = wait_job(ws, create_job(ws, spec)["name"], timeout=300)
     assert job["state"] == "succeeded", job.get("error")
@@ -296,6 +296,6 @@ def test_corpus_job_records_synthetic_counts_in_the_model_card(ws, tmp_path: Pat
     assert card["output_dimension"] == 384
     assert card["hyperparameters"]["matryoshka_dims"] == [384, 128]
     syn = card["metrics"]["synthetic"]
-    assert syn["generated"] == 20 and syn["kept"] >= 10 and "filtered" in syn
+    assert syn["mode"] == "heuristic" and syn["generated"] == 20 and syn["kept"] >= 10 and "filtered" in syn
     pairs = ws.lake.read_text(f"jobs/{job['name']}/synthetic_pairs.jsonl").splitlines()
     assert len(pairs) == syn["kept"]

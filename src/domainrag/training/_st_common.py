@@ -269,7 +269,7 @@ def prepare_pairs(args: SyntheticArgs, reporter: Reporter, embedder: Any) -> tup
     from domainrag.training import synthetic as syn
 
     dataset = Path(args.dataset)
-    mode = syn.choose_mode(args.synthetic_queries, dataset, args.synthetic_llm)
+    mode = syn.choose_mode(args.synthetic_queries, dataset)
     if mode is None:
         return dataset, None
     passages = syn.load_passages(dataset)

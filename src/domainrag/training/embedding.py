@@ -62,7 +62,7 @@ class EmbeddingArgs:
     loss: str = "mnrl"  # "mnrl" | "cached_mnrl" (CachedMultipleNegativesRankingLoss)
     mini_batch_size: int = 32  # cached_mnrl: texts per forward pass (memory), not the contrastive batch
     matryoshka_dims: list[int] | None = None  # e.g. [384, 256, 128, 64]: wrap the loss in MatryoshkaLoss
-    synthetic_queries: str | None = None  # "llm" | "heuristic"; None: auto when the dataset is a corpus
+    synthetic_queries: str | None = None  # "llm" | "heuristic"; None: "heuristic" when the dataset is a corpus
     synthetic_llm: str = "smollm2-135m-instruct"
     synthetic_per_passage: int = 1
     synthetic_max_passages: int | None = None

@@ -60,7 +60,7 @@ class RerankerArgs:
     eval_fraction: float = 0.15
     eval_candidates: int = 20  # bi-encoder top-n reranked per held-out query
     max_length: int = 256
-    synthetic_queries: str | None = None  # "llm" | "heuristic"; None: auto when the dataset is a corpus
+    synthetic_queries: str | None = None  # "llm" | "heuristic"; None: "heuristic" when the dataset is a corpus
     synthetic_llm: str = "smollm2-135m-instruct"
     synthetic_per_passage: int = 1
     synthetic_max_passages: int | None = None
