@@ -16,6 +16,7 @@ with their abstract as context, in the serving prompt layout (the ``sft`` data o
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -44,7 +45,23 @@ def run_one(a: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(a.threads)
     entries, train_ids, _ = load_split(a.data_dir)
     work = Path(tempfile.mkdtemp(prefix="bench-sft-speed-"))
-    n = write_sft_data(entries, train_ids[: a.steps * a.batch_size], work / "chat.jsonl", conclusion=True)
+    ids = train_ids[: a.steps * a.batch_size]
+    if a.context:
+        n = write_sft_data(entries, ids, work / "chat.jsonl", conclusion=True)
+    else:  # short closed-book chats: question → label and conclusion
+        from domainrag.training.sft import write_chat_jsonl
+
+        n = len(ids)
+        write_chat_jsonl(
+            [
+                [
+                    {"role": "user", "content": entries[p]["QUESTION"]},
+                    {"role": "assistant", "content": f"{entries[p]['final_decision']}. {entries[p]['LONG_ANSWER']}"},
+                ]
+                for p in ids
+            ],
+            work / "chat.jsonl",
+        )
     args = SFTArgs(
         base_model=resolve_llm(a.base_model),
         dataset=work / "chat.jsonl",
@@ -60,6 +77,7 @@ def run_one(a: argparse.Namespace) -> dict[str, Any]:
     m = json.loads((work / "out" / "adapter" / "domainrag_sft.json").read_text())["metrics"]
     secs = m["train_seconds"]
     return {
+        "data": "question + abstract" if a.context else "question only",
         "packing": a.packing,
         "lora_layers": a.lora_layers,
         "examples": n,
@@ -86,7 +104,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lora-layers", type=int, nargs="+", default=[0], help="0 = all layers; several = a sweep")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sft_speed.json")
+    ap.add_argument(
+        "--data",
+        nargs="+",
+        default=["context", "short"],
+        choices=["context", "short"],
+        help="context: question + abstract (~400-500 tokens); short: question only (~60-120)",
+    )
     ap.add_argument("--packing", action="store_true", help=argparse.SUPPRESS)  # worker mode only
+    ap.add_argument("--context", action="store_true", help=argparse.SUPPRESS)  # worker mode only
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -99,33 +125,33 @@ def main(argv: list[str] | None = None) -> None:
 
     load = os.getloadavg()[0]
     runs = []
-    for layers in a.lora_layers:
-        for packing in (False, True):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--worker",
-                "--data-dir",
-                str(a.data_dir),
-                "--base-model",
-                a.base_model,
-                "--steps",
-                str(a.steps),
-                "--batch-size",
-                str(a.batch_size),
-                "--max-seq-len",
-                str(a.max_seq_len),
-                "--lora-layers",
-                str(layers),
-                "--threads",
-                str(a.threads),
-            ] + (["--packing"] if packing else [])
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                raise SystemExit(f"run failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-            runs.append(json.loads(line[len("RESULT ") :]))
-            print(runs[-1], flush=True)
+    for data, layers, packing in itertools.product(a.data, a.lora_layers, (False, True)):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--data-dir",
+            str(a.data_dir),
+            "--base-model",
+            a.base_model,
+            "--steps",
+            str(a.steps),
+            "--batch-size",
+            str(a.batch_size),
+            "--max-seq-len",
+            str(a.max_seq_len),
+            "--lora-layers",
+            str(layers),
+            "--threads",
+            str(a.threads),
+        ] + (["--packing"] if packing else [])
+        cmd += ["--context"] if data == "context" else []
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            raise SystemExit(f"run failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        runs.append(json.loads(line[len("RESULT ") :]))
+        print(runs[-1], flush=True)
     report = {
         "benchmark": "sft_speed",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -139,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "setup": {
             "base_model": a.base_model,
-            "data": "PubMedQA training questions + abstract, serving layout",
+            "data": "PubMedQA training questions (+ abstract in the serving layout for 'context')",
             "max_seq_len": a.max_seq_len,
             "lora_r": 16,
             "target_modules": "q,k,v,o",
@@ -148,8 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2) + "\n")
-    print("| LoRA layers | packing | tokens/s | labelled tokens/s | padding share | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| data | LoRA layers | packing | tokens/s | labelled tokens/s | padding share | peak RSS MiB |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for r in runs:
         print(
             f"| {r['lora_layers'] or 'all'} | {'on' if r['packing'] else 'off'} | {r['tokens_per_s']} | "
