@@ -57,26 +57,49 @@ async def load_test(base_url: str, app: str, queries: list[str], concurrency: in
         return await asyncio.gather(*tasks)
 
 
-def ttft_long_prompt(workspace: str, app: str, n_tokens: int = 1000) -> dict[str, float]:
-    """Time to first token for one prompt of about ``n_tokens`` tokens, in-process."""
-    from domainrag.serving.apps import load_app
-    from domainrag.serving.generator import GenerationConfig
-    from domainrag.workspace import Workspace
-
-    rag = load_app(Workspace.open(workspace), app)
-    gen = rag.generator
+def _long_messages(tokenizer, n_tokens: int, variant: int) -> list[dict[str, str]]:
+    """A RAG-shaped prompt of about ``n_tokens`` tokens; ``variant`` changes its start so no backend can
+    reuse a cached prefix of the previous run beyond the chat template's header."""
     filler = " ".join(["The CTL-400 controller supports Modbus RTU and has a 36-month warranty."] * 200)
-    ids = gen.tokenizer(filler)["input_ids"][:n_tokens]
-    text = gen.tokenizer.decode(ids)
-    messages = [{"role": "user", "content": text + "\nQuestion: what is the warranty?"}]
-    n_prompt = int(gen.prompt_ids(messages).shape[1])
-    runs = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _piece in gen.stream(messages, GenerationConfig(max_new_tokens=1, temperature=0)):
-            break
-        runs.append(time.perf_counter() - t0)
-    return {"prompt_tokens": n_prompt, "ttft_s_min": min(runs), "ttft_s_median": float(np.median(runs))}
+    text = tokenizer.decode(tokenizer(f"Run {variant}. {filler}")["input_ids"][:n_tokens])
+    return [{"role": "system", "content": "Answer only from the context."},
+            {"role": "user", "content": text + "\nQuestion: what is the warranty?"}]
+
+
+def ttft_long_prompt(backends: list[str], n_tokens: int = 1000, runs: int = 5) -> dict[str, dict[str, float]]:
+    """Time to first token for one prompt of about ``n_tokens`` tokens with SmolLM2-135M, per backend, in-process.
+
+    ``transformers`` (fp32), ``transformers-bf16`` and ``llamacpp`` (the shipped Q4_1 GGUF) run the same model;
+    the first run of each is a warm-up and is not counted.
+    """
+    from transformers import AutoTokenizer
+
+    from domainrag.serving.backends import load_llamacpp, resolve_gguf
+    from domainrag.serving.generator import GenerationConfig, load_generator
+    from domainrag.zoo import resolve_llm
+
+    path = resolve_llm("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    results: dict[str, dict[str, float]] = {}
+    for backend in backends:
+        if backend == "llamacpp":
+            gen = load_llamacpp(resolve_gguf("smollm2-135m-instruct"), n_ctx=2048)
+        else:
+            gen = load_generator(path, None, backend, "bfloat16" if backend.endswith("bf16") else "float32")
+        times, n_prompt = [], 0
+        for i in range(runs + 1):
+            messages = _long_messages(tokenizer, n_tokens, i)
+            n_prompt = len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+                           ["input_ids"])
+            t0 = time.perf_counter()
+            for _piece in gen.stream(messages, GenerationConfig(max_new_tokens=4, temperature=0)):
+                break
+            if i:
+                times.append(time.perf_counter() - t0)
+        results[backend] = {"prompt_tokens": n_prompt, "ttft_s_min": min(times),
+                            "ttft_s_median": float(np.median(times)), "runs": runs}
+        print(backend, results[backend], flush=True)
+    return results
 
 
 def main() -> None:
@@ -88,7 +111,17 @@ def main() -> None:
     ap.add_argument("--queue-timeout", type=float, default=600, help="server's DOMAINRAG_QUEUE_TIMEOUT")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--out", default="benchmarks/results/serving.json")
+    ap.add_argument("--ttft-backends", default="transformers,transformers-bf16,llamacpp",
+                    help="backends timed on the 1k-token prompt (llamacpp needs `make llamacpp`)")
+    ap.add_argument("--only-ttft", action="store_true", help="skip the load test")
     a = ap.parse_args()
+    backends = [b for b in a.ttft_backends.split(",") if b]
+    if a.only_ttft:
+        out = {"command": " ".join(sys.argv), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+               "long_prompt": ttft_long_prompt(backends)}
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=2))
+        return
 
     qa = Path(__file__).resolve().parents[1] / "src/domainrag/sample_data/qa_heldout.jsonl"
     queries = [json.loads(line)["question"] for line in qa.read_text().splitlines() if line.strip()]
@@ -122,7 +155,7 @@ def main() -> None:
                                                           for s in {r["status"] for r in results}},
         "ttft_p50_s": float(np.percentile(ttfts, 50)), "ttft_p99_s": float(np.percentile(ttfts, 99)),
         "aggregate_tokens_per_s": tokens / wall, "wall_s": wall,
-        "long_prompt": ttft_long_prompt(a.workspace, a.app),
+        "long_prompt": ttft_long_prompt(backends),
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2))
