@@ -11,6 +11,12 @@ Agreement is judged against noise: for every engine and mode, the paired per-que
 embedded engine, with a 95 % confidence interval (1.96 standard errors of the mean difference). An
 interval that contains 0 means "agrees within noise".
 
+``embedded-plain`` is the embedded engine with its BM25 index built without stemming and stop-word
+removal, i.e. the analysis of Lucene's ``standard`` analyzer that the OpenSearch / Elasticsearch
+mappings use, so BM25 differences can be split into "analysis" and "engine".
+``opensearch-faiss`` maps the vectors with the faiss engine; on the service script's node that is
+answered by exact search (see ``scripts/services/README.md``: the Maven k-NN zip has no native libraries).
+
 Servers are started with ``scripts/services/{opensearch,elasticsearch}.sh`` one at a time (small
 heaps; the machine is shared) and stopped again if this script started them.
 
@@ -221,6 +227,13 @@ def markdown(result: dict[str, Any]) -> str:
             overlap = f"{agr['top10_doc_overlap']:.3f}" if agr else "-"
             lines.append(f"| {engine} | {mode} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS)
                          + f" | {delta} | {overlap} |")
+    plain = result.get("agreement_vs_embedded_plain", {})
+    for engine, modes in plain.items():
+        if engine != "embedded":
+            b = modes["bm25"]
+            lines.append(f"\nBM25 {engine} vs embedded-plain (same analysis): Δ nDCG@10 {b['ndcg@10']['diff']:+.4f} "
+                         f"[{b['ndcg@10']['ci95'][0]:+.4f}, {b['ndcg@10']['ci95'][1]:+.4f}], "
+                         f"top-10 overlap {b['top10_doc_overlap']:.3f}")
     return "\n".join(lines)
 
 
@@ -302,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                                                               if k not in ("per_query", "top10")} for m in MODES}}
                     for e, r in results.items()},
         "agreement": agreement(results),
+        # Same analysis on both sides: BM25 differences left here are the engines', not the analyzers'.
+        "agreement_vs_embedded_plain": agreement(results, "embedded-plain"),
     }
     if args.markdown:
         print(markdown(result))

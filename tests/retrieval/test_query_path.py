@@ -50,13 +50,21 @@ class CountingEmbedder:
         return self.inner.encode_query(query)
 
 
-def test_encode_query_matches_batch_encoding_and_restores_threads(minilm) -> None:
+@pytest.mark.parametrize("bf16", [False, True])
+def test_encode_query_matches_batch_encoding_and_restores_threads(minilm, bf16: bool) -> None:
     before = torch.get_num_threads()
     batch = minilm.encode(QUESTIONS)
-    single = np.stack([minilm.encode_query(q) for q in QUESTIONS])
+    saved, minilm.query_bf16 = minilm.query_bf16, bf16
+    try:
+        single = np.stack([minilm.encode_query(q) for q in QUESTIONS])
+    finally:
+        minilm.query_bf16 = saved
     assert single.dtype == np.float32 and single.shape == (3, minilm.dimension)
-    np.testing.assert_allclose(single, batch, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(single, axis=1), 1.0, atol=1e-5)
+    if bf16:  # products in bfloat16: the same direction, not the same bits
+        assert float(np.min(np.sum(single * batch, axis=1))) > 0.9999
+    else:
+        np.testing.assert_allclose(single, batch, atol=1e-5)
     assert torch.get_num_threads() == before
 
 

@@ -17,9 +17,16 @@ class Embedder:
     ~20-token input gains little from a second core, OpenMP's spinning worker threads cost tens of
     milliseconds as soon as the machine is busy, and the retriever runs the BM25 search on the other
     core meanwhile. Batches (``encode``) keep torch's own thread count.
+
+    ``query_bf16`` runs the query's matrix products in bfloat16 (autocast); by default only on CPUs
+    with native bf16 instructions, where it saves ~20 % of the query's CPU time while the vector stays
+    within cosine 0.9999 of the float32 one (stored chunk vectors are always float32).
     """
 
-    def __init__(self, path: str, name: str | None = None, device: str = "cpu", query_threads: int | None = 1) -> None:
+    def __init__(
+        self, path: str, name: str | None = None, device: str = "cpu", query_threads: int | None = 1,
+        query_bf16: bool | None = None,
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
@@ -28,6 +35,8 @@ class Embedder:
         self.model = SentenceTransformer(path, device=device)
         self.model.eval()
         self.query_threads = query_threads
+        on_cpu = self.model.device.type == "cpu"
+        self.query_bf16 = (on_cpu and native_bf16()) if query_bf16 is None else query_bf16
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = getter()
         if dim is None:
@@ -49,16 +58,28 @@ class Embedder:
         """One query through the model's own preprocessing and modules under ``inference_mode``.
 
         The same computation as ``encode([query])[0]`` (same tokenizer, modules and normalisation;
-        tested equal) without its batching, sorting and conversion layers.
+        tested equal in float32) without its batching, sorting and conversion layers.
         """
         import torch
 
-        with _QueryThreads(self.query_threads), torch.inference_mode():
+        autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.query_bf16)
+        with _QueryThreads(self.query_threads), torch.inference_mode(), autocast:
             features = self._preprocess([query])
             features = {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
             vec = self.model(features)["sentence_embedding"][0]
             vec = torch.nn.functional.normalize(vec.float(), p=2, dim=0)
             return vec.cpu().numpy()
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class _QueryThreads:
