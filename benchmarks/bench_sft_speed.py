@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---:|---:|---:|---:|")
     for r in runs:
         print(
-            f"| {r['lora_layers'] or 'all'} | {'on' if r['packing'] else 'off'} | {r['tokens_per_s']} | "
+            f"| {r['data']} | {r['lora_layers'] or 'all'} | {'on' if r['packing'] else 'off'} | {r['tokens_per_s']} | "
             f"{r['labelled_tokens_per_s']} | {r['padding_share']} | {r['peak_rss_mib']} |"
         )
 
