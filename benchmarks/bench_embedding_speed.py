@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--loss", choices=("mnrl", "cached_mnrl"), default="mnrl")
+    ap.add_argument("--mini-batch-size", type=int, default=8, help="cached_mnrl only: texts per forward pass")
     ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for the job process (1 is far faster when other work shares the cores)")
@@ -89,6 +91,8 @@ def main() -> None:
 
     ws = Workspace(Settings.resolve(str(work / "ws"), None))
     hp = {"epochs": a.epochs, "batch_size": a.batch_size}
+    if a.loss == "cached_mnrl":
+        hp |= {"loss": a.loss, "mini_batch_size": a.mini_batch_size}
     spec = JobSpec(name="speed", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(pairs),
                    hyperparameters=hp)
     t0 = time.perf_counter()
