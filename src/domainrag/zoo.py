@@ -157,3 +157,24 @@ def resolve_embedder(name: str) -> str:
 def is_known(name: str) -> bool:
     """True for a short name, an existing path, or something that looks like a hub id."""
     return name in BASE_MODELS or Path(name).expanduser().exists() or name.count("/") == 1
+
+
+GENERATOR_ARCHITECTURES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def local_model_config(model: str, hint: str) -> tuple[dict, list[str]] | None:
+    """``(config.json, architectures)`` of a local model folder; ``None`` for names and hub ids.
+
+    Jobs use it to refuse the wrong kind of base model before loading anything; ``hint`` says
+    what to use instead when ``model`` is a path but not a model folder.
+    """
+    import json
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        return None
+    config = path / "config.json"
+    if not path.is_dir() or not config.is_file():
+        raise DomainRagError(f"base model '{model}' is not a model folder (no config.json)", hint=hint)
+    cfg = json.loads(config.read_text(encoding="utf-8"))
+    return cfg, [str(a) for a in cfg.get("architectures") or []]

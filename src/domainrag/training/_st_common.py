@@ -7,7 +7,6 @@ in ``checkpoint_dir``.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import tempfile
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 from domainrag.data.formats import Pair, PairsFile, load_pairs
 from domainrag.errors import DomainRagError
 from domainrag.training.reporting import Reporter
+from domainrag.zoo import GENERATOR_ARCHITECTURES, local_model_config
 
 
 class TrainArgs(Protocol):
@@ -166,7 +166,6 @@ def finite_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
 # Bad input caught before training: a decoder as base model, texts past the model's limit,
 # hyper-parameter values the trainers would only reject after loading everything.
 
-_GENERATOR_ARCHITECTURES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 LOSSES = ("mnrl", "cached_mnrl")
 SYNTHETIC_CHOICES = ("llm", "heuristic")
 
@@ -178,18 +177,12 @@ def check_encoder(model: str) -> None:
     that is never what an embedding or reranker job wants, so it fails here, before loading. Hub
     ids (not local) are left to sentence-transformers.
     """
-    path = Path(model).expanduser()
-    if not path.exists():
+    found = local_model_config(
+        model, hint="use all-minilm-l6-v2, a sentence-transformers / BERT-style encoder folder, or a hub id")
+    if found is None:
         return
-    config = path / "config.json"
-    if not path.is_dir() or not config.is_file():
-        raise DomainRagError(
-            f"base model '{model}' is not a model folder (no config.json)",
-            hint="use all-minilm-l6-v2, a sentence-transformers / BERT-style encoder folder, or a hub id",
-        )
-    cfg = json.loads(config.read_text(encoding="utf-8"))
-    archs = [str(a) for a in cfg.get("architectures") or []]
-    generator = next((a for a in archs if a.endswith(_GENERATOR_ARCHITECTURES)), None)
+    cfg, archs = found
+    generator = next((a for a in archs if a.endswith(GENERATOR_ARCHITECTURES)), None)
     if generator or cfg.get("is_decoder"):
         raise DomainRagError(
             f"base model '{model}' is a text generator ({generator or cfg.get('model_type')}), not an encoder",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from domainrag.errors import DomainRagError
+from domainrag.zoo import GENERATOR_ARCHITECTURES, local_model_config
 
 # fields a job sets itself (from the spec and its folder); not hyper-parameters
 RESERVED = ("base_model", "dataset", "output_dir", "checkpoint_dir", "resume")
@@ -112,7 +113,6 @@ def check_sft_hyperparameters(hyperparameters: Mapping[str, Any]) -> SFTArgs:
     return SFTArgs(base_model="-", dataset=Path("-"), output_dir=Path("-"), **dict(hyperparameters))
 
 
-_CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 
 def check_sft_base_model(model: str) -> None:
@@ -124,18 +124,13 @@ def check_sft_base_model(model: str) -> None:
     """
     import json
 
-    path = Path(model).expanduser()
-    if not path.exists():
+    found = local_model_config(
+        model, hint="use smollm2-135m-instruct, qwen2.5-0.5b-instruct, a transformers causal-LM folder or a hub id")
+    if found is None:
         return
-    config = path / "config.json"
-    if not path.is_dir() or not config.is_file():
-        raise DomainRagError(
-            f"base model '{model}' is not a model folder (no config.json)",
-            hint="use smollm2-135m-instruct, qwen2.5-0.5b-instruct, a transformers causal-LM folder or a hub id",
-        )
-    cfg = json.loads(config.read_text(encoding="utf-8"))
-    archs = [str(a) for a in cfg.get("architectures") or []]
-    if not any(a.endswith(_CAUSAL_LM_SUFFIXES) for a in archs):
+    cfg, archs = found
+    path = Path(model).expanduser()
+    if not any(a.endswith(GENERATOR_ARCHITECTURES) for a in archs):
         found = ", ".join(archs) or cfg.get("model_type") or "unknown architecture"
         raise DomainRagError(
             f"base model '{model}' is not a causal language model ({found})",
