@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +49,31 @@ def write_docs(folder: Path, docs: dict[str, str]) -> Path:
     for name, text in docs.items():
         (folder / name).write_text(text)
     return folder
+
+
+@contextmanager
+def _serve(api: Any) -> Iterator[str]:
+    """``domainrag serve``'s FastAPI app under uvicorn on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture
+def serve_api() -> Callable[[Any], AbstractContextManager[str]]:
+    """``with serve_api(app) as url``: a real HTTP server for tests that need one (SSE, disconnects, clients)."""
+    return _serve

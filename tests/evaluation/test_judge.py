@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,37 +143,18 @@ def test_in_process_catalogue_judge_prefers_supported_sentences(judge_ws: Any) -
     assert v.claims == 1 and 0.0 <= v.sentences[0]["p_yes"] <= 1.0
 
 
-@contextmanager
-def _serve(api: Any) -> Iterator[str]:
-    """``domainrag serve``'s FastAPI app under uvicorn on a free loopback port; yields its /v1 URL."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
 @pytest.mark.integration
-def test_remote_judge_against_domainrag_serve(judge_ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_remote_judge_against_domainrag_serve(
+    judge_ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve_api: Any
+) -> None:
     from domainrag.evaluation.judge import TextJudge, judge_from_catalogue
     from domainrag.serving.api import create_api
     from domainrag.serving.keys import create_key
     from domainrag.serving.models import create_model
 
     key, _ = create_key(judge_ws, "*")
-    with _serve(create_api(judge_ws, require_keys=True)) as url:
+    with serve_api(create_api(judge_ws, require_keys=True)) as root:
+        url = f"{root}/v1"
         with pytest.raises(JudgeError, match="HTTP 401"):
             OpenAIJudge(url, LLM, api_key="wrong-key").check("x", ["y"])
         judge = OpenAIJudge(url, LLM, api_key=key)

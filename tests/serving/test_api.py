@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -401,33 +399,11 @@ class SlowFakeGenerator:
                 self.cancelled.set()
 
 
-@contextmanager
-def serve(api) -> Iterator[str]:
-    """Run the API under uvicorn on a free loopback port in a thread; yields its base URL."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def test_client_disconnect_stops_generation(served_ws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_disconnect_stops_generation(served_ws, monkeypatch: pytest.MonkeyPatch, serve_api) -> None:
     api = create_api(served_ws, require_keys=False, max_concurrent=1, queue_timeout=0)
     fake = SlowFakeGenerator()
     monkeypatch.setattr(api.state.apps.get("docs"), "generator", fake)
-    with serve(api) as url:
+    with serve_api(api) as url:
         with httpx.Client(base_url=url, timeout=30) as http, http.stream(
             "POST", "/v1/apps/docs/completion", json={"query": "DP-220 pump?", "stream": True}
         ) as resp:
@@ -444,7 +420,7 @@ def test_client_disconnect_stops_generation(served_ws, monkeypatch: pytest.Monke
 
 
 # -- playground in a real browser -----------------------------------------------------------------
-def test_playground_in_headless_chromium(served_ws) -> None:
+def test_playground_in_headless_chromium(served_ws, serve_api) -> None:
     """Pick an app, ask, watch the streamed answer and open its sources (Debian chromium + Selenium)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     chromedriver = shutil.which("chromedriver")
@@ -458,7 +434,7 @@ def test_playground_in_headless_chromium(served_ws) -> None:
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(arg)
-    with serve(create_api(served_ws, require_keys=False)) as url:
+    with serve_api(create_api(served_ws, require_keys=False)) as url:
         driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=chromedriver))
         try:
             wait = WebDriverWait(driver, 60)
