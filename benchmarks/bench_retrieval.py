@@ -13,7 +13,10 @@ the same embedder (``--bulk-vectors model``) or random unit vectors (``--bulk-ve
 dense results become meaningless for those rows), then ``refresh()`` builds the BM25 and, past
 ``ann_min_rows``, the IVF-PQ index; each phase is timed separately.
 
-Query latency: ``Retriever.run`` (embed query + dense + BM25 + RRF, top-10), also dense-only.
+Query latency: ``Retriever.run`` (embed query + dense + BM25 + RRF, top-10), also dense-only. The
+query is encoded by ``--query-backend`` (default ``auto``: ONNX Runtime when available, see
+``Embedder``); the per-stage breakdown also times the torch encoder on the same queries
+(``embed_query_torch``) so both encoders are compared on the same machine state.
 
     python benchmarks/bench_retrieval.py --chunks 10000 --chunks 100000 --ingest-sample 5000 \\
         --compare-llamaindex --out benchmarks/results/retrieval.json --markdown
@@ -272,6 +275,7 @@ def query_latency(
         lat.update(quality(queries, [[h.metadata.get("group", h.doc_id) for h in hs] for hs in hits]))
         out[mode] = lat
         print(f"[domainrag N={n}] {mode}: {lat}", file=sys.stderr)
+    out["query_encoder"] = embedder.inner.query_path
     out["stages"] = stage_latency(store, embedder.inner, warm, timed)
     print(f"[domainrag N={n}] stages: {out['stages']}", file=sys.stderr)
     if not args.keep:
@@ -297,10 +301,12 @@ def stage_latency(
         hits.setdefault(q, {})["bm25"] = store.text_search(q, n)
 
     out = {"embed_query": latency(embedder.encode_query, warm, timed)[0],
+           "embed_query_torch": latency(embedder.encode_query_torch, warm, timed)[0],
            "dense_search": latency(dense, warm, timed)[0], "bm25_search": latency(bm25, warm, timed)[0]}
     out["rrf_fusion"] = latency(lambda q: reciprocal_rank_fusion(hits[q]), [], timed)[0]
     out["note"] = ("each stage alone, sequentially; Retriever.run overlaps bm25_search with "
-                   "embed_query + dense_search on a worker thread")
+                   "embed_query + dense_search on a worker thread; embed_query is the encoder Retriever.run "
+                   "used (query_encoder), embed_query_torch the torch one on the same queries for comparison")
     return out
 
 
@@ -360,7 +366,8 @@ def machine_info() -> dict[str, Any]:
     import torch
 
     versions = {}
-    for pkg in ("domainrag", "torch", "sentence-transformers", "transformers", "lancedb", "pyarrow", "numpy",
+    for pkg in ("domainrag", "torch", "onnxruntime", "onnx", "sentence-transformers", "transformers", "lancedb",
+                "pyarrow", "numpy",
                 "llama-index-core", "llama-index-embeddings-huggingface"):
         try:
             versions[pkg] = metadata.version(pkg)
@@ -421,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=200, help="timed queries")
     ap.add_argument("--warmup", type=int, default=20, help="untimed queries first (disjoint from the timed ones)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--query-backend", choices=("auto", "onnx", "torch"), default="auto",
+                    help="how one query is encoded (Embedder.query_backend); batches always use torch")
     ap.add_argument("--compare-llamaindex", action="store_true")
     ap.add_argument("--llamaindex-queries", type=int, default=None,
                     help="timed LlamaIndex queries (default: --queries; its store scans in Python)")
@@ -449,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     queries = all_queries[args.warmup : args.warmup + args.queries]
     model_path = resolve_embedder(MODEL)
     embedder = TimedEmbedder(load_embedder(model_path, MODEL))
+    embedder.inner.query_backend = args.query_backend
     embedder.encode(["warm-up"] * 8)  # first-call overhead out of the timing
+    embedder.encode_query("warm-up")  # builds (or loads the cached) ONNX encoder before any timing
     bulk = BulkVectors(embedder, args.bulk_vectors, args.batch_size)
     tmp = tempfile.TemporaryDirectory(prefix="bench_retrieval_") if args.workdir is None else None
     workdir = args.workdir or tmp.name  # type: ignore[union-attr]
@@ -463,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size_note": "domainrag ingest_documents(batch_size) and HuggingFaceEmbedding(embed_batch_size)",
             "passages": len(passages), "queries": len(queries), "warmup": args.warmup, "top_k": 10,
             "ingest_sample": args.ingest_sample, "bulk_vectors": args.bulk_vectors,
+            "query_backend": args.query_backend, "query_threads": embedder.inner.query_threads,
             "store": EmbeddedStoreConfig().model_dump(),
         },
         "results": [],

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
+import sys
+import threading
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,7 @@ from domainrag.data.loaders import Document
 from domainrag.index.config import EmbeddedStoreConfig
 from domainrag.index.embedded import EmbeddedStore
 from domainrag.index.ingest import ingest_documents
+from domainrag.retrieval.embedder import Embedder
 from domainrag.retrieval.fusion import reciprocal_rank_fusion
 from domainrag.retrieval.retriever import RetrievalConfig, Retriever
 
@@ -50,22 +57,95 @@ class CountingEmbedder:
         return self.inner.encode_query(query)
 
 
-@pytest.mark.parametrize("bf16", [False, True])
-def test_encode_query_matches_batch_encoding_and_restores_threads(minilm, bf16: bool) -> None:
+TATQA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatqa" / "tatqa_dataset_test_gold.json"
+
+
+def real_queries(n: int = 200) -> list[str]:
+    """The sample domain's 50 held-out questions, then TAT-QA questions (sample training ones without it)."""
+    sample = resources.files("domainrag.sample_data")
+    qs = [json.loads(line)["question"] for line in sample.joinpath("qa_heldout.jsonl").read_text().splitlines()]
+    if TATQA.exists():
+        qs += [q["question"] for entry in json.loads(TATQA.read_text()) for q in entry["questions"]]
+    else:
+        qs += [json.loads(line)["question"] for line in sample.joinpath("qa_train.jsonl").read_text().splitlines()]
+    return qs[:n]
+
+
+def fresh(embedder: Embedder, backend: str = "auto") -> Embedder:
+    """The same loaded model with its own (not yet built) query encoder state."""
+    e = copy.copy(embedder)
+    e.query_backend, e._onnx, e._onnx_error, e._onnx_lock = backend, None, None, threading.Lock()  # type: ignore[assignment]
+    return e
+
+
+@pytest.mark.parametrize("backend", ["torch-fp32", "torch-bf16", "onnx"])
+def test_encode_query_matches_batch_encoding_and_restores_threads(minilm, backend: str) -> None:
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
     before = torch.get_num_threads()
     batch = minilm.encode(QUESTIONS)
-    saved, minilm.query_bf16 = minilm.query_bf16, bf16
-    try:
-        single = np.stack([minilm.encode_query(q) for q in QUESTIONS])
-    finally:
-        minilm.query_bf16 = saved
+    e = fresh(minilm, "onnx" if backend == "onnx" else "torch")
+    e.query_bf16 = backend == "torch-bf16"
+    single = np.stack([e.encode_query(q) for q in QUESTIONS])
     assert single.dtype == np.float32 and single.shape == (3, minilm.dimension)
     np.testing.assert_allclose(np.linalg.norm(single, axis=1), 1.0, atol=1e-5)
-    if bf16:  # products in bfloat16: the same direction, not the same bits
+    if backend == "torch-bf16":  # products in bfloat16: the same direction, not the same bits
         assert float(np.min(np.sum(single * batch, axis=1))) > 0.9999
-    else:
+    else:  # float32 torch, and the same float32 weights in ONNX Runtime's fused graph
         np.testing.assert_allclose(single, batch, atol=1e-5)
     assert torch.get_num_threads() == before
+
+
+def test_onnx_query_encoder_matches_sentence_transformers_on_real_queries(minilm) -> None:
+    pytest.importorskip("onnxruntime")
+    queries = real_queries(200)
+    assert len(queries) == 200
+    ref = minilm.model.encode(queries, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+    e = fresh(minilm, "onnx")
+    onnx = np.stack([e.encode_query(q) for q in queries])
+    assert e.query_path == "onnx"
+    cos = np.sum(onnx * ref, axis=1)
+    assert float(cos.min()) >= 0.9999, queries[int(cos.argmin())]
+
+
+def test_onnx_falls_back_to_torch_when_onnxruntime_is_unimportable(
+    minilm, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError
+    e = fresh(minilm, "auto")
+    with caplog.at_level(logging.WARNING, logger="domainrag.retrieval.embedder"):
+        vecs = [e.encode_query(q) for q in QUESTIONS]
+    assert e.query_path == "torch" and "onnxruntime is not importable" in (e._onnx_error or "")
+    assert sum("stays on torch" in r.getMessage() for r in caplog.records) == 1  # logged once
+    torch_vecs = [fresh(minilm, "torch").encode_query(q) for q in QUESTIONS]
+    np.testing.assert_array_equal(np.stack(vecs), np.stack(torch_vecs))
+    with pytest.raises(RuntimeError, match="onnxruntime is not importable"):
+        fresh(minilm, "onnx").encode_query("pumps")
+
+
+def test_onnx_export_is_cached_and_reused(minilm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from domainrag.retrieval.onnx_encoder import load_onnx_encoder
+
+    monkeypatch.setenv("DOMAINRAG_CACHE", str(tmp_path))
+    first = load_onnx_encoder(minilm.model)
+    stat = first.path.stat()
+    assert first.path.parent == tmp_path / "onnx" and first.path.suffix == ".onnx"
+    assert [p.name for p in first.path.parent.iterdir() if p.suffix == ".tmp"] == []  # atomic write left nothing
+
+    def no_export(*args: object, **kwargs: object) -> None:
+        raise AssertionError("exported again instead of reusing the cache")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    second = load_onnx_encoder(minilm.model)
+    assert second.path == first.path and second.path.stat().st_mtime_ns == stat.st_mtime_ns
+    np.testing.assert_allclose(second.encode(QUESTIONS[0]), first.encode(QUESTIONS[0]), atol=1e-6)
+    monkeypatch.undo()
+
+    monkeypatch.setenv("DOMAINRAG_CACHE", str(tmp_path))
+    first.path.write_bytes(b"not an onnx graph")  # a damaged cache file is exported again
+    third = load_onnx_encoder(minilm.model)
+    np.testing.assert_allclose(third.encode(QUESTIONS[0]), first.encode(QUESTIONS[0]), atol=1e-6)
 
 
 def test_hybrid_embeds_once_and_equals_fused_dense_and_bm25(tmp_path: Path, minilm, docs: list[Document]) -> None:
