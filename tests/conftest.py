@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from domainrag.data.loaders import Document
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,3 +79,16 @@ def _serve(api: Any) -> Iterator[str]:
 def serve_api() -> Callable[[Any], AbstractContextManager[str]]:
     """``with serve_api(app) as url``: a real HTTP server for tests that need one (SSE, disconnects, clients)."""
     return _serve
+
+
+@pytest.fixture
+def docs() -> list[Document]:
+    """Four one-chunk manual pages, each answering one distinctive question."""
+    return [
+        Document("pumps.md", "# Pumps\n\nThe DP-220 dosing pump delivers up to 12 litres per hour at 10 bar.", "Pumps"),
+        Document("warranty.md", "# Warranty\n\nControllers carry a 36-month warranty on parts and labour.", "Warranty"),
+        Document("office.md", "# Offices\n\nThe Brackenford headquarters opens at 08:00 on weekdays.", "Offices"),
+        Document(
+            "probe.md", "# Probes\n\nThe PX-12 pH probe must be calibrated every 30 days with buffer 7.", "Probes"
+        ),
+    ]

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from domainrag.data.loaders import Document
-
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "services"
 
 
@@ -37,16 +35,3 @@ def opensearch_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def elasticsearch_url() -> Iterator[str]:
     yield from _service("elasticsearch.sh")
-
-
-@pytest.fixture
-def docs() -> list[Document]:
-    """Four one-chunk manual pages, each answering one distinctive question."""
-    return [
-        Document("pumps.md", "# Pumps\n\nThe DP-220 dosing pump delivers up to 12 litres per hour at 10 bar.", "Pumps"),
-        Document("warranty.md", "# Warranty\n\nControllers carry a 36-month warranty on parts and labour.", "Warranty"),
-        Document("office.md", "# Offices\n\nThe Brackenford headquarters opens at 08:00 on weekdays.", "Offices"),
-        Document(
-            "probe.md", "# Probes\n\nThe PX-12 pH probe must be calibrated every 30 days with buffer 7.", "Probes"
-        ),
-    ]

@@ -32,16 +32,6 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture
-def docs() -> list[Document]:
-    return [
-        Document("pumps.md", "# Pumps\n\nThe DP-220 dosing pump delivers up to 12 litres per hour at 10 bar.", "Pumps"),
-        Document("warranty.md", "# Warranty\n\nControllers carry a 36-month warranty on parts and labour.", "Warranty"),
-        Document("office.md", "# Offices\n\nThe Brackenford headquarters opens at 08:00 on weekdays.", "Offices"),
-        Document("probe.md", "# Probes\n\nThe PX-12 pH probe must be calibrated every 30 days.", "Probes"),
-    ]
-
-
 class CountingEmbedder:
     """The real embedder, counting query encodings."""
 
