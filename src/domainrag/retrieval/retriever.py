@@ -59,8 +59,10 @@ class Retriever:
         k = top_k or cfg.top_k
         flt = filters if filters is not None else cfg.filters
         n = max(cfg.candidates, k, cfg.rerank_top_n if self.reranker is not None else 0)
+        vector = None  # embedded once: a server that declines to fuse gets the same vector for dense search
         if cfg.mode == "hybrid" and self.store.fuses_on_server:
-            server = self.store.hybrid_search(query, self.embedder.encode_query(query), n, flt, cfg.rank_constant)
+            vector = self.embedder.encode_query(query)
+            server = self.store.hybrid_search(query, vector, n, flt, cfg.rank_constant)
             if server is not None:
                 return self._rerank(query, server, k)
         results: dict[str, list[SearchHit]] = {}
@@ -74,7 +76,9 @@ class Retriever:
             # max(BM25, embed + dense) instead of the sum.
             bm25 = _pool().submit(self.store.text_search, query, n, flt)
             try:
-                results["dense"] = self.store.dense_search(self.embedder.encode_query(query), n, flt)
+                if vector is None:
+                    vector = self.embedder.encode_query(query)
+                results["dense"] = self.store.dense_search(vector, n, flt)
             finally:
                 results["bm25"] = bm25.result()
             hits = reciprocal_rank_fusion(

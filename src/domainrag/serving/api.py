@@ -236,6 +236,11 @@ def _close_when_idle(items: Iterator[Any]) -> None:
     close = getattr(items, "close", None)
     if close is None:
         return
+    try:
+        close()  # the usual case: no worker is inside it (the stream ended, or stopped between tokens)
+        return
+    except ValueError:  # "generator already executing" in an abandoned worker: retry off the event loop
+        pass
 
     def attempt() -> None:
         for _ in range(6000):  # up to a minute: one token of the slowest model is far shorter

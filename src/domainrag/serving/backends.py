@@ -333,17 +333,23 @@ class LlamaCppGenerator:
         atexit.register(self.llm.close)
         self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
 
-    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
-        """Tokens of the chat prompt as llama.cpp will see it (the GGUF's own chat template)."""
+    @functools.cached_property
+    def _chat_formatter(self) -> Any:
+        """The GGUF's own chat template, compiled once (``None`` when the file has none)."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:  # no template in the file: the bare contents are the closest count
-            return sum(len(self.llm.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
+        if not template:
+            return None
         vocab = self.llm._model
-        formatter = Jinja2ChatFormatter(template, eos_token=vocab.token_get_text(self.llm.token_eos()),
-                                        bos_token=vocab.token_get_text(self.llm.token_bos()))
-        prompt = formatter(messages=list(messages)).prompt  # type: ignore[arg-type]
+        return Jinja2ChatFormatter(template, eos_token=vocab.token_get_text(self.llm.token_eos()),
+                                   bos_token=vocab.token_get_text(self.llm.token_bos()))
+
+    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        """Tokens of the chat prompt as llama.cpp will see it (the GGUF's own chat template)."""
+        if self._chat_formatter is None:  # no template in the file: the bare contents are the closest count
+            return sum(len(self.llm.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
+        prompt = self._chat_formatter(messages=list(messages)).prompt
         return len(self.llm.tokenize(prompt.encode(), add_bos=False, special=True))
 
     def stream(
