@@ -69,12 +69,13 @@ def _long_messages(tokenizer, n_tokens: int, variant: int) -> list[dict[str, str
 def ttft_long_prompt(backends: list[str], n_tokens: int = 1000, runs: int = 5) -> dict[str, dict[str, float]]:
     """Time to first token for one prompt of about ``n_tokens`` tokens with SmolLM2-135M, per backend, in-process.
 
-    ``transformers`` (fp32), ``transformers-bf16`` and ``llamacpp`` (the shipped Q4_1 GGUF) run the same model;
-    the first run of each is a warm-up and is not counted.
+    ``transformers`` (fp32), ``transformers-bf16``, ``llamacpp`` (the shipped Q4_1 GGUF) and ``llamacpp-bf16`` /
+    ``llamacpp-q4_0`` (the same file converted by the endpoint's ``convert`` option) run the same model, llama.cpp
+    with its flash attention (the endpoint default); the first run of each is a warm-up and is not counted.
     """
     from transformers import AutoTokenizer
 
-    from domainrag.serving.backends import load_llamacpp, resolve_gguf
+    from domainrag.serving.backends import convert_gguf, load_llamacpp, resolve_gguf
     from domainrag.serving.generator import GenerationConfig, load_generator
     from domainrag.zoo import resolve_llm
 
@@ -82,8 +83,11 @@ def ttft_long_prompt(backends: list[str], n_tokens: int = 1000, runs: int = 5) -
     tokenizer = AutoTokenizer.from_pretrained(path)
     results: dict[str, dict[str, float]] = {}
     for backend in backends:
-        if backend == "llamacpp":
-            gen = load_llamacpp(resolve_gguf("smollm2-135m-instruct"), n_ctx=2048)
+        if backend.startswith("llamacpp"):
+            gguf = resolve_gguf("smollm2-135m-instruct")
+            if backend != "llamacpp":
+                gguf = convert_gguf(gguf, backend.split("-", 1)[1])  # type: ignore[arg-type]
+            gen = load_llamacpp(gguf, n_ctx=2048)
         else:
             gen = load_generator(path, None, backend, "bfloat16" if backend.endswith("bf16") else "float32")
         times, n_prompt = [], 0
@@ -111,7 +115,7 @@ def main() -> None:
     ap.add_argument("--queue-timeout", type=float, default=600, help="server's DOMAINRAG_QUEUE_TIMEOUT")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--out", default="benchmarks/results/serving.json")
-    ap.add_argument("--ttft-backends", default="transformers,transformers-bf16,llamacpp",
+    ap.add_argument("--ttft-backends", default="transformers,transformers-bf16,llamacpp,llamacpp-bf16,llamacpp-q4_0",
                     help="backends timed on the 1k-token prompt (llamacpp needs `make llamacpp`)")
     ap.add_argument("--only-ttft", action="store_true", help="skip the load test")
     a = ap.parse_args()

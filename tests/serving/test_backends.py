@@ -474,3 +474,38 @@ def test_llamacpp_runs_the_shipped_gguf(client_ws: Any) -> None:
         assert plain.status_code == 200, plain.text
         assert plain.json()["choices"][0]["message"]["content"] == text
         assert plain.json()["usage"]["completion_tokens"] == usage["completion_tokens"]
+
+
+def test_llamacpp_convert_reencodes_once_and_answers_like_the_source(
+        client_ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``convert: bf16`` re-encodes the shipped Q4_1 GGUF with llama.cpp's quantizer into the cache, once; the
+    BF16 file holds the same weights (lossless from 4 bits), so its greedy answer equals the source's."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    from gguf import GGUFReader
+
+    from domainrag.serving.backends import LlamaCppEndpoint, convert_gguf, llamacpp_gguf
+    from domainrag.serving.models import create_model
+
+    monkeypatch.setenv("DOMAINRAG_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DomainRagError, match=r"llamacpp\.convert: Input should be 'bf16', 'q8_0' or 'q4_0'"):
+        parse_endpoint({"type": "llamacpp", "gguf": LLM, "convert": "q2"})
+    cfg = parse_endpoint({"type": "llamacpp", "gguf": LLM, "convert": "bf16"})
+    assert isinstance(cfg, LlamaCppEndpoint) and cfg.flash_attn
+    converted = llamacpp_gguf(cfg)
+    assert Path(converted).is_file() and str(tmp_path / "cache") in converted
+    mtime = Path(converted).stat().st_mtime_ns
+    assert convert_gguf(resolve_gguf(LLM), "bf16") == converted and Path(converted).stat().st_mtime_ns == mtime
+    types = {t.tensor_type.name for t in GGUFReader(converted).tensors if len(t.shape) == 2}
+    assert "BF16" in types and "Q4_1" not in types
+
+    create_model(client_ws, "smol-bf16", source="remote", endpoint=cfg.model_dump())
+    bf16 = generator_for(client_ws, "smol-bf16")
+    source = LlamaCppGenerator(resolve_gguf(LLM), n_ctx=1024)
+    config = GenerationConfig(max_new_tokens=8, temperature=0)
+    assert bf16.generate(HELLO, config) == source.generate(HELLO, config)
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(BackendError, match="could not convert"):
+        convert_gguf(str(broken), "q8_0")
+    assert not list((tmp_path / "cache" / "gguf").glob("broken*.partial"))
