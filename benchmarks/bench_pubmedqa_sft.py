@@ -150,13 +150,12 @@ def label_token_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
-def evaluate(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str]) -> dict[str, Any]:
-    """Constrained yes/no/maybe prediction per question; accuracy, macro-F1, confusion counts."""
+def label_logits(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str]) -> dict[str, list[float]]:
+    """Per question, the next-token logits of `` yes`` / `` no`` / `` maybe`` after ``Answer:`` (one forward each)."""
     import torch
 
     cand = label_token_ids(tokenizer)
-    preds: dict[str, str] = {}
-    t0 = time.perf_counter()
+    out: dict[str, list[float]] = {}
     with torch.inference_mode():
         for p in ids:
             text = tokenizer.apply_chat_template(
@@ -164,8 +163,41 @@ def evaluate(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str]
             )
             enc = tokenizer(text + ANSWER_PREFIX, add_special_tokens=False, return_tensors="pt")
             logits = model(input_ids=enc["input_ids"], logits_to_keep=1).logits[0, -1]
-            preds[p] = LABELS[int(torch.argmax(logits[cand]))]
-    seconds = time.perf_counter() - t0
+            out[p] = [float(x) for x in logits[cand].float()]
+    return out
+
+
+def fit_label_bias(logits: dict[str, list[float]], gold: dict[str, str], step: float = 0.05,
+                   span: float = 8.0) -> list[float]:
+    """Per-label offsets (``yes`` fixed at 0) that maximise accuracy on a calibration split.
+
+    The label prior of a small model is far off (base SmolLM2 says "no" to 105 of 120 questions, the
+    fine-tuned ones "yes" to all), and an offset per label is the cheapest correction that keeps the
+    model's ranking of questions: "contextual calibration" (Zhao et al., 2021) fitted on held-out data.
+    Fitted on training questions that were not trained on, never on the test split; ties go to the
+    smallest offsets.
+    """
+    import numpy as np
+
+    ids = sorted(logits)
+    x = np.array([logits[p] for p in ids])
+    y = np.array([LABELS.index(gold[p]) for p in ids])
+    grid = np.arange(-span, span + step / 2, step)
+    best = (-1.0, 0.0, [0.0, 0.0, 0.0])
+    for b_no in grid:
+        for b_maybe in grid:
+            acc = float(((x + np.array([0.0, b_no, b_maybe])).argmax(1) == y).mean())
+            size = abs(b_no) + abs(b_maybe)
+            if acc > best[0] or (acc == best[0] and size < best[1]):
+                best = (acc, size, [0.0, float(b_no), float(b_maybe)])
+    return best[2]
+
+
+def score(logits: dict[str, list[float]], entries: dict[str, Any], bias: list[float] | None = None) -> dict[str, Any]:
+    """Accuracy, macro-F1 and confusion counts of argmax(logits + bias)."""
+    bias = bias or [0.0, 0.0, 0.0]
+    ids = sorted(logits)
+    preds = {p: LABELS[max(range(3), key=lambda i: logits[p][i] + bias[i])] for p in ids}
     gold = {p: entries[p]["final_decision"] for p in ids}
     acc = sum(preds[p] == gold[p] for p in ids) / len(ids)
     f1s = []
@@ -179,12 +211,26 @@ def evaluate(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str]
         "macro_f1": round(sum(f1s) / len(f1s), 4),
         "predicted": dict(Counter(preds.values())),
         "confusion": {f"{g}->{pr}": n for (g, pr), n in sorted(Counter((gold[p], preds[p]) for p in ids).items())},
-        "seconds": round(seconds, 1),
-        "s_per_question": round(seconds / len(ids), 3),
     }
 
 
-def load_model(base: str, adapter: str | None) -> Any:
+def evaluate(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str],
+             calib_ids: list[str] | None = None) -> dict[str, Any]:
+    """Constrained yes/no/maybe prediction per test question; with ``calib_ids``, also label-bias calibrated."""
+    t0 = time.perf_counter()
+    logits = label_logits(model, tokenizer, entries, ids)
+    seconds = time.perf_counter() - t0
+    result = score(logits, entries) | {"seconds": round(seconds, 1), "s_per_question": round(seconds / len(ids), 3)}
+    if calib_ids:
+        calib = label_logits(model, tokenizer, entries, calib_ids)
+        bias = fit_label_bias(calib, {p: entries[p]["final_decision"] for p in calib_ids})
+        result["calibrated"] = score(logits, entries, bias) | {
+            "bias_yes_no_maybe": bias, "calibration_questions": len(calib_ids),
+            "calibration_accuracy": score(calib, entries, bias)["accuracy"]}
+    return result
+
+
+def load_model(base: str, adapter: str | None, dtype: str = "float32") -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -193,7 +239,7 @@ def load_model(base: str, adapter: str | None) -> Any:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    return model.eval()
+    return model.to(getattr(torch, dtype)).eval()  # merged in fp32, then cast
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,6 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base-model", default="smollm2-135m-instruct")
     ap.add_argument("--n-train", type=int, default=500, help="training questions (first N of the 500, file order)")
     ap.add_argument("--n-test", type=int, default=500, help="test questions (seeded sample of the 500)")
+    ap.add_argument("--n-calib", type=int, default=0,
+                    help="training questions after the first --n-train (never trained on) to fit per-label logit "
+                         "offsets on; the test split is then also scored calibrated")
+    ap.add_argument("--eval-dtype", choices=("float32", "bfloat16"), default="float32",
+                    help="dtype of the evaluated models (bfloat16: ~3x faster on CPUs with AVX512-BF16)")
     ap.add_argument("--variants", nargs="+", default=["base", "sft", "raft"], choices=["base", "sft", "raft"])
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=4)
@@ -231,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     load_at_start = os.getloadavg()[0]
     entries, train_ids, test_ids = load_split(a.data_dir)
+    calib_ids = train_ids[a.n_train : a.n_train + a.n_calib]
     train_ids = train_ids[: a.n_train]
     if a.n_test < len(test_ids):
         test_ids = sorted(random.Random(a.seed).sample(test_ids, a.n_test))
@@ -255,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
             training[variant] = train(base, data, a.workdir / variant, a)
             adapter = training[variant]["adapter_dir"]
         print(f"== evaluating {variant} on {len(test_ids)} test questions", flush=True)
-        results[variant] = evaluate(load_model(base, adapter), tokenizer, entries, test_ids)
+        results[variant] = evaluate(load_model(base, adapter, a.eval_dtype), tokenizer, entries, test_ids, calib_ids)
         print(f"{variant}: {results[variant]}", flush=True)
 
     report = {
@@ -281,6 +333,9 @@ def main(argv: list[str] | None = None) -> None:
             "majority_baseline": round(max(gold.values()) / len(test_ids), 4),
             "context": "the question's own abstract (gold retrieval), cut at 1,200 characters by format_context",
             "scoring": f"argmax of the next-token logits of ' yes'/' no'/' maybe' after '{ANSWER_PREFIX}'",
+            "calibration": (f"per-label logit offsets fitted for accuracy on {len(calib_ids)} training questions "
+                            "not trained on (results[variant].calibrated)") if calib_ids else None,
+            "eval_dtype": a.eval_dtype,
             "hyperparameters": {
                 k: getattr(a, k)
                 for k in (
@@ -307,8 +362,10 @@ def main(argv: list[str] | None = None) -> None:
     a.out.write_text(json.dumps(report, indent=2) + "\n")
     print("| variant | accuracy | macro-F1 | predicted yes/no/maybe |\n|---|---:|---:|---|")
     for v, r in results.items():
-        pred = "/".join(str(r["predicted"].get(label, 0)) for label in LABELS)
-        print(f"| {v} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {pred} |")
+        for label, row in ((v, r), (f"{v}, calibrated", r.get("calibrated"))):
+            if row:
+                pred = "/".join(str(row["predicted"].get(lab, 0)) for lab in LABELS)
+                print(f"| {label} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | {pred} |")
     print(f"majority baseline {report['setup']['majority_baseline']:.3f}; written to {a.out}")
 
 

@@ -12,6 +12,7 @@ import pytest
 from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
 from domainrag.training.embedding import EmbeddingArgs, run_embedding, split_by_query
+from domainrag.training.precision import resolve_precision
 from domainrag.training.reporting import MemoryReporter
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -93,6 +94,17 @@ def pairs_file(tmp_path: Path) -> Path:
     return path
 
 
+def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolve_precision("auto") == "fp32"
+
+
 def test_split_keeps_each_query_on_one_side() -> None:
     pairs = [Pair(f"q{i % 7}", f"p{i}") for i in range(30)]
     train, evals = split_by_query(pairs, 0.3, seed=1)
@@ -130,6 +142,7 @@ def test_finetuning_improves_heldout_retrieval(embedder: str, pairs_file: Path, 
 
     meta = json.loads((result.output_dir / "domainrag_embedding.json").read_text())
     assert meta["dimension"] == 384 and meta["metrics_after"] == result.metrics_after
+    assert meta["train"]["precision"] == resolve_precision("auto")  # bf16 autocast on CPUs with AVX512-BF16
     reloaded = SentenceTransformer(str(result.output_dir), device="cpu")
     vec = reloaded.encode(["Who leads project Quimby?", "The Oslo office is managed by a director named Bo."])
     assert vec.shape == (2, 384) and float(reloaded.similarity(vec[:1], vec[1:])) > 0.3
@@ -203,6 +216,7 @@ def test_bad_options_and_decoder_base_model_are_refused_before_loading(tmp_path:
         ({"matryoshka_dims": "384"}, "distinct positive"),
         ({"synthetic_queries": "t5"}, "unknown mode"),
         ({"mini_batch_size": 0}, "positive integer"),
+        ({"precision": "fp16"}, "unknown precision"),
     ):
         spec = JobSpec(name="e", algorithm="embedding", base_model="all-minilm-l6-v2", dataset="d.jsonl",
                        hyperparameters=hp)

@@ -378,6 +378,7 @@ def test_packed_training_sees_the_same_assistant_tokens_and_learns(tiny_llm: str
             eval_fraction=0.2,
             lora_dropout=0.0,  # dropout masks depend on the tensor shapes, which packing changes
             packing=packing,
+            precision="fp32",  # compared to 1e-3 below: bf16 rounding differs between the two batch shapes
         )
         run_sft(args, MemoryReporter())
         return json.loads((tmp_path / f"out-{packing}" / "adapter" / "domainrag_sft.json").read_text())["metrics"]

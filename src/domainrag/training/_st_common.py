@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from domainrag.data.formats import Pair, PairsFile, load_pairs
 from domainrag.errors import DomainRagError
+from domainrag.training.precision import PRECISIONS, resolve_precision
 from domainrag.training.reporting import Reporter
 from domainrag.zoo import GENERATOR_ARCHITECTURES, local_model_config
 
@@ -35,6 +36,7 @@ class TrainArgs(Protocol):
     checkpoint_dir: Path | None
     resume: bool
     save_steps: int
+    precision: str
 
 
 def split_by_query(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
@@ -102,6 +104,7 @@ def training_kwargs(args: TrainArgs, out: Path) -> dict[str, Any]:
         "disable_tqdm": True,
         "use_cpu": not torch.cuda.is_available(),
         "dataloader_num_workers": 0,
+        "bf16": resolve_precision(args.precision) == "bf16",
     }
 
 
@@ -140,6 +143,7 @@ def train_with_resume(
         "train_loss": float(output.training_loss),
         "train_seconds": seconds,
         "resumed_from": resume_from,
+        "precision": resolve_precision(args.precision),
         **(extra_stats or {}),
         "pairs_per_s": n_rows * args.epochs / seconds if seconds > 0 else 0.0,
     }
@@ -219,6 +223,8 @@ def check_hyperparameters(algorithm: str, hp: Mapping[str, Any]) -> None:
     def bad(key: str, why: str, hint: str) -> DomainRagError:
         return DomainRagError(f"hyper-parameter {key}={hp[key]!r}: {why}", hint=hint)
 
+    if "precision" in hp and hp["precision"] not in PRECISIONS:
+        raise bad("precision", "unknown precision", "use auto (bf16 where the hardware has it), fp32 or bf16")
     mode = hp.get("synthetic_queries")
     if mode is not None and mode not in SYNTHETIC_CHOICES:
         raise bad("synthetic_queries", "unknown mode", "use llm or heuristic (or leave it out: auto-detected)")

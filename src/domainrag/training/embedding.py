@@ -39,6 +39,7 @@ from domainrag.training._st_common import (
     warn_truncation,
 )
 from domainrag.training._st_common import split_by_query as split_by_query  # re-export: tests and callers use it
+from domainrag.training.precision import resolve_precision
 from domainrag.training.reporting import Reporter
 
 METADATA_FILE = "domainrag_embedding.json"
@@ -71,6 +72,7 @@ class EmbeddingArgs:
     checkpoint_dir: Path | None = None
     resume: bool = False
     save_steps: int = 100  # checkpoint interval (optimizer steps) when checkpoint_dir is set
+    precision: str = "auto"  # "auto" (bf16 autocast where the hardware has native bf16) | "fp32" | "bf16"
 
 
 @dataclass
@@ -223,7 +225,8 @@ def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
     warn_truncation(reporter, truncated, len(texts), model.max_seq_length, "distinct texts")
     reporter.log(
         f"embedding setup: {len(train)} train pairs / {len(evals)} eval pairs "
-        f"({len({p.query for p in evals})} held-out queries), device {device}, loss {args.loss}"
+        f"({len({p.query for p in evals})} held-out queries), device {device}, loss {args.loss}, "
+        f"precision {resolve_precision(args.precision)}"
         + (f", matryoshka dims {args.matryoshka_dims}" if args.matryoshka_dims else "")
     )
     return _Setup(

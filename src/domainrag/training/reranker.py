@@ -69,6 +69,7 @@ class RerankerArgs:
     checkpoint_dir: Path | None = None
     resume: bool = False
     save_steps: int = 100  # checkpoint interval (optimizer steps) when checkpoint_dir is set
+    precision: str = "auto"  # "auto" (bf16 autocast where the hardware has native bf16) | "fp32" | "bf16"
 
 
 @dataclass

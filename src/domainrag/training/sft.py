@@ -48,6 +48,7 @@ from domainrag.serving.prompts import (
     ContextPassage,
     build_messages,
 )
+from domainrag.training.precision import autocast, resolve_precision
 from domainrag.training.reporting import Reporter
 from domainrag.training.sft_params import SFTArgs
 
@@ -346,18 +347,20 @@ def _collate_packed(
     }
 
 
-def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+def _loss_sum(model: Any, batch: dict[str, torch.Tensor], precision: str = "fp32") -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled positions, and their count.
 
     Only positions that predict a labelled token go through the LM head (``logits_to_keep``):
     with RAG prompts that is a few percent of the sequence, which saves most of the
-    (batch x length x vocabulary) logits memory.
+    (batch x length x vocabulary) logits memory. The forward runs under bf16 autocast when
+    ``precision`` resolves to bf16; the loss is always computed in fp32.
     """
     targets = batch["labels"][:, 1:]
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     # use_cache=False: no KV cache is wanted here, and with one transformers ignores packed position ids
-    logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+    with autocast(precision, batch["input_ids"].device.type):
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
     targets = targets[:, keep]
     loss = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -366,7 +369,8 @@ def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def evaluate_loss(model: Any, examples: Sequence[EncodedChat], batch_size: int, pad_id: int) -> float | None:
+def evaluate_loss(model: Any, examples: Sequence[EncodedChat], batch_size: int, pad_id: int,
+                  precision: str = "fp32") -> float | None:
     """Mean assistant-token loss over ``examples`` (None when there are none)."""
     if not examples:
         return None
@@ -375,7 +379,7 @@ def evaluate_loss(model: Any, examples: Sequence[EncodedChat], batch_size: int, 
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
-        loss, n = _loss_sum(model, _collate(examples[i : i + batch_size], pad_id, device))
+        loss, n = _loss_sum(model, _collate(examples[i : i + batch_size], pad_id, device), precision)
         total, count = total + float(loss), count + n
     model.train(was_training)
     return total / max(count, 1)
@@ -446,7 +450,7 @@ def setup(args: SFTArgs, reporter: Reporter) -> _Setup:
     reporter.log(
         f"SFT setup: {len(train)} train / {len(evals)} eval conversations, {total_steps} steps, "
         f"LoRA r={args.lora_r} on {','.join(args.target_modules)}: {trainable:,} of {total:,} "
-        f"parameters trainable, device {device}"
+        f"parameters trainable, device {device}, precision {resolve_precision(args.precision)}"
     )
     return _Setup(
         tokenizer=tokenizer,
@@ -560,7 +564,7 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
             reporter.log(f"no checkpoint in {args.checkpoint_dir}; starting from scratch")
 
     if resumed_from is None:
-        stats["eval_loss_before"] = evaluate_loss(model, s.eval, args.batch_size, s.pad_id)
+        stats["eval_loss_before"] = evaluate_loss(model, s.eval, args.batch_size, s.pad_id, args.precision)
         if stats["eval_loss_before"] is not None:
             reporter.log(f"eval loss before training: {stats['eval_loss_before']:.4f}")
             reporter.metric(0, eval_loss=stats["eval_loss_before"])
@@ -581,7 +585,7 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         n_labels = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)
         step_loss = 0.0
         for batch in micro:
-            loss_sum, _n = _loss_sum(model, batch)
+            loss_sum, _n = _loss_sum(model, batch, args.precision)
             (loss_sum / max(n_labels, 1)).backward()
             step_loss += loss_sum.item()
             tokens += int(batch["n_tokens"] if "n_tokens" in batch else batch["attention_mask"].sum())
@@ -598,7 +602,7 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         if step == 1:
             stats["train_loss_first"] = last_loss
         if args.eval_every and s.eval and step % args.eval_every == 0 and step < s.total_steps:
-            eval_loss = evaluate_loss(model, s.eval, args.batch_size, s.pad_id)
+            eval_loss = evaluate_loss(model, s.eval, args.batch_size, s.pad_id, args.precision)
             assert eval_loss is not None
             reporter.metric(step, eval_loss=eval_loss)
             _track_best(args, stats, step, eval_loss, model, reporter)
@@ -622,7 +626,7 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         stats["stop_reason"] = "max_steps"
         stats["stop_detail"] = f"completed all {s.total_steps} steps"
 
-    eval_after = evaluate_loss(model, s.eval, args.batch_size, s.pad_id)
+    eval_after = evaluate_loss(model, s.eval, args.batch_size, s.pad_id, args.precision)
     if eval_after is not None:
         reporter.log(f"eval loss after training: {eval_after:.4f}")
         reporter.metric(step, eval_loss=eval_after)
@@ -633,6 +637,7 @@ def fit(args: SFTArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
         "eval_loss_after": eval_after,
         "steps": step,
         "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "precision": resolve_precision(args.precision),
         "tokens": tokens,
         "padded_tokens": padded,
         "labelled_tokens": labelled,

@@ -58,6 +58,8 @@ class SFTArgs:
     early_stopping_min_delta: float = 0.0
     # with early stopping: save the adapter of the best evaluation, not the last step's
     restore_best: bool = True
+    # "auto": bf16 autocast (fp32 weights and optimizer) where the hardware multiplies bf16 natively
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
@@ -77,6 +79,7 @@ class SFTArgs:
             "a number ≥ 0",
         )
         _require(isinstance(self.packing, bool), "packing", "true or false")
+        _require(self.precision in ("auto", "fp32", "bf16"), "precision", "auto, fp32 or bf16")
         if self.early_stopping_patience is not None:
             if self.eval_fraction <= 0:
                 raise DomainRagError(
