@@ -330,6 +330,19 @@ def test_transformers_bfloat16_deploy(client_ws: Any) -> None:
         parse_endpoint({"type": "transformers", "dtype": "int3"})
 
 
+def test_transformers_auto_dtype_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default endpoint dtype is ``auto``: bfloat16 where the CPU multiplies bf16 natively, else float32."""
+    from domainrag import hardware
+    from domainrag.serving.generator import resolve_dtype
+
+    assert parse_endpoint(None).dtype == "auto"
+    assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+    monkeypatch.setattr(hardware, "native_bf16", lambda: True)
+    assert resolve_dtype("auto") == "bfloat16"
+    monkeypatch.setattr(hardware, "native_bf16", lambda: False)
+    assert resolve_dtype("auto") == "float32"
+
+
 # -- end to end: app → remote generator → our server → local model --------------------------------
 def test_remote_app_end_to_end(client_ws: Any, server: SimpleNamespace, server_generator: SimpleNamespace) -> None:
     from domainrag.serving.apps import load_app
@@ -498,8 +511,8 @@ def test_llamacpp_convert_reencodes_once_and_answers_like_the_source(
     types = {t.tensor_type.name for t in GGUFReader(converted).tensors if len(t.shape) == 2}
     assert "BF16" in types and "Q4_1" not in types
 
-    create_model(client_ws, "smol-bf16", source="remote", endpoint=cfg.model_dump())
-    bf16 = generator_for(client_ws, "smol-bf16")
+    create_model(client_ws, "smol-gguf-bf16", source="remote", endpoint=cfg.model_dump())
+    bf16 = generator_for(client_ws, "smol-gguf-bf16")
     source = LlamaCppGenerator(resolve_gguf(LLM), n_ctx=1024)
     config = GenerationConfig(max_new_tokens=8, temperature=0)
     assert bf16.generate(HELLO, config) == source.generate(HELLO, config)

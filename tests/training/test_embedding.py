@@ -98,10 +98,12 @@ def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     import torch
 
     assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    from domainrag.training import precision
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
     assert resolve_precision("auto") == "bf16"
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
     assert resolve_precision("auto") == "fp32"
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from domainrag.hardware import native_bf16
+
 if TYPE_CHECKING:
     from domainrag.retrieval.onnx_encoder import OnnxQueryEncoder
 
@@ -124,17 +126,6 @@ class Embedder:
             vec = self.model(features)["sentence_embedding"][0]
             vec = torch.nn.functional.normalize(vec.float(), p=2, dim=0)
             return vec.cpu().numpy()
-
-
-@functools.cache
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class _QueryThreads:

@@ -57,8 +57,9 @@ class TransformersEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["transformers"] = "transformers"
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="bfloat16 halves memory and speeds prompt processing on CPUs with AVX512-BF16/AMX")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on CPUs with AVX512-BF16/AMX (half the memory, 3x faster prompts: "
+        "1k-token TTFT 0.49 s vs 1.5 s with SmolLM2 on 2 cores), else float32")
 
 
 class OpenAIEndpoint(BaseModel):

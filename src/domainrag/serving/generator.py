@@ -66,7 +66,7 @@ class TransformersGenerator:
     """A causal LM (optionally with a LoRA adapter merged in) that streams chat completions."""
 
     def __init__(self, base_path: str, adapter_path: str | None = None, name: str | None = None,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "auto") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from domainrag.serving.attention import register
@@ -76,12 +76,16 @@ class TransformersGenerator:
         # CPU prefill of long prompts uses the blocked attention (half the prompt time on 2 cores); every
         # other case inside it is plain SDPA (see domainrag.serving.attention).
         attn = register() if not torch.cuda.is_available() else "sdpa"
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype), attn_implementation=attn)
+        self.dtype = resolve_dtype(dtype)
+        # An adapter is merged into fp32 weights, then the sum is cast: no bf16 rounding of the LoRA delta itself.
+        load_dtype = "float32" if adapter_path else self.dtype
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, load_dtype),
+                                                     attn_implementation=attn)
         if adapter_path:
             from peft import PeftModel
 
             # Merged once at load: generation then runs at base-model speed.
-            model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+            model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload().to(getattr(torch, self.dtype))
         model.eval()
         self.model = model
         self._lock = threading.Lock()  # one generate() at a time per model on a 2-core box
@@ -163,8 +167,17 @@ def _cancel_criteria(event: threading.Event) -> object:
     return _Cancel()
 
 
+def resolve_dtype(dtype: str) -> str:
+    """``auto`` → ``bfloat16`` on CPUs that multiply bf16 natively (where it is ~3x faster), else ``float32``."""
+    from domainrag.hardware import native_bf16
+
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if native_bf16() else "float32"
+
+
 @functools.lru_cache(maxsize=3)
 def load_generator(base_path: str, adapter_path: str | None = None, name: str | None = None,
-                   dtype: str = "float32") -> TransformersGenerator:
+                   dtype: str = "auto") -> TransformersGenerator:
     """Process-wide cache of loaded generators (loading costs seconds)."""
     return TransformersGenerator(base_path, adapter_path, name, dtype)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from domainrag.hardware import native_bf16
+
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -22,7 +24,7 @@ def resolve_precision(precision: str) -> str:
         return precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "bf16" if native_bf16() else "fp32"
 
 
 def autocast(precision: str, device_type: str) -> Any:
