@@ -236,10 +236,14 @@ def judge_from_catalogue(ws: Any, name: str, *, threshold: float = 0.5) -> Sente
     In-process transformers models are judged by logits; other backends by their reply text.
     """
     from domainrag.serving.backends import generator_for
-    from domainrag.serving.generator import TransformersGenerator
+    from domainrag.serving.generator import TransformersGenerator, load_generator
 
     generator = generator_for(ws, name)
     if isinstance(generator, TransformersGenerator):
+        if generator.dtype != "float32":
+            # Verdicts compare P(yes) between sentences that differ by 1e-3 with a small judge; bf16
+            # rounding (the serving default on CPUs with native bf16) would decide them, so judge in fp32.
+            generator = load_generator(*ws.llm_path(name), name, "float32")
         return LogitJudge(generator, name, threshold=threshold)
     return TextJudge(generator, name)
 

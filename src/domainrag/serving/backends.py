@@ -303,6 +303,13 @@ def import_llama_cpp() -> Any:
                              hint=LLAMACPP_INSTALL_HINT) from exc
 
 
+def _gguf_cache_file(name: str) -> Path:
+    """``<cache>/gguf/<name>`` (the folder created): where assembled and converted GGUF files live."""
+    folder = cache_dir() / "gguf"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 def resolve_gguf(spec: str) -> str:
     """Path of a ``.gguf`` file, or of a GGUF-packaged base model (split packages assembled once into the cache)."""
     path = Path(spec).expanduser()
@@ -315,13 +322,11 @@ def resolve_gguf(spec: str) -> str:
                              hint=f"pass a path to a .gguf file or one of: {gguf_models}")
     from domainrag.zoo import _gguf_source
 
-    folder = cache_dir() / "gguf"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{spec}.gguf"
+    target = _gguf_cache_file(f"{spec}.gguf")
     with FileLock(str(target) + ".lock"):
         if target.exists():
             return str(target)
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             source = _gguf_source(model, Path(tmp))
             if not source.is_relative_to(tmp):  # shipped as one file inside its package: use it in place
                 return str(source)
@@ -343,9 +348,7 @@ def convert_gguf(gguf_path: str, tensor_type: GgufType) -> str:
     llama_cpp = import_llama_cpp()
     source = Path(gguf_path)
     stat = source.stat()
-    folder = cache_dir() / "gguf"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{source.stem}.{stat.st_size}-{int(stat.st_mtime)}.{tensor_type}.gguf"
+    target = _gguf_cache_file(f"{source.stem}.{stat.st_size}-{int(stat.st_mtime)}.{tensor_type}.gguf")
     with FileLock(str(target) + ".lock"):
         if target.exists():
             return str(target)
