@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from domainrag.errors import DomainRagError
+from domainrag.training.precision import PRECISIONS
 from domainrag.zoo import GENERATOR_ARCHITECTURES, local_model_config
 
 # fields a job sets itself (from the spec and its folder); not hyper-parameters
@@ -79,7 +80,7 @@ class SFTArgs:
             "a number ≥ 0",
         )
         _require(isinstance(self.packing, bool), "packing", "true or false")
-        _require(self.precision in ("auto", "fp32", "bf16"), "precision", "auto, fp32 or bf16")
+        _require(self.precision in PRECISIONS, "precision", "one of " + ", ".join(PRECISIONS))
         if self.early_stopping_patience is not None:
             if self.eval_fraction <= 0:
                 raise DomainRagError(
