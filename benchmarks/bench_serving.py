@@ -75,7 +75,7 @@ def ttft_long_prompt(backends: list[str], n_tokens: int = 1000, runs: int = 5) -
     """
     from transformers import AutoTokenizer
 
-    from domainrag.serving.backends import convert_gguf, load_llamacpp, resolve_gguf
+    from domainrag.serving.backends import LlamaCppEndpoint, llamacpp_gguf, load_llamacpp
     from domainrag.serving.generator import GenerationConfig, load_generator
     from domainrag.zoo import resolve_llm
 
@@ -84,10 +84,9 @@ def ttft_long_prompt(backends: list[str], n_tokens: int = 1000, runs: int = 5) -
     results: dict[str, dict[str, float]] = {}
     for backend in backends:
         if backend.startswith("llamacpp"):
-            gguf = resolve_gguf("smollm2-135m-instruct")
-            if backend != "llamacpp":
-                gguf = convert_gguf(gguf, backend.split("-", 1)[1])  # type: ignore[arg-type]
-            gen = load_llamacpp(gguf, n_ctx=2048)
+            convert = backend.split("-", 1)[1] if "-" in backend else None
+            endpoint = LlamaCppEndpoint(type="llamacpp", gguf="smollm2-135m-instruct", convert=convert)
+            gen = load_llamacpp(llamacpp_gguf(endpoint), n_ctx=2048)
         else:
             gen = load_generator(path, None, backend, "bfloat16" if backend.endswith("bf16") else "float32")
         times, n_prompt = [], 0
