@@ -7,6 +7,12 @@ Corpus: every paragraph of the split (``_id`` = paragraph uid) and every table r
 ``questions.jsonl`` holds every question in the project's format: ``answer`` (spans joined by
 ", ", numbers as written, plus the scale), ``short_answer`` (single-span / numeric answers only),
 ``doc`` / ``docs`` (evidence: relevant paragraphs, and the table when the answer comes from it).
+With ``--context table`` every paragraph also carries ``metadata.table``: its report's table as text,
+the way a parsed report keeps a paragraph next to the table it introduces (a reranker can read it with
+``RetrievalConfig.rerank_context="table"``; BM25 and the embedder still index the paragraph alone).
+With ``--structure`` every table carries ``metadata.children``: the uids of its report's paragraphs,
+the document structure ``RetrievalConfig.expand_children`` follows (a retrieved table pulls in the
+paragraphs that introduce and explain it).
 
     python benchmarks/convert_tatqa.py --split test --out data/tatqa-test-beir
 """
@@ -37,7 +43,14 @@ def answer_text(answer: Any) -> str:
     return str(answer).strip()
 
 
-def convert(data_dir: Path, out: Path, split: str = "test", table_qrels: bool = False) -> dict[str, int]:
+def convert(
+    data_dir: Path,
+    out: Path,
+    split: str = "test",
+    table_qrels: bool = False,
+    context: str | None = None,
+    structure: bool = False,
+) -> dict[str, int]:
     src = data_dir / "tatqa" / FILES[split]
     if not src.is_file():
         raise SystemExit(f"{src}: not found (pass --data-dir pointing at the shared data folder)")
@@ -46,9 +59,11 @@ def convert(data_dir: Path, out: Path, split: str = "test", table_qrels: bool = 
     qrels: dict[str, dict[str, int]] = {}
     for entry in entries:
         table = entry["table"]
-        corpus.append({"_id": table["uid"], "title": "table", "text": table_text(table["table"])})
+        children = {"metadata": {"children": [p["uid"] for p in entry["paragraphs"]]}} if structure else {}
+        corpus.append({"_id": table["uid"], "title": "table", "text": table_text(table["table"]), **children})
         by_order = {str(p["order"]): p["uid"] for p in entry["paragraphs"]}
-        corpus.extend({"_id": p["uid"], "title": "", "text": p["text"]} for p in entry["paragraphs"])
+        meta = {"metadata": {"table": table_text(table["table"])}} if context == "table" else {}
+        corpus.extend({"_id": p["uid"], "title": "", "text": p["text"], **meta} for p in entry["paragraphs"])
         for q in entry["questions"]:
             rel = [by_order[str(o)] for o in q.get("rel_paragraphs") or [] if str(o) in by_order]
             from_table = "table" in str(q.get("answer_from", ""))
@@ -79,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="output BEIR folder")
     ap.add_argument("--split", choices=sorted(FILES), default="test", help="dev (train on it) or test (gold)")
     ap.add_argument("--table-qrels", action="store_true", help="a table-based answer also makes the table relevant")
+    ap.add_argument("--context", choices=["table"], default=None, help="paragraphs carry their table as metadata")
+    ap.add_argument("--structure", action="store_true", help="tables list their paragraphs as metadata.children")
     args = ap.parse_args(argv)
-    stats = convert(args.data_dir, args.out, args.split, args.table_qrels)
+    stats = convert(args.data_dir, args.out, args.split, args.table_qrels, args.context, args.structure)
     print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
 
 

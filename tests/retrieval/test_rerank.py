@@ -74,6 +74,50 @@ def test_rerank_top_n_limits_the_rescored_hits(store) -> None:
     assert hits[0].ranks["rerank"] == 1 and hits[0].chunk_id != "tower"  # "tower" is not among the top 2 fused
 
 
+def test_rrf_fusion_blends_reranker_and_retrieval_order() -> None:
+    from domainrag.index.base import SearchHit
+    from domainrag.retrieval.reranker import rerank_hits
+
+    def hits() -> list[SearchHit]:
+        return [SearchHit(c, c, TEXTS[c], 1.0) for c in ("pump", "valve", "warranty", "tower")]
+
+    scorer = KeywordScorer("warranty")
+    plain = rerank_hits(scorer, "q", hits())
+    assert [h.chunk_id for h in plain][:2] == ["warranty", "pump"]
+    # retrieval order weighted 2x: the retriever's first hit stays first; the reranker still lifts "warranty"
+    fused = rerank_hits(scorer, "q", hits(), fusion=(60, 2.0))
+    assert [h.chunk_id for h in fused] == ["pump", "warranty", "valve", "tower"]
+    expected = 1 / (60 + 1) + 2.0 / (60 + 3)  # reranker rank 1, retrieval rank 3
+    assert fused[1].score == pytest.approx(expected) and fused[1].scores["rerank_fused"] == fused[1].score
+    assert fused[1].ranks["rerank"] == 1 and fused[1].scores["rerank"] == pytest.approx(0.9)
+    even = rerank_hits(scorer, "q", hits(), fusion=(60, 1.0))  # equal weights: ranks 2+1 beat 1+3
+    assert even[0].chunk_id == "pump"
+    light = rerank_hits(scorer, "q", hits(), fusion=(60, 0.5))  # retrieval weighted half: the reranker wins
+    assert light[0].chunk_id == "warranty"
+
+
+def test_reranker_reads_the_context_field_after_the_text(tmp_path: Path) -> None:
+    from domainrag.retrieval.reranker import reranker_text
+
+    store = open_store("ctx", parse_store_config(None), str(tmp_path / "stores"))
+    store.create(4)
+    sections = {"tower": "Section: warranty claims", "pump": ""}  # an empty context adds nothing
+    chunks = [Chunk(k, f"{k}.md", t, 0, metadata={"section": sections.get(k, "")}) for k, t in TEXTS.items()]
+    store.upsert(chunks, np.random.default_rng(0).random((len(TEXTS), 4), dtype=np.float32))
+    store.refresh()
+    scorer = KeywordScorer("warranty")
+    cfg = RetrievalConfig(index="ctx", mode="bm25", top_k=2, rerank_top_n=4, rerank_context="section")
+    hits = Retriever(store, None, cfg, reranker=scorer).run("pump tower")  # type: ignore[arg-type]
+
+    sent = dict((p, q) for q, p in scorer.calls[0])
+    assert reranker_text(TEXTS["tower"], "Section: warranty claims") in sent  # text, blank line, context
+    assert TEXTS["pump"] in sent and reranker_text("a", "b") == "a\n\nb" and reranker_text("a", "") == "a"
+    assert hits[0].chunk_id in {"tower", "warranty"} and hits[0].text in TEXTS.values()  # hits keep their text
+    plain = Retriever(store, None, cfg.model_copy(update={"rerank_context": None}), reranker=KeywordScorer("x"))
+    plain.run("pump tower")  # type: ignore[arg-type]
+    assert all(p in TEXTS.values() for _, p in plain.reranker.calls[0])  # type: ignore[union-attr]
+
+
 @pytest.mark.integration
 def test_registered_cross_encoder_serves_an_app(ws, tmp_path: Path) -> None:
     import torch

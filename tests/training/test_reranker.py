@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
 from domainrag.training.reporting import MemoryReporter
-from domainrag.training.reranker import RerankerArgs, ranking_metrics, run_reranker
+from domainrag.training.reranker import RerankerArgs, negative_tuples, ranking_metrics, run_reranker
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,9 +51,35 @@ def test_ranking_metrics() -> None:
     assert ranking_metrics([], []) == {}
 
 
+def test_negative_tuples_put_given_negatives_first_and_never_a_positive() -> None:
+    train = [
+        Pair("q1", "p1", ("n1",)),
+        Pair("q1", "p1b"),  # a second positive of q1: never one of q1's negatives
+        Pair("q2", "p2"),
+        Pair("q3", "p3", ("n3a", "n3b")),
+    ]
+    rows = {  # what mining returns: positives (label 1) and mined negatives (label 0)
+        "query": ["q1", "q1", "q1", "q2", "q2", "q3"],
+        "passage": ["p1", "p1b", "m1", "p1", "m2", "n3a"],
+        "label": [1, 1, 0, 0, 0, 0],
+    }
+    out = negative_tuples(rows, train, seed=0)
+    assert list(out) == ["query", "positive", "negative_1", "negative_2"]  # width = most negatives of a query
+    assert out["query"] == ["q1", "q1", "q2", "q3"] and out["positive"] == ["p1", "p1b", "p2", "p3"]
+    negs = [[out[f"negative_{i}"][r] for i in (1, 2)] for r in range(4)]
+    assert negs[0] == ["n1", "m1"] and negs[1] == ["n1", "m1"]  # given before mined, p1b excluded for q1
+    assert negs[2] == ["p1", "m2"]  # another query's positive is a fine negative for q2
+    assert negs[3] == ["n3a", "n3b"]  # the mined copy of n3a is not repeated
+    two = [Pair("q2", "p2"), Pair("q4", "p4")]  # q4 has no negatives: topped up at random, seeded
+    again = negative_tuples(rows, two, seed=0)
+    q4 = {again["negative_1"][1], again["negative_2"][1]}
+    assert len(q4) == 2 and q4 <= {"p2", "p1", "m2"} and again == negative_tuples(rows, two, seed=0)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_reranker_beats_the_confused_bi_encoder(embedder: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss", ["mnrl", "bce"])
+def test_reranker_beats_the_confused_bi_encoder(embedder: str, tmp_path: Path, loss: str) -> None:
     from sentence_transformers import CrossEncoder
 
     args = RerankerArgs(
@@ -63,20 +90,24 @@ def test_reranker_beats_the_confused_bi_encoder(embedder: str, tmp_path: Path) -
         learning_rate=2e-4,
         hard_negatives=3,
         eval_fraction=0.2,
+        loss=loss,
+        batch_size=16 if loss == "bce" else 8,
     )
     reporter = MemoryReporter()
     result = run_reranker(args, reporter)
 
-    assert (result.n_train, result.n_eval, result.n_examples) == (80, 20, 320)
+    rows = 320 if loss == "bce" else 80  # labelled pairs (1 + 3 negatives each) or one tuple per pair
+    assert (result.n_train, result.n_eval, result.n_examples) == (80, 20, rows)
     assert set(result.metrics_before) == {"ndcg@10", "mrr@10", "recall@5"}
     assert result.metrics_before["ndcg@10"] < 0.6  # the bi-encoder is confused by near-identical codes
     assert result.metrics_after["ndcg@10"] > result.metrics_before["ndcg@10"] + 0.15
     assert result.metrics_after["mrr@10"] > result.metrics_before["mrr@10"]
-    assert result.steps == 2 * 320 // 16 and result.pairs_per_s > 0
+    assert result.steps == 2 * rows // args.batch_size and result.pairs_per_s > 0
     assert any("mined up to 3 hard negatives" in line for line in reporter.lines)
 
     meta = json.loads((result.output_dir / "domainrag_reranker.json").read_text())
     assert meta["kind"] == "reranker" and meta["metrics_after"] == result.metrics_after
+    assert meta["train"]["loss"] == loss
     reloaded = CrossEncoder(str(result.output_dir), device="cpu")
     q = "What does fault code E1234 mean?"
     scores = reloaded.predict(
@@ -147,7 +178,7 @@ def test_reranker_on_a_corpus_counts_synthetic_pairs_and_truncation(embedder: st
     assert result.synthetic is not None and result.synthetic["generated"] == 12
     assert result.synthetic["kept"] == result.n_train + result.n_eval
     assert (tmp_path / "job" / "synthetic_pairs.jsonl").is_file()
-    assert 0 < result.truncated_examples <= result.n_examples
+    assert result.truncated_examples > 0  # (query, passage) pairs: one tuple holds several
     assert any("exceed the model's limit of 24 tokens" in line for line in reporter.lines)
     meta = json.loads((result.output_dir / "domainrag_reranker.json").read_text())
     assert meta["synthetic"]["kept"] == result.synthetic["kept"] and meta["truncated_examples"] > 0

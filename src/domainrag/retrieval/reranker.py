@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Sequence
@@ -27,21 +28,66 @@ def load_reranker(path: str, device: str = "cpu") -> Any:
     return CrossEncoder(path, device=device)
 
 
-def rerank_hits(reranker: PairScorer, query: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
+def reranker_text(text: str, context: str | None = None) -> str:
+    """What the reranker reads for one passage: its text, then its context (if any) after a blank line.
+
+    Training data for a context-reading reranker must use this same format.
+    """
+    return f"{text}\n\n{context}" if context else text
+
+
+def rerank_hits(
+    reranker: PairScorer,
+    query: str,
+    hits: Sequence[SearchHit],
+    *,
+    context: str | None = None,
+    fusion: tuple[int, float] | None = None,
+) -> list[SearchHit]:
     """``hits`` reordered by cross-encoder score; sets ``scores``/``ranks["rerank"]`` and ``score``.
 
-    Ties keep the incoming (retrieval) order.
+    ``context`` names a metadata field the reranker reads after each hit's text (:func:`reranker_text`).
+    ``fusion=(rank_constant, retrieval_weight)`` orders by reciprocal-rank fusion of the reranker's rank
+    and the incoming (retrieval) rank, ``1/(c + rank_rerank) + w/(c + rank_retrieval)``, stored as
+    ``scores["rerank_fused"]``; without it the reranker score alone decides. Ties keep the incoming order.
     """
     if not hits:
         return []
-    raw = reranker.predict([(query, h.text) for h in hits], show_progress_bar=False)
+    texts = [reranker_text(h.text, _context(h, context)) for h in hits]
+    with _bf16_on_cpu(reranker):
+        raw = reranker.predict([(query, t) for t in texts], show_progress_bar=False)
     scores = np.asarray(raw, dtype=np.float32).reshape(-1)
-    order = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
-    out: list[SearchHit] = []
-    for rank, i in enumerate(order, start=1):
-        hit = hits[i]
+    by_score = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
+    rerank_rank = {i: rank for rank, i in enumerate(by_score, start=1)}
+    for i, hit in enumerate(hits):
         hit.scores["rerank"] = float(scores[i])
-        hit.ranks["rerank"] = rank
+        hit.ranks["rerank"] = rerank_rank[i]
         hit.score = float(scores[i])
-        out.append(hit)
-    return out
+    order = by_score
+    if fusion is not None:
+        c, weight = fusion
+        for i, hit in enumerate(hits):
+            hit.score = hit.scores["rerank_fused"] = 1.0 / (c + rerank_rank[i]) + weight / (c + i + 1)
+        order = sorted(range(len(hits)), key=lambda i: -hits[i].score)
+    return [hits[i] for i in order]
+
+
+def _bf16_on_cpu(reranker: PairScorer) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast for a torch model on a CPU with native bf16 (about 2x faster scoring), else nothing.
+
+    The weights stay fp32; only the matrix products run in bf16. On the TAT-QA reranker this moved
+    sigmoid scores by at most 2.5e-3 and left every top-5 of 15 queries x 20 candidates unchanged.
+    """
+    from domainrag.hardware import native_bf16
+
+    device = getattr(reranker, "device", None)
+    if getattr(device, "type", None) != "cpu" or not native_bf16():
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def _context(hit: SearchHit, field: str | None) -> str | None:
+    value = hit.metadata.get(field) if field else None
+    return str(value) if value not in (None, "") else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,7 @@ from domainrag.retrieval.fusion import reciprocal_rank_fusion
 from domainrag.retrieval.reranker import PairScorer, rerank_hits
 
 Mode = Literal["dense", "bm25", "hybrid"]
+RerankFusion = Literal["replace", "rrf"]
 
 
 @functools.cache
@@ -39,12 +40,32 @@ class RetrievalConfig(BaseModel):
         None, description="drop hits whose dense cosine similarity is below this (dense/hybrid)"
     )
     filters: Filters | None = None
+    expand_children: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="look at the top N fused hits: one whose metadata lists `children` (doc ids: a table's "
+        "caption and notes, a section's paragraphs) pulls those documents' chunks in right after it; 0 = off",
+    )
     rerank_model: str | None = Field(None, description="registered reranker (cross-encoder) model name")
     rerank_top_n: int = Field(20, ge=1, le=200, description="fused hits rescored by the reranker")
+    rerank_fusion: RerankFusion = Field(
+        "replace",
+        description="replace: order by reranker score; rrf: reciprocal-rank fusion of the reranker's order "
+        "with the retrieval order (safer when the reranker was trained on little data)",
+    )
+    rerank_retrieval_weight: float = Field(
+        1.0, ge=0, description="rrf: weight of the retrieval order against the reranker's (weight 1)"
+    )
+    rerank_context: str | None = Field(
+        None,
+        description="metadata field whose text the reranker reads after each hit's text (e.g. the section or "
+        "table a paragraph belongs to); train the reranker on the same reranker_text() format",
+    )
 
 
 class Retriever:
-    """Runs one query against a store: embed → dense + BM25 → RRF → threshold → [rerank] → top_k."""
+    """Runs one query against a store: embed → dense + BM25 → RRF → threshold → [expand] → [rerank] → top_k."""
 
     def __init__(
         self, store: VectorStore, embedder: Embedder, config: RetrievalConfig, reranker: PairScorer | None = None
@@ -64,12 +85,13 @@ class Retriever:
             vector = self.embedder.encode_query(query)
             server = self.store.hybrid_search(query, vector, n, flt, cfg.rank_constant)
             if server is not None:
-                return self._rerank(query, server, k)
+                return self._rerank(query, self._expand(query, server, vector, flt), k)
         results: dict[str, list[SearchHit]] = {}
         if cfg.mode == "bm25":
             results["bm25"] = self.store.text_search(query, n, flt)
         elif cfg.mode == "dense":
-            results["dense"] = self.store.dense_search(self.embedder.encode_query(query), n, flt)
+            vector = self.embedder.encode_query(query)
+            results["dense"] = self.store.dense_search(vector, n, flt)
         else:
             # BM25 needs no query vector: it runs on a worker thread while this one embeds the query and
             # searches the vectors (torch and the engines release the GIL), so hybrid costs about
@@ -88,10 +110,49 @@ class Retriever:
             hits = next(iter(results.values()))
         if cfg.score_threshold is not None and cfg.mode != "bm25":
             hits = [h for h in hits if h.scores.get("dense", -1.0) >= cfg.score_threshold]
-        return self._rerank(query, hits, k)
+        return self._rerank(query, self._expand(query, hits, vector, flt), k)
+
+    def _expand(self, query: str, hits: list[SearchHit], vector: Any, filters: Filters | None) -> list[SearchHit]:
+        """Children of the top ``expand_children`` hits placed right after their parent (see the config field).
+
+        A child already further down the list moves up; the other hits keep their order. Children are
+        fetched with the query (dense similarity when a query vector exists, else BM25) restricted to the
+        listed doc ids, so their own order is by relevance; ``ranks["parent"]`` is the parent's rank.
+        """
+        top = self.config.expand_children
+        parents = [h for h in hits[:top] if isinstance(h.metadata.get("children"), list) and h.metadata["children"]]
+        if not parents:
+            return hits
+        children: dict[str, list[SearchHit]] = {}
+        expanded: set[str] = set()  # parent documents: each chunk of a long table carries the same list
+        for parent in parents:
+            if parent.doc_id in expanded:
+                continue
+            expanded.add(parent.doc_id)
+            flt = {**(filters or {}), "doc_id": [str(c) for c in parent.metadata["children"]]}
+            k = min(8 * len(flt["doc_id"]), 200)  # a child document may hold several chunks
+            if vector is not None:
+                children[parent.chunk_id] = self.store.dense_search(vector, k, flt)
+            else:
+                children[parent.chunk_id] = self.store.text_search(query, k, flt)
+        out: list[SearchHit] = []
+        placed: set[str] = set()
+        for rank, hit in enumerate(hits, start=1):
+            if hit.chunk_id not in placed:
+                out.append(hit)
+                placed.add(hit.chunk_id)
+            for child in children.get(hit.chunk_id, []):
+                if child.chunk_id not in placed:
+                    child.ranks["parent"] = rank
+                    out.append(child)
+                    placed.add(child.chunk_id)
+        return out
 
     def _rerank(self, query: str, hits: list[SearchHit], k: int) -> list[SearchHit]:
         """Top ``max(rerank_top_n, k)`` hits reordered by the reranker (if any), cut to ``k``."""
         if self.reranker is None:
             return hits[:k]
-        return rerank_hits(self.reranker, query, hits[: max(self.config.rerank_top_n, k)])[:k]
+        cfg = self.config
+        top = hits[: max(cfg.rerank_top_n, k)]
+        fusion = (cfg.rank_constant, cfg.rerank_retrieval_weight) if cfg.rerank_fusion == "rrf" else None
+        return rerank_hits(self.reranker, query, top, context=cfg.rerank_context, fusion=fusion)[:k]

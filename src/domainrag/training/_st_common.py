@@ -171,6 +171,7 @@ def finite_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
 # hyper-parameter values the trainers would only reject after loading everything.
 
 LOSSES = ("mnrl", "cached_mnrl")
+RERANKER_LOSSES = ("mnrl", "bce")
 SYNTHETIC_CHOICES = ("llm", "heuristic")
 
 
@@ -182,7 +183,8 @@ def check_encoder(model: str) -> None:
     ids (not local) are left to sentence-transformers.
     """
     found = local_model_config(
-        model, hint="use all-minilm-l6-v2, a sentence-transformers / BERT-style encoder folder, or a hub id")
+        model, hint="use all-minilm-l6-v2, a sentence-transformers / BERT-style encoder folder, or a hub id"
+    )
     if found is None:
         return
     cfg, archs = found
@@ -228,9 +230,11 @@ def check_hyperparameters(algorithm: str, hp: Mapping[str, Any]) -> None:
     mode = hp.get("synthetic_queries")
     if mode is not None and mode not in SYNTHETIC_CHOICES:
         raise bad("synthetic_queries", "unknown mode", "use llm or heuristic (or leave it out: auto-detected)")
-    for key in ("synthetic_per_passage", "mini_batch_size"):
+    for key in ("synthetic_per_passage", "mini_batch_size", "in_batch_negatives"):
         if key in hp and (not isinstance(hp[key], int) or isinstance(hp[key], bool) or hp[key] < 1):
             raise bad(key, "must be a positive integer", f"e.g. --hp {key}=4")
+    if algorithm == "reranker" and "loss" in hp and hp["loss"] not in RERANKER_LOSSES:
+        raise bad("loss", "unknown reranker loss", "use mnrl (listwise, the default) or bce (pointwise)")
     if algorithm != "embedding":
         return
     if "loss" in hp and hp["loss"] not in LOSSES:
@@ -287,8 +291,7 @@ def prepare_pairs(args: SyntheticArgs, reporter: Reporter, embedder: Any) -> tup
     report = syn.generate_pairs(passages, config, embedder=embedder, log=reporter.log)
     if report.kept < 2:
         raise DomainRagError(
-            f"only {report.kept} synthetic pair(s) survived deduplication and filtering "
-            f"({report.generated} generated)",
+            f"only {report.kept} synthetic pair(s) survived deduplication and filtering ({report.generated} generated)",
             hint="add documents, raise synthetic_roundtrip_k (or 0 to disable that filter), or try the other mode",
         )
     path = syn.write_pairs(report.pairs, Path(args.output_dir).parent / syn.PAIRS_FILE)
