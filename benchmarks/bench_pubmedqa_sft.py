@@ -55,11 +55,23 @@ def abstract(entry: dict[str, Any]) -> str:
     return " ".join(entry["CONTEXTS"])
 
 
+PASSAGES = {"layout": "joined"}  # set from --passages in main()
+
+
 def prompt_messages(entry: dict[str, Any], pid: str) -> list[dict[str, str]]:
-    """The evaluation prompt: the question's own abstract as the single retrieved passage."""
+    """The evaluation prompt: the question's own abstract as the retrieved context.
+
+    ``joined`` (the first runs): the whole abstract as one passage, which the serving layout cuts at
+    1,200 characters (68 % of abstracts are longer; the cut drops their RESULTS). ``split``: each
+    ``CONTEXTS`` section as its own passage, as a passage-level index returns them, nothing cut.
+    """
     from domainrag.serving.prompts import ContextPassage, build_messages
 
-    return build_messages(f"{entry['QUESTION']} {INSTRUCTION}", [ContextPassage(abstract(entry), source=pid)])
+    if PASSAGES["layout"] == "split":
+        passages = [ContextPassage(c, source=f"{pid}#{i + 1}") for i, c in enumerate(entry["CONTEXTS"])]
+    else:
+        passages = [ContextPassage(abstract(entry), source=pid)]
+    return build_messages(f"{entry['QUESTION']} {INSTRUCTION}", passages)
 
 
 def target(entry: dict[str, Any], conclusion: bool) -> str:
@@ -254,6 +266,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-dtype", choices=("float32", "bfloat16"), default="float32",
                     help="dtype of the evaluated models (bfloat16: ~3x faster on CPUs with AVX512-BF16)")
     ap.add_argument("--variants", nargs="+", default=["base", "sft", "raft"], choices=["base", "sft", "raft"])
+    ap.add_argument(
+        "--passages",
+        choices=("joined", "split"),
+        default="joined",
+        help="abstract as one passage (cut at 1,200 chars) or one passage per CONTEXTS section (uncut)",
+    )
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -271,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench-pubmedqa-sft"))
     ap.add_argument("--out", type=Path, default=HERE / "results" / "pubmedqa_sft.json")
     a = ap.parse_args(argv)
+    PASSAGES["layout"] = a.passages
+    if a.passages == "split" and "raft" in a.variants:
+        ap.error("--passages split is built for the base and sft variants (RAFT examples use joined abstracts)")
 
     import torch
     import transformers
@@ -331,7 +352,11 @@ def main(argv: list[str] | None = None) -> None:
             "n_test": len(test_ids),
             "test_labels": dict(gold),
             "majority_baseline": round(max(gold.values()) / len(test_ids), 4),
-            "context": "the question's own abstract (gold retrieval), cut at 1,200 characters by format_context",
+            "context": (
+                "the question's own abstract (gold retrieval), each CONTEXTS section as its own passage, uncut"
+                if a.passages == "split"
+                else "the question's own abstract (gold retrieval), cut at 1,200 characters by format_context"
+            ),
             "scoring": f"argmax of the next-token logits of ' yes'/' no'/' maybe' after '{ANSWER_PREFIX}'",
             "calibration": (f"per-label logit offsets fitted for accuracy on {len(calib_ids)} training questions "
                             "not trained on (results[variant].calibrated)") if calib_ids else None,
