@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 
-from domainrag.data.chunking import Chunk
-from domainrag.index import open_store, parse_store_config
 from domainrag.retrieval.retriever import RetrievalConfig, Retriever
 
 TEXTS = {
@@ -21,35 +18,25 @@ TEXTS = {
 CHILDREN = {"table": ["caption", "note"]}
 
 
-class FixedEmbedder:
-    def encode_query(self, query: str) -> np.ndarray:
-        return np.ones(4, dtype=np.float32) / 2
-
-
 @pytest.fixture
-def store(tmp_path: Path):
-    store = open_store("kb", parse_store_config(None), str(tmp_path / "stores"))
-    store.create(4)
-    chunks = [
-        Chunk(k, k, t, 0, metadata={"children": CHILDREN[k]} if k in CHILDREN else {}) for k, t in TEXTS.items()
-    ]
-    store.upsert(chunks, np.random.default_rng(0).random((len(TEXTS), 4), dtype=np.float32))
-    store.refresh()
-    return store
+def kb(make_store: Any, fixed_embedder: Any) -> tuple[Any, Any]:
+    """(store, constant embedder): the dense order of the children is fixed by their stored vectors."""
+    return make_store("kb", TEXTS, {k: {"children": v} for k, v in CHILDREN.items()}), fixed_embedder
 
 
-def run(store, query: str, mode: str, expand: int, top_k: int = 5) -> list[str]:
+def run(kb: tuple[Any, Any], query: str, mode: str, expand: int, top_k: int = 5) -> list[str]:
     cfg = RetrievalConfig(index="kb", mode=mode, top_k=top_k, expand_children=expand)  # type: ignore[arg-type]
-    return [h.doc_id for h in Retriever(store, FixedEmbedder(), cfg).run(query)]  # type: ignore[arg-type]
+    store, embedder = kb
+    return [h.doc_id for h in Retriever(store, embedder, cfg).run(query)]
 
 
-def test_a_parent_in_the_top_n_pulls_its_children_in_after_it(store) -> None:
+def test_a_parent_in_the_top_n_pulls_its_children_in_after_it(kb: tuple[Any, Any]) -> None:
     query = "Americas revenue 2019"
-    plain = run(store, query, "bm25", 0)
+    plain = run(kb, query, "bm25", 0)
     assert "caption" not in plain and plain[0] in {"table", "other"}  # BM25 alone never finds the caption
 
-    hybrid = run(store, query, "hybrid", 0)
-    expanded = run(store, query, "hybrid", 2)
+    hybrid = run(kb, query, "hybrid", 0)
+    expanded = run(kb, query, "hybrid", 2)
     t = expanded.index("table")
     assert set(expanded[t + 1 : t + 3]) == {"caption", "note"}  # right after their parent, fetched densely
     assert len(expanded) == len(set(expanded))  # a child already in the list moves up, never twice
@@ -57,16 +44,16 @@ def test_a_parent_in_the_top_n_pulls_its_children_in_after_it(store) -> None:
     assert [d for d in expanded if d not in {"caption", "note"}] == rest[: len(expanded) - 2]  # others keep order
 
     cfg = RetrievalConfig(index="kb", mode="hybrid", top_k=5, expand_children=2)
-    hits = Retriever(store, FixedEmbedder(), cfg).run(query)  # type: ignore[arg-type]
+    hits = Retriever(*kb, cfg).run(query)
     parent_rank = next(i for i, h in enumerate(hits, start=1) if h.doc_id == "table")
     assert {h.ranks.get("parent") for h in hits if h.doc_id in {"caption", "note"}} == {parent_rank}
 
 
-def test_only_parents_among_the_top_n_are_expanded(store) -> None:
+def test_only_parents_among_the_top_n_are_expanded(kb: tuple[Any, Any]) -> None:
     query = "Revenue recognition policies note Americas delivery"  # "other" ranks above the table
-    hits = run(store, query, "bm25", 1)
+    hits = run(kb, query, "bm25", 1)
     assert hits[0] == "other" and "caption" not in hits  # the table is not the first hit: nothing expands
     # BM25 fetches children with the query: only those sharing a word with it come along (here none)
-    wide = run(store, query, "bm25", 5)
+    wide = run(kb, query, "bm25", 5)
     assert "table" in wide and "caption" not in wide and "note" not in wide
-    assert run(store, "Americas Europe revenue 2019 2018 customers", "bm25", 1)[:2] == ["table", "note"]
+    assert run(kb, "Americas Europe revenue 2019 2018 customers", "bm25", 1)[:2] == ["table", "note"]

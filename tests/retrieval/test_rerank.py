@@ -34,11 +34,6 @@ class KeywordScorer:
         return np.array([0.9 if self.word in p.lower() else 0.1 for _, p in pairs], dtype=np.float32)
 
 
-class FixedEmbedder:
-    def encode_query(self, query: str) -> np.ndarray:
-        return np.ones(4, dtype=np.float32) / 2
-
-
 @pytest.fixture
 def store(tmp_path: Path):
     store = open_store("kb", parse_store_config(None), str(tmp_path / "stores"))
@@ -50,11 +45,11 @@ def store(tmp_path: Path):
 
 
 @pytest.mark.parametrize("mode", ["bm25", "hybrid"])
-def test_reranker_reorders_fused_hits_and_reports_ranks(store, mode: str) -> None:
+def test_reranker_reorders_fused_hits_and_reports_ranks(store, fixed_embedder, mode: str) -> None:
     cfg = RetrievalConfig(index="kb", mode=mode, top_k=3, rerank_top_n=4)
-    plain = Retriever(store, FixedEmbedder(), cfg).run("pump diaphragm")  # type: ignore[arg-type]
+    plain = Retriever(store, fixed_embedder, cfg).run("pump diaphragm")  # type: ignore[arg-type]
     scorer = KeywordScorer("warranty")
-    hits = Retriever(store, FixedEmbedder(), cfg, reranker=scorer).run("pump diaphragm")  # type: ignore[arg-type]
+    hits = Retriever(store, fixed_embedder, cfg, reranker=scorer).run("pump diaphragm")  # type: ignore[arg-type]
 
     assert plain[0].chunk_id == "pump" and "rerank" not in plain[0].ranks
     assert hits[0].chunk_id == "warranty" and len(hits) == 3
@@ -62,11 +57,11 @@ def test_reranker_reorders_fused_hits_and_reports_ranks(store, mode: str) -> Non
     assert all(h.score == h.scores["rerank"] for h in hits)
     assert hits[0].scores["rerank"] == pytest.approx(0.9) and "bm25" in hits[0].ranks  # fused ranks are kept
     assert [h.chunk_id for h in hits[1:]] == [h.chunk_id for h in plain if h.chunk_id != "warranty"][:2]  # stable ties
-    top4 = Retriever(store, FixedEmbedder(), cfg).run("pump diaphragm", top_k=4)  # type: ignore[arg-type]
+    top4 = Retriever(store, fixed_embedder, cfg).run("pump diaphragm", top_k=4)  # type: ignore[arg-type]
     assert scorer.calls[0] == [("pump diaphragm", h.text) for h in top4]  # the top rerank_top_n fused hits
 
 
-def test_rerank_top_n_limits_the_rescored_hits(store) -> None:
+def test_rerank_top_n_limits_the_rescored_hits(store, fixed_embedder) -> None:
     scorer = KeywordScorer("tower")
     cfg = RetrievalConfig(index="kb", mode="bm25", top_k=1, rerank_top_n=2)
     hits = Retriever(store, None, cfg, reranker=scorer).run("pump")  # type: ignore[arg-type]
@@ -96,15 +91,11 @@ def test_rrf_fusion_blends_reranker_and_retrieval_order() -> None:
     assert light[0].chunk_id == "warranty"
 
 
-def test_reranker_reads_the_context_field_after_the_text(tmp_path: Path) -> None:
+def test_reranker_reads_the_context_field_after_the_text(make_store: Any) -> None:
     from domainrag.retrieval.reranker import reranker_text
 
-    store = open_store("ctx", parse_store_config(None), str(tmp_path / "stores"))
-    store.create(4)
     sections = {"tower": "Section: warranty claims", "pump": ""}  # an empty context adds nothing
-    chunks = [Chunk(k, f"{k}.md", t, 0, metadata={"section": sections.get(k, "")}) for k, t in TEXTS.items()]
-    store.upsert(chunks, np.random.default_rng(0).random((len(TEXTS), 4), dtype=np.float32))
-    store.refresh()
+    store = make_store("ctx", TEXTS, {k: {"section": v} for k, v in sections.items()})
     scorer = KeywordScorer("warranty")
     cfg = RetrievalConfig(index="ctx", mode="bm25", top_k=2, rerank_top_n=4, rerank_context="section")
     hits = Retriever(store, None, cfg, reranker=scorer).run("pump tower")  # type: ignore[arg-type]
