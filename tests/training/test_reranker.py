@@ -182,3 +182,21 @@ def test_reranker_on_a_corpus_counts_synthetic_pairs_and_truncation(embedder: st
     assert any("exceed the model's limit of 24 tokens" in line for line in reporter.lines)
     meta = json.loads((result.output_dir / "domainrag_reranker.json").read_text())
     assert meta["synthetic"]["kept"] == result.synthetic["kept"] and meta["truncated_examples"] > 0
+
+
+def test_reranker_options_are_refused_at_job_create() -> None:
+    from domainrag.training.jobs import JobSpec
+
+    for hp, match in (
+        ({"loss": "triplet"}, "unknown reranker loss"),
+        ({"loss": "cached_mnrl"}, "unknown reranker loss"),  # an embedding loss, not a reranker one
+        ({"in_batch_negatives": 0}, "positive integer"),
+    ):
+        spec = JobSpec(name="r", algorithm="reranker", base_model="all-minilm-l6-v2", dataset="d.jsonl",
+                       hyperparameters=hp)
+        with pytest.raises(DomainRagError, match=match):
+            spec.check_encoder_options()
+    for loss in ("mnrl", "bce"):
+        ok = JobSpec(name="r", algorithm="reranker", base_model="all-minilm-l6-v2", dataset="d.jsonl",
+                     hyperparameters={"loss": loss, "in_batch_negatives": 3})
+        ok.check_encoder_options()
