@@ -129,7 +129,14 @@ class Retriever:
             if parent.doc_id in expanded:
                 continue
             expanded.add(parent.doc_id)
-            flt = {**(filters or {}), "doc_id": [str(c) for c in parent.metadata["children"]]}
+            ids = [str(c) for c in parent.metadata["children"]]
+            allowed = (filters or {}).get("doc_id")
+            if allowed is not None:  # a doc_id filter of the query still holds for the children
+                keep = {str(a) for a in allowed} if isinstance(allowed, (list, tuple, set)) else {str(allowed)}
+                ids = [c for c in ids if c in keep]
+            if not ids:
+                continue
+            flt = {**(filters or {}), "doc_id": ids}
             k = min(8 * len(flt["doc_id"]), 200)  # a child document may hold several chunks
             if vector is not None:
                 children[parent.chunk_id] = self.store.dense_search(vector, k, flt)
