@@ -65,6 +65,8 @@ def rerank_hits(
         hit.score = float(scores[i])
     order = by_score
     if fusion is not None:
+        # not fusion.reciprocal_rank_fusion: that builds new hits (dropping their bm25/dense ranks) and
+        # breaks ties by chunk id; here the hits keep every rank and ties keep the retrieval order
         c, weight = fusion
         for i, hit in enumerate(hits):
             hit.score = hit.scores["rerank_fused"] = 1.0 / (c + rerank_rank[i]) + weight / (c + i + 1)
