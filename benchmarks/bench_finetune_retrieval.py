@@ -5,10 +5,13 @@ Trains on the training split and measures on the test split, entirely through th
 
 * TAT-QA: embedder trained on dev questions → their relevant paragraphs; measured on test_gold.
 * PubMedQA: embedder trained on the 500 training questions → their abstracts; measured on the
-  500 official test questions, retrieved among all 1,000 abstracts.
+  500 official test questions, retrieved among all 1,000 abstracts. ``--unit passage``: the corpus
+  is the 3,358 abstract sections, every section of a question's abstract is relevant, and training
+  pairs are (question, one of its sections).
 
     .venv/bin/python benchmarks/bench_finetune_retrieval.py --dataset tatqa --out benchmarks/results
     .venv/bin/python benchmarks/bench_finetune_retrieval.py --dataset pubmedqa --out benchmarks/results
+    .venv/bin/python benchmarks/bench_finetune_retrieval.py --dataset pubmedqa --unit passage
 """
 
 from __future__ import annotations
@@ -55,7 +58,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--unit", choices=("abstract", "passage"), default="abstract",
+                    help="PubMedQA corpus: whole abstracts (near-saturated) or their sections")
     a = ap.parse_args()
+    if a.unit != "abstract" and a.dataset != "pubmedqa":
+        ap.error("--unit is a PubMedQA option")
+    name = a.dataset if a.unit == "abstract" else f"{a.dataset}_{a.unit}"  # names the result files
     work = a.workdir or Path(tempfile.mkdtemp(prefix=f"bench-{a.dataset}-"))
     home = work / "ws"
     t0 = time.time()
@@ -69,7 +77,7 @@ def main() -> None:
     else:
         test_dir = work / "pubmedqa"
         subprocess.run([sys.executable, str(HERE / "convert_pubmedqa.py"), "--data-dir", str(a.data_dir), "--out",
-                        str(test_dir)], check=True, capture_output=True)
+                        str(test_dir), "--unit", a.unit], check=True, capture_output=True)
         n_pairs = pairs_from_beir(test_dir, "train", work / "pairs.jsonl")
         split = "test"
     t_train = time.time()
@@ -82,18 +90,18 @@ def main() -> None:
     job_id = ws.catalog.list("job")[-1]["name"]
     train_s = time.time() - t_train
     cli(["model", "create", "--name", f"{a.dataset}-embedder", "--source", "job", "--job-id", job_id], home)
-    result_json = work / f"finetune_retrieval_{a.dataset}.full.json"  # per-query drill-down: large
+    result_json = work / f"finetune_retrieval_{name}.full.json"  # per-query drill-down: large
     a.out.mkdir(parents=True, exist_ok=True)
     cli(["eval", "retrieval", "--index", f"{a.dataset}_base", "--dataset", str(test_dir), "--split", split, "--ingest",
          "--embedding-model", "all-minilm-l6-v2", "--config", "bm25", "--config", "dense", "--config", "hybrid",
          "--config", f"dense:{a.dataset}-embedder", "--config", f"hybrid:{a.dataset}-embedder",
-         "--json", str(result_json), "--report", str(work / f"finetune_retrieval_{a.dataset}.html")], home)
+         "--json", str(result_json), "--report", str(work / f"finetune_retrieval_{name}.html")], home)
     result = json.loads(result_json.read_text())
     result["benchmark"] = {"command": " ".join(sys.argv), "train_pairs": n_pairs, "train_seconds": round(train_s, 1),
                            "total_seconds": round(time.time() - t0, 1), "cpus": os.cpu_count(),
                            "job_metrics": ws.catalog.get("job", job_id).get("metrics")}
     summary = summarize(result)
-    (a.out / f"finetune_retrieval_{a.dataset}.json").write_text(json.dumps(summary, indent=2, default=str))
+    (a.out / f"finetune_retrieval_{name}.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
     print(f"full result and HTML report in {work}")
 

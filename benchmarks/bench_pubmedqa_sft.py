@@ -19,6 +19,12 @@ Variants (LoRA through :func:`domainrag.training.sft.run_sft`, same hyper-parame
 * ``raft``: :func:`build_rag_sft_examples` — the abstract among ``--distractors`` other training
   abstracts, the answer citing it (``[k]``), and with probability ``--p-withhold`` the abstract
   withheld and the target the explicit not-in-context answer.
+* ``probe`` (a diagnostic, not a product feature): the *frozen* base model's hidden state after
+  ``Answer:`` at one of ``--probe-layers``, and a logistic-regression head fitted on every training
+  question (``--n-train`` + ``--n-calib``; layer and regularisation chosen by 5-fold
+  cross-validation on those questions, never on the test split). This
+  is BioBERT's protocol (a classifier head on the encoder), and it bounds what the model's own
+  representation of the question + abstract says about the answer.
 
     nice .venv/bin/python benchmarks/bench_pubmedqa_sft.py --n-train 200 --n-test 150 \
         --out benchmarks/results/pubmedqa_sft.json
@@ -162,6 +168,12 @@ def label_token_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
+def answer_inputs(tokenizer: Any, entry: dict[str, Any], pid: str) -> Any:
+    """Token ids of the chat prompt followed by the assistant prefix ``Answer:``."""
+    text = tokenizer.apply_chat_template(prompt_messages(entry, pid), tokenize=False, add_generation_prompt=True)
+    return tokenizer(text + ANSWER_PREFIX, add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+
 def label_logits(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str]) -> dict[str, list[float]]:
     """Per question, the next-token logits of `` yes`` / `` no`` / `` maybe`` after ``Answer:`` (one forward each)."""
     import torch
@@ -170,13 +182,56 @@ def label_logits(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[
     out: dict[str, list[float]] = {}
     with torch.inference_mode():
         for p in ids:
-            text = tokenizer.apply_chat_template(
-                prompt_messages(entries[p], p), tokenize=False, add_generation_prompt=True
-            )
-            enc = tokenizer(text + ANSWER_PREFIX, add_special_tokens=False, return_tensors="pt")
-            logits = model(input_ids=enc["input_ids"], logits_to_keep=1).logits[0, -1]
+            logits = model(input_ids=answer_inputs(tokenizer, entries[p], p), logits_to_keep=1).logits[0, -1]
             out[p] = [float(x) for x in logits[cand].float()]
     return out
+
+
+def hidden_states(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str],
+                  layers: list[int]) -> dict[int, Any]:
+    """Per layer, the hidden states at the last prompt token (``Answer:``) of every question, as a matrix."""
+    import numpy as np
+    import torch
+
+    rows: dict[int, list[Any]] = {k: [] for k in layers}
+    with torch.inference_mode():
+        for p in ids:
+            out = model(input_ids=answer_inputs(tokenizer, entries[p], p), output_hidden_states=True, logits_to_keep=1)
+            for k in layers:
+                rows[k].append(out.hidden_states[k][0, -1].float().numpy())
+    return {k: np.stack(v) for k, v in rows.items()}
+
+
+def probe(model: Any, tokenizer: Any, entries: dict[str, Any], fit_ids: list[str], test_ids: list[str],
+          layers: list[int], seed: int) -> dict[str, Any]:
+    """Logistic-regression head on frozen hidden states: layer, C and class weighting by 5-fold CV on ``fit_ids``."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.perf_counter()
+    x_fit = hidden_states(model, tokenizer, entries, fit_ids, layers)
+    x_test = hidden_states(model, tokenizer, entries, test_ids, layers)
+    y_fit = np.array([LABELS.index(entries[p]["final_decision"]) for p in fit_ids])
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+
+    def head(c: float, weight: str | None) -> Any:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=weight, max_iter=3000))
+
+    grid = [(k, c, w) for k in layers for c in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0) for w in (None, "balanced")]
+    cv = {g: float(cross_val_score(head(g[1], g[2]), x_fit[g[0]], y_fit, cv=folds).mean()) for g in grid}
+    layer, c, weight = max(grid, key=lambda g: cv[g])
+    proba = head(c, weight).fit(x_fit[layer], y_fit).predict_log_proba(x_test[layer])
+    logits = {p: [float(v) for v in row] for p, row in zip(test_ids, proba, strict=True)}
+    seconds = time.perf_counter() - t0
+    return score(logits, entries) | {
+        "layer": layer, "fit_questions": len(fit_ids), "C": c, "class_weight": weight,
+        "cv_accuracy": round(cv[(layer, c, weight)], 4), "layers_tried": layers,
+        "cv_accuracy_per_layer": {k: round(max(v for g, v in cv.items() if g[0] == k), 4) for k in layers},
+        "seconds": round(seconds, 1),
+    }
 
 
 def fit_label_bias(logits: dict[str, list[float]], gold: dict[str, str], step: float = 0.05,
@@ -265,7 +320,9 @@ def main(argv: list[str] | None = None) -> None:
                          "offsets on; the test split is then also scored calibrated")
     ap.add_argument("--eval-dtype", choices=("float32", "bfloat16"), default="float32",
                     help="dtype of the evaluated models (bfloat16: ~3x faster on CPUs with AVX512-BF16)")
-    ap.add_argument("--variants", nargs="+", default=["base", "sft", "raft"], choices=["base", "sft", "raft"])
+    ap.add_argument("--variants", nargs="+", default=["base", "sft", "raft"], choices=["base", "sft", "raft", "probe"])
+    ap.add_argument("--probe-layers", type=int, nargs="+", default=[12, 16, 20, 24],
+                    help="hidden layers the probe variant may read (picked by cross-validation)")
     ap.add_argument(
         "--passages",
         choices=("joined", "split"),
@@ -315,6 +372,12 @@ def main(argv: list[str] | None = None) -> None:
     training: dict[str, Any] = {}
     data_info: dict[str, Any] = {}
     for variant in a.variants:
+        if variant == "probe":
+            print(f"== probing layers {a.probe_layers} of the base model", flush=True)
+            results[variant] = probe(load_model(base, None, a.eval_dtype), tokenizer, entries, train_ids + calib_ids,
+                                     test_ids, a.probe_layers, a.seed)
+            print(f"{variant}: {results[variant]}", flush=True)
+            continue
         adapter = None
         if variant != "base":
             data = a.workdir / f"{variant}.jsonl"
