@@ -57,3 +57,46 @@ def test_only_parents_among_the_top_n_are_expanded(kb: tuple[Any, Any]) -> None:
     wide = run(kb, query, "bm25", 5)
     assert "table" in wide and "caption" not in wide and "note" not in wide
     assert run(kb, "Americas Europe revenue 2019 2018 customers", "bm25", 1)[:2] == ["table", "note"]
+
+
+class CountingStore:
+    """Wraps a real store and counts the searches the retriever sends it."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.calls = store, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def dense_search(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.store.dense_search(*args)
+
+
+def test_all_parents_are_expanded_with_one_store_query(make_store: Any, fixed_embedder: Any) -> None:
+    texts = {**TEXTS, "table2": "Revenue | 2020 | 2019\nAmericas | 1,300 | 1,200", "footnote": "Restated."}
+    children = {"table": ["caption", "note"], "table2": ["footnote", "caption"]}  # both list the caption
+    store = CountingStore(make_store("two", texts, {k: {"children": v} for k, v in children.items()}))
+    cfg = RetrievalConfig(index="two", mode="dense", top_k=len(texts), expand_children=len(texts))
+    plain = [h.doc_id for h in Retriever(store, fixed_embedder, cfg.model_copy(update={"expand_children": 0})).run("q")]
+    store.calls = 0
+    hits = Retriever(store, fixed_embedder, cfg).run("Americas revenue")
+    assert store.calls == 2  # the query's own search, then one for every parent's children together
+    order = [h.doc_id for h in hits]
+    first, second = sorted(("table", "table2"), key=plain.index)
+    owned = {first: children[first], second: [c for c in children[second] if c not in children[first]]}
+    moved = 0
+    for parent, kids in owned.items():  # each parent is followed by its own children that ranked below it
+        below = {c for c in kids if plain.index(c) > plain.index(parent)}
+        at = order.index(parent)
+        assert set(order[at + 1 : at + 1 + len(below)]) == below
+        assert all(h.ranks["parent"] == plain.index(parent) + 1 for h in hits if h.doc_id in below)
+        moved += len(below)
+    assert moved >= 1  # the seeded vectors leave at least one child below its parent
+    assert len(order) == len(set(order))
+
+
+def test_children_keep_the_query_doc_id_filter(kb: tuple[Any, Any]) -> None:
+    cfg = RetrievalConfig(index="kb", mode="dense", top_k=5, expand_children=2)
+    hits = Retriever(*kb, cfg).run("Americas revenue", filters={"doc_id": ["table", "caption"]})
+    assert sorted(h.doc_id for h in hits) == ["caption", "table"]  # "note" is a child, but outside the filter

@@ -117,31 +117,35 @@ class Retriever:
 
         A child already further down the list moves up; the other hits keep their order. Children are
         fetched with the query (dense similarity when a query vector exists, else BM25) restricted to the
-        listed doc ids, so their own order is by relevance; ``ranks["parent"]`` is the parent's rank.
+        listed doc ids, in one store query for all parents (one round-trip on a remote engine), so their
+        own order is by relevance; a child listed by several parents follows the best-ranked one.
+        ``ranks["parent"]`` is the parent's rank.
         """
         top = self.config.expand_children
         parents = [h for h in hits[:top] if isinstance(h.metadata.get("children"), list) and h.metadata["children"]]
         if not parents:
             return hits
-        children: dict[str, list[SearchHit]] = {}
+        allowed = (filters or {}).get("doc_id")  # a doc_id filter of the query still holds for the children
+        if allowed is not None:
+            allowed = {str(a) for a in allowed} if isinstance(allowed, (list, tuple, set)) else {str(allowed)}
+        owner: dict[str, str] = {}  # child doc id -> chunk id of the best-ranked parent listing it
         expanded: set[str] = set()  # parent documents: each chunk of a long table carries the same list
         for parent in parents:
             if parent.doc_id in expanded:
                 continue
             expanded.add(parent.doc_id)
-            ids = [str(c) for c in parent.metadata["children"]]
-            allowed = (filters or {}).get("doc_id")
-            if allowed is not None:  # a doc_id filter of the query still holds for the children
-                keep = {str(a) for a in allowed} if isinstance(allowed, (list, tuple, set)) else {str(allowed)}
-                ids = [c for c in ids if c in keep]
-            if not ids:
-                continue
-            flt = {**(filters or {}), "doc_id": ids}
-            k = min(8 * len(flt["doc_id"]), 200)  # a child document may hold several chunks
-            if vector is not None:
-                children[parent.chunk_id] = self.store.dense_search(vector, k, flt)
-            else:
-                children[parent.chunk_id] = self.store.text_search(query, k, flt)
+            for child in map(str, parent.metadata["children"]):
+                if child not in owner and (allowed is None or child in allowed):
+                    owner[child] = parent.chunk_id
+        if not owner:
+            return hits
+        flt = {**(filters or {}), "doc_id": list(owner)}
+        k = min(8 * len(owner), 200 * len(set(owner.values())))  # a child document may hold several chunks
+        found = self.store.dense_search(vector, k, flt) if vector is not None else self.store.text_search(query, k, flt)
+        children: dict[str, list[SearchHit]] = {}
+        for child in found:
+            if child.doc_id in owner:
+                children.setdefault(owner[child.doc_id], []).append(child)
         out: list[SearchHit] = []
         placed: set[str] = set()
         for rank, hit in enumerate(hits, start=1):
