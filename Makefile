@@ -24,9 +24,18 @@ quickstart: install
 
 # The optional llama.cpp backend: llama-cpp-python compiles llama.cpp from source (about 5 minutes on
 # two cores the first time; pip caches the built wheel). Without a compiler its tests skip.
+# scripts/llamacpp_cmake_args.py turns AMX off where the CPU reports it but the kernel forbids it
+# (a native build dies with SIGILL there); such a build gets its own wheel cache, since pip keys a
+# cached wheel on the source archive, not on the build flags.
 LLAMACPP_STAMP := $(VENV)/.llamacpp-stamp
-$(LLAMACPP_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e ".[llamacpp]" || echo "llama-cpp-python did not build: llama.cpp tests will be skipped"
+LLAMACPP_CMAKE_ARGS := $(shell $(PYTHON) scripts/llamacpp_cmake_args.py 2>/dev/null)
+LLAMACPP_PIP_ENV := $(if $(LLAMACPP_CMAKE_ARGS),CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" PIP_CACHE_DIR="$(HOME)/.cache/pip-llamacpp-$(shell echo '$(LLAMACPP_CMAKE_ARGS)' | cksum | cut -d' ' -f1)")
+# An existing venv may hold a native build: with such flags, reinstall the installed version from them.
+LLAMACPP_REBUILD := $(if $(LLAMACPP_CMAKE_ARGS),&& $(LLAMACPP_PIP_ENV) $(PY) -m pip install --quiet --force-reinstall \
+  --no-deps "llama-cpp-python==$$($(PY) -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')")
+$(LLAMACPP_STAMP): $(STAMP) scripts/llamacpp_cmake_args.py
+	{ $(LLAMACPP_PIP_ENV) $(PY) -m pip install --quiet -e ".[llamacpp]" $(LLAMACPP_REBUILD); } || \
+	  echo "llama-cpp-python did not build: llama.cpp tests will be skipped"
 	touch $(LLAMACPP_STAMP)
 
 llamacpp: $(LLAMACPP_STAMP)
