@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -16,20 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 
 
-def _converter():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("convert_pubmedqa", REPO / "benchmarks" / "convert_pubmedqa.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.integration
 @pytest.mark.skipif(not (SHARED / "pubmedqa" / "ori_pqal.json").is_file(),
                     reason=f"shared data set {SHARED}/pubmedqa/ori_pqal.json is absent")
-def test_pubmedqa_100_dense_hybrid_bm25(tmp_path: Path) -> None:
+def test_pubmedqa_100_dense_hybrid_bm25(tmp_path: Path, load_script: Any) -> None:
     beir = tmp_path / "pubmedqa-100"
-    stats = _converter().convert(SHARED, beir, limit=100, test_split="all")
+    stats = load_script("benchmarks/convert_pubmedqa.py").convert(SHARED, beir, limit=100, test_split="all")
     assert stats["corpus"] == stats["queries"] == stats["qrels_test"] == 100
 
     app = typer.Typer()
@@ -55,10 +47,11 @@ def test_pubmedqa_100_dense_hybrid_bm25(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (SHARED / "pubmedqa" / "ori_pqal.json").is_file(),
                     reason=f"shared data set {SHARED}/pubmedqa/ori_pqal.json is absent")
-def test_pubmedqa_passage_unit_marks_every_section_of_the_abstract_relevant(tmp_path: Path) -> None:
+def test_pubmedqa_passage_unit_marks_every_section_of_the_abstract_relevant(tmp_path: Path, load_script: Any) -> None:
     entries = json.loads((SHARED / "pubmedqa" / "ori_pqal.json").read_text())
     first = list(entries)[:20]
-    stats = _converter().convert(SHARED, tmp_path, limit=20, test_split="all", unit="passage")
+    convert = load_script("benchmarks/convert_pubmedqa.py").convert
+    stats = convert(SHARED, tmp_path, limit=20, test_split="all", unit="passage")
     n_sections = sum(len(entries[p]["CONTEXTS"]) for p in first)
     assert stats["corpus"] == stats["qrels_test"] == n_sections > 20
     corpus = [json.loads(line) for line in (tmp_path / "corpus.jsonl").read_text().splitlines()]

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import platform
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "llamacpp_cmake_args.py"
-
 
 @pytest.fixture
-def build() -> Any:
-    spec = importlib.util.spec_from_file_location("llamacpp_cmake_args", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def build(load_script: Any) -> Any:
+    return load_script("scripts/llamacpp_cmake_args.py")
 
 
 @pytest.fixture
