@@ -4,7 +4,7 @@ Data: the expert-labelled PubMedQA set (``ori_pqal.json``); the official 500 tes
 (``test_ground_truth.json``) are the test split, the other 500 the training split. Retrieval on
 PubMedQA is near-perfect (hybrid nDCG@10 0.985, see the README), so every model reads the question's
 own abstract (its ``CONTEXTS`` joined; the conclusion, ``LONG_ANSWER``, is never shown) as the one
-retrieved passage, in the serving layout (:func:`domainrag.serving.prompts.build_messages`, which
+retrieved passage, in the serving layout (:func:`domainrag.data.prompts.build_messages`, which
 cuts a passage at 1,200 characters).
 
 Scoring is constrained decoding: after the chat prompt and the assistant prefix ``Answer:``, the
@@ -71,7 +71,7 @@ def prompt_messages(entry: dict[str, Any], pid: str) -> list[dict[str, str]]:
     1,200 characters (68 % of abstracts are longer; the cut drops their RESULTS). ``split``: each
     ``CONTEXTS`` section as its own passage, as a passage-level index returns them, nothing cut.
     """
-    from domainrag.serving.prompts import ContextPassage, build_messages
+    from domainrag.data.prompts import ContextPassage, build_messages
 
     if PASSAGES["layout"] == "split":
         passages = [ContextPassage(c, source=f"{pid}#{i + 1}") for i, c in enumerate(entry["CONTEXTS"])]
@@ -87,7 +87,7 @@ def target(entry: dict[str, Any], conclusion: bool) -> str:
 
 
 def write_sft_data(entries: dict[str, Any], ids: list[str], path: Path, conclusion: bool) -> int:
-    from domainrag.training.sft import write_chat_jsonl
+    from domainrag.data.raft import write_chat_jsonl
 
     examples = [
         [*prompt_messages(entries[p], p), {"role": "assistant", "content": target(entries[p], conclusion)}] for p in ids
@@ -105,8 +105,8 @@ def write_raft_data(
     seed: int,
     conclusion: bool,
 ) -> dict[str, int]:
-    from domainrag.serving.prompts import NOT_FOUND_ANSWER
-    from domainrag.training.sft import build_rag_sft_examples, write_chat_jsonl
+    from domainrag.data.prompts import NOT_FOUND_ANSWER
+    from domainrag.data.raft import build_rag_sft_examples, write_chat_jsonl
 
     qa = [
         {

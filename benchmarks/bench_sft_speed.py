@@ -49,7 +49,7 @@ def run_one(a: argparse.Namespace) -> dict[str, Any]:
     if a.context:
         n = write_sft_data(entries, ids, work / "chat.jsonl", conclusion=True)
     else:  # short closed-book chats: question → label and conclusion
-        from domainrag.training.sft import write_chat_jsonl
+        from domainrag.data.raft import write_chat_jsonl
 
         n = len(ids)
         write_chat_jsonl(

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from domainrag.serving.api import create_api
-from domainrag.serving.prompts import DEFAULT_SYSTEM_PROMPT, NOT_FOUND_ANSWER
+from domainrag.data.prompts import DEFAULT_SYSTEM_PROMPT, NOT_FOUND_ANSWER
 
 pytestmark = pytest.mark.integration
 

@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from domainrag.serving.prompts import NOT_FOUND_ANSWER, extract_citations
+from domainrag.data.prompts import NOT_FOUND_ANSWER, extract_citations
 from domainrag.training.reporting import MemoryReporter
+from domainrag.data.raft import build_rag_sft_examples, write_chat_jsonl
 from domainrag.training.sft import (
     IGNORE_INDEX,
     SFTArgs,
-    build_rag_sft_examples,
     encode_chat,
     micro_batch_indices,
     run_sft,
     split_train_eval,
-    write_chat_jsonl,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

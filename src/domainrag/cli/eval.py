@@ -164,7 +164,7 @@ def eval_answers(
         unknown_gold_warnings,
     )
     from domainrag.serving.apps import load_app
-    from domainrag.serving.prompts import NOT_FOUND_ANSWER
+    from domainrag.data.prompts import NOT_FOUND_ANSWER
 
     thresholds = parse_thresholds(fail_under or [], ANSWER_METRICS)
     if judge_url and not judge_model:

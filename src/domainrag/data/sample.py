@@ -16,6 +16,8 @@ from typing import Any
 
 from domainrag.data.chunking import chunk_document
 from domainrag.data.loaders import iter_files, load_file
+from domainrag.data.prompts import norm_text
+from domainrag.data.raft import build_rag_sft_examples, write_chat_jsonl
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 CHUNK_WORDS = 120
@@ -49,21 +51,16 @@ def doc_chunks(docs_dir: Path) -> dict[str, list[str]]:
     return out
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split()).lower()
-
 
 def build_derived(root: Path = SAMPLE_DIR, n_distractors: int = 1, p_withhold: float = 0.15) -> SamplePaths:
     """Write pairs.jsonl and sft_chat.jsonl from qa_train.jsonl and the docs."""
-    from domainrag.training.sft import build_rag_sft_examples, write_chat_jsonl
-
     paths = sample_paths(root)
     qa = read_qa(paths.qa_train)
     chunks = doc_chunks(paths.docs)
     with paths.pairs.open("w") as fh:
         for item in qa:
-            ev = _norm(item["evidence"])
-            positive = next((c for c in chunks[item["doc"]] if ev in _norm(c)), item["evidence"])
+            ev = norm_text(item["evidence"])
+            positive = next((c for c in chunks[item["doc"]] if ev in norm_text(c)), item["evidence"])
             fh.write(json.dumps({"query": item["question"], "positive": positive}) + "\n")
     # Short gold passages (the evidence sentence) keep sequences short enough to train on 2 CPU
     # cores in the quickstart; the prompt layout is the one serving uses.

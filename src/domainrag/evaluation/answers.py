@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domainrag.serving.prompts import NOT_FOUND_ANSWER
+from domainrag.data.prompts import NOT_FOUND_ANSWER
 
 _REFUSAL = re.compile(
     r"(does not contain|doesn't contain|not (?:found|mentioned|provided|available) in|no information|cannot find|"

@@ -482,7 +482,7 @@ def run_answer_eval(
     (e.g. from :func:`unknown_gold_warnings`) are carried into the result.
     """
     from domainrag.evaluation.judge import NOT_CONFIGURED, JudgeError
-    from domainrag.serving.prompts import extract_citations
+    from domainrag.data.prompts import extract_citations
 
     t0 = time.time()
     name = Path(next(iter(dataset_files.values()))).stem if dataset_files else "questions"

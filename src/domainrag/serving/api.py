@@ -64,7 +64,7 @@ from domainrag.serving.apps import load_app
 from domainrag.serving.backends import BackendError, generator_for
 from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
 from domainrag.serving.keys import ApiKey, keys_exist, verify_key
-from domainrag.serving.prompts import strip_invalid_citations
+from domainrag.data.prompts import strip_invalid_citations
 from domainrag.serving.rag import RagApp, RagEvent
 from domainrag.serving.sessions import SessionStore, condense_query
 from domainrag.workspace import Workspace

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domainrag.index.base import SearchHit
 from domainrag.retrieval.retriever import Retriever
 from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
-from domainrag.serving.prompts import (
+from domainrag.data.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     DEFAULT_TEMPERATURE,
     NOT_FOUND_ANSWER,

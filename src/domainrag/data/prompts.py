@@ -1,4 +1,4 @@
-"""The grounding prompt shared by serving and RAG-aware training.
+"""The grounding prompt shared by serving, RAG-aware training and evaluation (data layer: all three use it).
 
 Training examples and live requests must use the *same* layout, otherwise fine-tuning teaches
 the model a format it never sees at inference time.
@@ -21,6 +21,11 @@ NOT_FOUND_ANSWER = "The knowledge base does not contain this information."
 DEFAULT_TEMPERATURE = 0.1
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+def norm_text(text: str) -> str:
+    """Whitespace-collapsed, lower-cased text: the form evidence and passages are matched in."""
+    return " ".join(text.split()).lower()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-from domainrag.serving.prompts import (
+from domainrag.data.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     ContextPassage,
     build_messages,
