@@ -49,8 +49,10 @@ browser:
 test: install llamacpp browser
 	$(PY) -m pytest -q
 
+# ruff for style, import-linter for the layer/cycle contract in pyproject.toml.
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean-workspace:
 	rm -rf .domainrag
