@@ -21,6 +21,9 @@ NOT_FOUND_ANSWER = "The knowledge base does not contain this information."
 DEFAULT_TEMPERATURE = 0.1
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+# Runs of three or more angle brackets could close (or fake) a passage fence: a document holding
+# ">>>" followed by "Question: ..." would otherwise end its passage and speak as the user.
+_FENCE_LIKE = re.compile(r"[<>]{3,}")
 
 
 def norm_text(text: str) -> str:
@@ -36,14 +39,24 @@ class ContextPassage:
     source: str = ""
 
 
+def defuse_fences(text: str) -> str:
+    """``text`` with every run of 3+ angle brackets spaced out, so it cannot open or close a fence."""
+    return _FENCE_LIKE.sub(lambda m: " ".join(m.group(0)), text)
+
+
 def format_context(passages: Sequence[ContextPassage], max_chars: int = 1200) -> str:
-    """Numbered context block; each passage is fenced so its text reads as data."""
+    """Numbered context block; each passage is fenced so its text reads as data.
+
+    Passage text and source names are defused first: no document can end its own fence, and a
+    source name cannot add lines.
+    """
     blocks = []
     for i, p in enumerate(passages, start=1):
-        text = p.text.strip()
+        text = defuse_fences(p.text.strip())
         if len(text) > max_chars:
             text = text[:max_chars].rsplit(" ", 1)[0] + " ..."
-        src = f" (source: {p.source})" if p.source else ""
+        source = defuse_fences(" ".join(p.source.split()))
+        src = f" (source: {source})" if source else ""
         blocks.append(f"[{i}]{src}\n<<<\n{text}\n>>>")
     return "\n\n".join(blocks)
 
