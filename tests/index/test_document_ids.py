@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from domainrag.data.loaders import Document
-from domainrag.index import Encoder, EmbeddedStoreConfig, open_store
+from domainrag.index import EmbeddedStoreConfig, Encoder, open_store
 from domainrag.index.base import VectorStore
 from domainrag.index.ingest import DocumentIdCollision, ingest_documents, ingest_paths, same_source
 
