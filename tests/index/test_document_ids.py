@@ -90,7 +90,8 @@ def test_same_id_from_another_root_is_an_error_never_a_delete(tmp_path: Path, st
 
 
 def test_duplicate_ids_in_one_run_are_refused_before_any_write(tmp_path: Path, store, enc) -> None:
-    root = _write(tmp_path / "r", {"x.jsonl": '{"id": "1", "text": "one"}\n', "y.jsonl": '{"id": "1", "text": "uno"}\n'})
+    files = {"x.jsonl": '{"id": "1", "text": "one"}\n', "y.jsonl": '{"id": "1", "text": "uno"}\n'}
+    root = _write(tmp_path / "r", files)
     with pytest.raises(DocumentIdCollision, match="'1'"):
         ingest_paths([root], store, enc)
     assert store.count() == 0
