@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
-from domainrag.errors import DomainRagError, NotFoundError, StorageError
-from domainrag.index import VectorStore, open_store, parse_store_config
+from domainrag.errors import ConflictError, DomainRagError, NotFoundError, StorageError
+from domainrag.index import IndexRecord, StoreConfig, VectorStore, open_store, parse_store_config, validate_index_name
+from domainrag.index.ingest import IngestReport, ProgressFn, ingest_paths
 from domainrag.retrieval.embedder import Embedder, load_embedder
 from domainrag.retrieval.reranker import load_reranker
 from domainrag.settings import Settings, cache_dir
 from domainrag.storage.catalog import Catalog
 from domainrag.storage.lake import Lake, sha256_file
-from domainrag.zoo import BASE_MODELS, resolve_embedder, resolve_llm
+from domainrag.zoo import BASE_MODELS, ModelRecord, resolve_embedder, resolve_llm
 
 
 class Workspace:
@@ -83,11 +86,13 @@ class Workspace:
         return str(folder / "artifact"), None
 
     def embedder(self, name: str) -> Embedder:
-        record = self.model_record(name)
-        if record is None:
+        """Loaded (cached) embedder of a registered embedding model, or of a base-model name, path or hub id."""
+        found = self.model_record(name)
+        if found is None:
             return load_embedder(resolve_embedder(name), name)
-        if record.get("kind") != "embedding":
-            raise DomainRagError(f"model '{name}' is a {record.get('kind')} model, not an embedding model")
+        record = ModelRecord.model_validate(found)
+        if record.kind != "embedding":
+            raise DomainRagError(f"model '{name}' is a {record.kind} model, not an embedding model")
         return load_embedder(str(self.model_dir(name) / "artifact"), name)
 
     def reranker(self, name: str) -> Any:
@@ -158,13 +163,69 @@ class Workspace:
         return url, len(keys)
 
     # -- indexes -------------------------------------------------------------------------------
+    def index_record(self, name: str) -> IndexRecord:
+        """The catalogued index ``name`` (NotFoundError naming the known ones if absent)."""
+        return IndexRecord.model_validate(self.catalog.require("index", name))
+
     def store(self, index: str) -> VectorStore:
-        record = self.catalog.require("index", index)
-        return open_store(index, parse_store_config(record.get("store")), self.default_store_uri)
+        return open_store(index, self.index_record(index).store, self.default_store_uri)
 
     @property
     def default_store_uri(self) -> str:
         return str(self.settings.workspace / "indexes")
+
+
+# -- index control plane: catalogue + lake around the index layer's plain-object operations ------
+
+
+def create_index(
+    ws: Workspace, name: str, embedding_model: str, store: StoreConfig | dict[str, Any] | str | None = None
+) -> dict[str, Any]:
+    """Create an index whose vector dimension is read from the embedding model.
+
+    The name is validated first; an index that already exists in the store with another dimension is
+    refused before any write.
+    """
+    validate_index_name(name)
+    if ws.catalog.get("index", name) is not None:
+        raise ConflictError(f"index '{name}' already exists", hint="use another name or `domainrag index delete`")
+    cfg = parse_store_config(store) if store is None or isinstance(store, (str, dict)) else store
+    embedder = ws.embedder(embedding_model)
+    backend = open_store(name, cfg, ws.default_store_uri)
+    backend.check_dimension(embedder.dimension, embedding_model)
+    backend.create(embedder.dimension)
+    return ws.catalog.create(
+        "index", name, {"embedding_model": embedding_model, "dimension": embedder.dimension, "store": cfg.model_dump()}
+    )
+
+
+def ingest(
+    ws: Workspace,
+    index: str,
+    paths: Sequence[str | Path],
+    *,
+    batch_size: int = 64,
+    max_words: int = 120,
+    overlap_words: int = 20,
+    progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Load, chunk, embed and upsert files into a catalogued index; records the chunks in the lake."""
+    record = ws.index_record(index)
+    store = ws.store(index)
+    report = ingest_paths(paths, store, ws.embedder(record.embedding_model), batch_size=batch_size,
+                          max_words=max_words, overlap_words=overlap_words, progress=progress)
+    lines = "".join(json.dumps(c.to_dict()) + "\n" for c in report.chunk_records)
+    ws.lake.write_text(f"chunks/{index}/ingest-{time.strftime('%Y%m%dT%H%M%S')}.jsonl", lines)
+    ws.catalog.update("index", index, chunks=store.count(), documents=store.document_count())
+    return report
+
+
+def delete_index(ws: Workspace, name: str) -> None:
+    """Drop the index from its store, its chunk records from the lake, and its catalogue record."""
+    ws.catalog.require("index", name)
+    ws.store(name).drop()
+    ws.lake.delete(f"chunks/{name}")
+    ws.catalog.delete("index", name)
 
 
 def _digest(files: list[dict[str, Any]]) -> str:

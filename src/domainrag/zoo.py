@@ -10,19 +10,45 @@ config first) and loaded from there afterwards.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from filelock import FileLock
+from pydantic import BaseModel as _Model
+from pydantic import ConfigDict
 
 from domainrag.errors import DomainRagError
 from domainrag.settings import cache_dir
 
 ModelKind = Literal["llm", "embedding"]
+RecordKind = Literal["llm", "embedding", "reranker"]
+
+
+class ModelRecord(_Model):
+    """A registered model's catalogue record (stored JSON unchanged; fields other code adds are kept).
+
+    ``key`` is the lake folder of its artifact (absent for a model served only by its endpoint);
+    ``dimension`` is set for embedding models.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    version: int
+    kind: RecordKind
+    format: str
+    base_model: str | None = None
+    key: str | None = None
+    uri: str | None = None
+    source: dict[str, Any] = {}
+    digest: str | None = None
+    dimension: int | None = None
+    endpoint: dict[str, Any] | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,14 +175,7 @@ def resolve_embedder(name: str) -> str:
         return name
     if model.kind != "embedding":
         raise DomainRagError(f"'{name}' is an LLM, not an embedding model")
-    spec_dir = _package_dir(model.packages[0], model)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return str(spec_dir / "model")
-
-
-def is_known(name: str) -> bool:
-    """True for a short name, an existing path, or something that looks like a hub id."""
-    return name in BASE_MODELS or Path(name).expanduser().exists() or name.count("/") == 1
+    return str(_package_dir(model.packages[0], model) / "model")
 
 
 GENERATOR_ARCHITECTURES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")

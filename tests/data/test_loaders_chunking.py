@@ -62,3 +62,20 @@ def test_edited_document_changes_only_affected_chunk_ids() -> None:
     b = chunk_document(Document("d", base.replace("para three", "para three edited")), max_words=100, overlap_words=10)
     assert a[0].chunk_id == b[0].chunk_id
     assert a[-1].chunk_id != b[-1].chunk_id
+
+
+def test_a_malformed_jsonl_line_is_reported_and_the_good_lines_kept(tmp_path: Path) -> None:
+    f = tmp_path / "mixed.jsonl"
+    f.write_text('{"id": "a", "text": "first"}\n{"id": "b", "text": \n\n{"text": "third"}\n')
+    errors: list[str] = []
+    docs = load_file(f, "sub/mixed.jsonl", source="s3://bkt/sub/mixed.jsonl", errors=errors)
+    assert [d.doc_id for d in docs] == ["a", "sub/mixed.jsonl#4"]  # id-less lines are named after the file
+    assert docs[0].metadata == {"source": "s3://bkt/sub/mixed.jsonl"}
+    assert len(errors) == 1 and "mixed.jsonl:2" in errors[0] and "invalid JSON" in errors[0]
+
+
+def test_nul_bytes_are_not_indexed_as_text(tmp_path: Path) -> None:
+    (tmp_path / "zeros.txt").write_bytes(b"\x00" * 64)
+    with pytest.raises(DatasetError, match="binary content") as err:
+        load_file(tmp_path / "zeros.txt")
+    assert "zeros.txt" in str(err.value)

@@ -119,3 +119,19 @@ def test_opensearch_server_side_hybrid(opensearch_url: str, minilm, tmp_path, do
         assert sum(top[q] == d for q, d in QUERIES.items()) >= 3, top
     finally:
         store.drop()
+
+
+def test_same_named_documents_from_two_sources_never_overwrite(store: VectorStore, minilm) -> None:
+    """Issue 19 item 1 on the server engines: one id from another source is refused, nothing deleted."""
+    from domainrag.index.ingest import DocumentIdCollision
+
+    a = Document("notes.txt", "Team A keeps the pump notes.", "notes", {"source": "file:///a/notes.txt"})
+    b = Document("notes.txt", "Team B keeps the probe notes.", "notes", {"source": "file:///b/notes.txt"})
+    ingest_documents([a], store, minilm)
+    with pytest.raises(DocumentIdCollision, match=r"file:///a/notes\.txt"):
+        ingest_documents([b], store, minilm)
+    assert store.count() == 1 and store.chunk_sources("notes.txt") and [
+        h.text for h in store.text_search("notes", 5)] == [a.text]
+    edited = Document("notes.txt", "Team A keeps the pump and valve notes.", "notes", {"source": "file:///a/notes.txt"})
+    report = ingest_documents([edited], store, minilm)
+    assert report.written == 1 and report.deleted_stale == 1 and store.count() == 1

@@ -114,9 +114,9 @@ def test_registered_cross_encoder_serves_an_app(ws, tmp_path: Path) -> None:
     import torch
     from sentence_transformers import CrossEncoder
 
-    from domainrag.index.manage import create_index, ingest
     from domainrag.serving.apps import AppSpec, create_app, load_app
     from domainrag.serving.models import create_model
+    from domainrag.workspace import create_index, ingest
     from domainrag.zoo import resolve_embedder
 
     torch.set_num_threads(1)

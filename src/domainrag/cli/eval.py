@@ -152,6 +152,7 @@ def eval_answers(
     fail_under: FailUnder = None,
 ) -> None:
     """Ask RAG apps the questions and score their answers (EM, F1, key facts, refusals, citations, faithfulness)."""
+    from domainrag.data.prompts import NOT_FOUND_ANSWER
     from domainrag.evaluation.answers import ANSWER_METRICS
     from domainrag.evaluation.beir import read_questions
     from domainrag.evaluation.closed_book import LABEL_SUFFIX, ClosedBookApp, closed_book_config
@@ -164,7 +165,6 @@ def eval_answers(
         unknown_gold_warnings,
     )
     from domainrag.serving.apps import load_app
-    from domainrag.data.prompts import NOT_FOUND_ANSWER
 
     thresholds = parse_thresholds(fail_under or [], ANSWER_METRICS)
     if judge_url and not judge_model:

@@ -85,9 +85,10 @@ class PairsFile:
 # JSONL plumbing
 
 
-def parse_jsonl(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line number, object) for each non-blank line of ``lines`` read from ``path``; errors name the line."""
-    for lineno, raw in enumerate(lines, start=1):
+def parse_jsonl(path: Path, lines: Iterable[str], first_line: int = 1) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of ``lines`` read from ``path``, numbered from
+    ``first_line``; errors name the line."""
+    for lineno, raw in enumerate(lines, start=first_line):
         if not raw.strip():
             continue
         try:

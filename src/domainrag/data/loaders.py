@@ -17,7 +17,7 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
 
 @dataclass(frozen=True)
 class Document:
-    """A source document: a stable id (its name), text and metadata."""
+    """A source document: a stable id (unique within an index), text and metadata (``source``: its origin)."""
 
     doc_id: str
     text: str
@@ -49,21 +49,45 @@ def parse_html(raw: str) -> tuple[str, str]:
     return title, text
 
 
-def _read_jsonl(path: Path, raw: str) -> Iterator[Document]:
-    for lineno, obj in parse_jsonl(path, raw.splitlines()):
+def _jsonl_document(path: Path, lineno: int, line: str, name: str, source: str | None) -> Document | None:
+    """The document on one JSONL line (None for a blank line); a bad line raises naming file:line."""
+    for _, obj in parse_jsonl(path, [line], first_line=lineno):
         text = obj.get("text") or obj.get("content")
         if not isinstance(text, str) or not text.strip():
             raise DatasetError(
                 str(path), "missing or empty text", line=lineno, field="text",
                 hint='each line needs {"id": ..., "text": ...} (optional "title", "metadata")',
             )
-        doc_id = str(obj.get("id") or obj.get("_id") or f"{path.name}#{lineno}")
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-        yield Document(doc_id=doc_id, text=text, title=str(obj.get("title") or ""), metadata=dict(meta))
+        doc_id = str(obj.get("id") or obj.get("_id") or f"{name}#{lineno}")
+        meta = dict(obj.get("metadata")) if isinstance(obj.get("metadata"), dict) else {}
+        if source:
+            meta.setdefault("source", source)
+        return Document(doc_id=doc_id, text=text, title=str(obj.get("title") or ""), metadata=meta)
+    return None
 
 
-def load_file(path: Path, doc_id: str | None = None) -> list[Document]:
-    """Load one file into documents (a JSONL file may hold many)."""
+def _read_jsonl(path: Path, raw: str, name: str, source: str | None, errors: list[str] | None) -> Iterator[Document]:
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        try:
+            doc = _jsonl_document(path, lineno, line, name, source)
+        except DatasetError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))  # the good lines still go in; this one is reported by file:line
+            continue
+        if doc is not None:
+            yield doc
+
+
+def load_file(
+    path: Path, doc_id: str | None = None, *, source: str | None = None, errors: list[str] | None = None
+) -> list[Document]:
+    """Load one file into documents (a JSONL file may hold many).
+
+    ``doc_id`` defaults to the file name; ``source`` (the file's origin URI) is recorded in each
+    document's metadata (default: the path). With an ``errors`` list, a malformed JSONL line is
+    appended to it and skipped; without one it raises.
+    """
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DatasetError(
@@ -73,15 +97,19 @@ def load_file(path: Path, doc_id: str | None = None) -> list[Document]:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError(str(path), f"not UTF-8 text (byte {exc.start})", hint="convert it to UTF-8") from exc
+    if "\x00" in raw:
+        raise DatasetError(str(path), f"binary content (NUL byte at offset {raw.index(chr(0))})",
+                           hint=f"only text files are ingested: {', '.join(SUPPORTED_SUFFIXES)}")
     name = doc_id or path.name
+    origin = source or str(path)
     if suffix == ".jsonl":
-        return list(_read_jsonl(path, raw))
+        return list(_read_jsonl(path, raw, name, source, errors))
     if suffix in (".html", ".htm"):
         title, text = parse_html(raw)
-        docs = [Document(name, text, title or path.stem, {"source": str(path), "format": "html"})]
+        docs = [Document(name, text, title or path.stem, {"source": origin, "format": "html"})]
     else:
         title = _title_from_markdown(raw, path.stem) if suffix in (".md", ".markdown") else path.stem
-        docs = [Document(name, raw.strip(), title, {"source": str(path), "format": suffix.lstrip(".")})]
+        docs = [Document(name, raw.strip(), title, {"source": origin, "format": suffix.lstrip(".")})]
     if not docs[0].text.strip():
         raise DatasetError(str(path), "document is empty")
     return docs

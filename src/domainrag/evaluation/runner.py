@@ -481,8 +481,8 @@ def run_answer_eval(
     ``apps`` maps a label to a loader, so only one app's model is in memory at a time; ``warnings``
     (e.g. from :func:`unknown_gold_warnings`) are carried into the result.
     """
-    from domainrag.evaluation.judge import NOT_CONFIGURED, JudgeError
     from domainrag.data.prompts import extract_citations
+    from domainrag.evaluation.judge import NOT_CONFIGURED, JudgeError
 
     t0 = time.time()
     name = Path(next(iter(dataset_files.values()))).stem if dataset_files else "questions"

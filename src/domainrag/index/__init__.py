@@ -11,10 +11,14 @@ from domainrag.index.config import (
     StoreConfig,
     parse_store_config,
 )
+from domainrag.index.encoder import Encoder
+from domainrag.index.record import IndexRecord, validate_index_name
 
 
 def open_store(name: str, config: StoreConfig, default_uri: str) -> VectorStore:
-    """Instantiate the backend for ``config`` (imports each client lazily)."""
+    """Instantiate the backend for ``config`` (imports each client lazily: each engine's client library is
+    heavy and only one is used); ``name`` is validated first."""
+    validate_index_name(name)
     if isinstance(config, EmbeddedStoreConfig):
         from domainrag.index.embedded import EmbeddedStore
 
@@ -33,11 +37,14 @@ def open_store(name: str, config: StoreConfig, default_uri: str) -> VectorStore:
 __all__ = [
     "ElasticsearchStoreConfig",
     "EmbeddedStoreConfig",
+    "Encoder",
     "Filters",
+    "IndexRecord",
     "OpenSearchStoreConfig",
     "SearchHit",
     "StoreConfig",
     "VectorStore",
     "open_store",
     "parse_store_config",
+    "validate_index_name",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,11 @@ class VectorStore(ABC):
     def existing_ids(self, chunk_ids: Sequence[str]) -> set[str]: ...
 
     @abstractmethod
-    def ids_for_document(self, doc_id: str) -> set[str]: ...
+    def chunk_sources(self, doc_id: str) -> dict[str, str]:
+        """``{chunk id: source}`` of the document's chunks in the index (source ``""`` where none was recorded)."""
+
+    def ids_for_document(self, doc_id: str) -> set[str]:
+        return set(self.chunk_sources(doc_id))
 
     @abstractmethod
     def delete_chunks(self, chunk_ids: Sequence[str]) -> int: ...
@@ -116,6 +121,15 @@ class VectorStore(ABC):
         if dim is not None and vectors.shape[1] != dim:
             raise DimensionMismatchError(self.name, dim, "the given vectors", int(vectors.shape[1]))
         return self._write(chunks, np.asarray(vectors, dtype=np.float32))
+
+    @staticmethod
+    def _source_of(metadata_json: str | None) -> str:
+        """The ``source`` recorded in a chunk's stored metadata JSON ("" if none)."""
+        try:
+            meta = json.loads(metadata_json or "{}")
+        except ValueError:
+            return ""
+        return str(meta.get("source") or "") if isinstance(meta, dict) else ""
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from domainrag.index._lucene import LuceneStore, credentials
 from domainrag.index.config import ElasticsearchStoreConfig
+from domainrag.index.search_server import SearchServerStore, credentials
 
 
-class ElasticsearchStore(LuceneStore):
+class ElasticsearchStore(SearchServerStore):
     def __init__(self, name: str, config: ElasticsearchStoreConfig) -> None:
         super().__init__(name)
         from elasticsearch import Elasticsearch, helpers

@@ -161,8 +161,13 @@ class EmbeddedStore(VectorStore):
             found |= self._ids(f"chunk_id IN ({', '.join(_quote(i) for i in batch)})")
         return found
 
-    def ids_for_document(self, doc_id: str) -> set[str]:
-        return self._ids(f"doc_id = {_quote(doc_id)}")
+    def chunk_sources(self, doc_id: str) -> dict[str, str]:
+        table = self._table()
+        if table is None:
+            return {}
+        res = table.search().where(f"doc_id = {_quote(doc_id)}").select(["chunk_id", "metadata"]).limit(None).to_arrow()
+        ids, metas = res.column("chunk_id").to_pylist(), res.column("metadata").to_pylist()
+        return {i: self._source_of(m) for i, m in zip(ids, metas, strict=True)}
 
     def delete_chunks(self, chunk_ids: Sequence[str]) -> int:
         table = self._table()

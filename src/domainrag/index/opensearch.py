@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from domainrag.index._lucene import _SOURCE, LuceneStore, credentials, term_filters
 from domainrag.index.base import Filters, SearchHit
 from domainrag.index.config import OpenSearchStoreConfig
+from domainrag.index.search_server import SOURCE_FIELDS, SearchServerStore, credentials, term_filters
 
 
-class OpenSearchStore(LuceneStore):
+class OpenSearchStore(SearchServerStore):
     def __init__(self, name: str, config: OpenSearchStoreConfig) -> None:
         super().__init__(name)
         from opensearchpy import OpenSearch, helpers
@@ -62,6 +62,6 @@ class OpenSearchStore(LuceneStore):
         flt = term_filters(filters)
         text_q: dict[str, Any] = {"bool": {"must": [{"match": {"text": query}}], "filter": flt}}
         knn = self._knn_body(np.asarray(vector, dtype=np.float32).tolist(), k, flt)["query"]
-        body = {"size": k, "_source": _SOURCE, "query": {"hybrid": {"queries": [text_q, knn]}}}
+        body = {"size": k, "_source": SOURCE_FIELDS, "query": {"hybrid": {"queries": [text_q, knn]}}}
         res = self.client.search(index=self.name, body=body, params={"search_pipeline": pipeline})
         return self._hits(res, "hybrid", False)

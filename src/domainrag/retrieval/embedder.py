@@ -27,28 +27,27 @@ class Embedder:
 
     ``query_backend`` picks how one query is encoded (``encode_query``): ``"onnx"`` runs the model's
     transformer in ONNX Runtime (exported once per weights checksum into the cache, see
-    :mod:`domainrag.retrieval.onnx_encoder`; ~7 ms vs 11-13 ms per query on one core here),
-    ``"torch"`` the sentence-transformers modules, ``"auto"`` (default, or the
+    :mod:`domainrag.retrieval.onnx_encoder`; lower single-query latency on CPUs, measured in
+    ``benchmarks/bench_onnx_encoder.py``), ``"torch"`` the sentence-transformers modules, ``"auto"`` (default, or the
     ``DOMAINRAG_QUERY_BACKEND`` environment variable) ONNX when onnxruntime is importable and the
     export succeeds, else torch, logging the reason once. ``"onnx"`` raises instead of falling back.
     The ONNX encoder is prepared on the first ``encode_query``, so batch-only users never pay for it.
 
-    ``query_threads`` is the number of torch threads one query is encoded on (default 1): a
-    ~20-token input gains little from a second core, OpenMP's spinning worker threads cost tens of
-    milliseconds as soon as the machine is busy, and the retriever runs the BM25 search on the other
-    core meanwhile. Batches (``encode``) keep torch's own thread count.
+    ``query_threads`` is the number of torch threads one query is encoded on (default 1): a short
+    input gains little from more cores, OpenMP's spinning worker threads cost time as soon as the
+    machine is busy, and the retriever runs the BM25 search on another core meanwhile. Batches
+    (``encode``) keep torch's own thread count.
 
     ``query_bf16`` runs the query's matrix products in bfloat16 (autocast); by default only on CPUs
-    with native bf16 instructions, where it saves ~20 % of the query's CPU time while the vector stays
-    within cosine 0.9999 of the float32 one (stored chunk vectors are always float32). Torch path only.
+    with native bf16 instructions, where it saves CPU time while the vector stays within cosine 0.9999
+    of the float32 one (stored chunk vectors are always float32). Torch path only.
     """
 
     def __init__(
         self, path: str, name: str | None = None, device: str = "cpu", query_threads: int | None = 1,
         query_bf16: bool | None = None, query_backend: QueryBackend | None = None,
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # lazy: torch start-up kept off light CLI paths
 
         self.name = name or path
         self.path = path

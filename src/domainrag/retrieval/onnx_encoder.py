@@ -1,10 +1,12 @@
+# Kept over sentence-transformers' backend="onnx": that needs optimum (no dependency here); why: bench_onnx_encoder.py
 """Single-query encoding with ONNX Runtime: the loaded sentence-transformers model's transformer,
 exported once per weights checksum into the domainrag cache, plus the model's own pooling in numpy.
 
-Why: at batch 1 on a CPU, PyTorch eager spends much of a 6-layer MiniLM's time in per-op overhead;
-ONNX Runtime's fused graph encodes a ~20-token question in ~7 ms p50 on one core vs 11-13 ms for the
-torch path (same float32 weights, cosine > 0.9999 to ``SentenceTransformer.encode``; see
-benchmarks/README.md). Batches stay on sentence-transformers.
+Why: at batch 1 on a CPU, PyTorch eager spends much of a small encoder's time in per-op overhead;
+ONNX Runtime's fused graph encodes a short question faster from the same float32 weights (cosine
+> 0.9999 to ``SentenceTransformer.encode``; measured in ``benchmarks/bench_onnx_encoder.py``, which also
+compares sentence-transformers' own ONNX backend where ``optimum`` is installed). Batches stay on
+sentence-transformers.
 
 Export needs the ``onnx`` package (torch's exporter serialises through it) and running needs
 ``onnxruntime``; a model this module cannot reproduce exactly (modules other than Transformer →

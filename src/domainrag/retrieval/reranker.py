@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from domainrag.hardware import native_bf16
 from domainrag.index.base import SearchHit
 
 
@@ -22,8 +22,7 @@ class PairScorer(Protocol):
 @functools.lru_cache(maxsize=4)
 def load_reranker(path: str, device: str = "cpu") -> Any:
     """Process-wide cache of loaded ``CrossEncoder`` models."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import CrossEncoder
+    from sentence_transformers import CrossEncoder  # lazy: torch start-up kept off light CLI paths
 
     return CrossEncoder(path, device=device)
 
@@ -75,12 +74,11 @@ def rerank_hits(
 
 
 def _bf16_on_cpu(reranker: PairScorer) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast for a torch model on a CPU with native bf16 (about 2x faster scoring), else nothing.
+    """bf16 autocast for a torch model on a CPU with native bf16 instructions (faster scoring), else nothing.
 
-    The weights stay fp32; only the matrix products run in bf16. On the TAT-QA reranker this moved
-    sigmoid scores by at most 2.5e-3 and left every top-5 of 15 queries x 20 candidates unchanged.
+    The weights stay fp32; only the matrix products run in bf16 (scores move slightly, rankings barely:
+    see benchmarks/README.md).
     """
-    from domainrag.hardware import native_bf16
 
     device = getattr(reranker, "device", None)
     if getattr(device, "type", None) != "cpu" or not native_bf16():

@@ -58,13 +58,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
+from domainrag.data.prompts import strip_invalid_citations
 from domainrag.errors import ConflictError, DomainRagError, NotFoundError
 from domainrag.index.base import SearchHit
 from domainrag.serving.apps import load_app
 from domainrag.serving.backends import BackendError, generator_for
 from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
 from domainrag.serving.keys import ApiKey, keys_exist, verify_key
-from domainrag.data.prompts import strip_invalid_citations
 from domainrag.serving.rag import RagApp, RagEvent
 from domainrag.serving.sessions import SessionStore, condense_query
 from domainrag.workspace import Workspace

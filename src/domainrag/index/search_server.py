@@ -20,7 +20,7 @@ from domainrag.errors import DomainRagError
 from domainrag.index.base import Filters, SearchHit, VectorStore
 
 _FILTER_FIELDS = {"doc_id": "doc_id", "title": "title.raw"}
-_SOURCE = ["chunk_id", "doc_id", "title", "text", "metadata"]
+SOURCE_FIELDS = ["chunk_id", "doc_id", "title", "text", "metadata"]
 
 
 def term_filters(filters: Filters | None) -> list[dict[str, Any]]:
@@ -40,8 +40,8 @@ def credentials(username_env: str, password_env: str) -> tuple[str, str] | None:
     return (user, password) if user and password else None
 
 
-class LuceneStore(VectorStore):
-    """Base for the two Lucene-based servers; subclasses give the client and the mappings."""
+class SearchServerStore(VectorStore):
+    """Base for the OpenSearch and Elasticsearch stores; subclasses give the client and the mappings."""
 
     client: Any
 
@@ -139,14 +139,14 @@ class LuceneStore(VectorStore):
             found |= {d["_id"] for d in res["docs"] if d.get("found")}
         return found
 
-    def ids_for_document(self, doc_id: str) -> set[str]:
+    def chunk_sources(self, doc_id: str) -> dict[str, str]:
         if not self.exists():
-            return set()
+            return {}
         self.refresh()
         res = self.client.search(
-            index=self.name, body={"query": {"term": {"doc_id": doc_id}}, "size": 10_000, "_source": False}
+            index=self.name, body={"query": {"term": {"doc_id": doc_id}}, "size": 10_000, "_source": ["metadata"]}
         )
-        return {h["_id"] for h in res["hits"]["hits"]}
+        return {h["_id"]: self._source_of((h.get("_source") or {}).get("metadata")) for h in res["hits"]["hits"]}
 
     def delete_chunks(self, chunk_ids: Sequence[str]) -> int:
         if not chunk_ids:
@@ -194,13 +194,13 @@ class LuceneStore(VectorStore):
         if not self.exists():
             return []
         body = self._knn_body(np.asarray(vector, dtype=np.float32).tolist(), k, term_filters(filters))
-        return self._hits(self.client.search(index=self.name, body={**body, "_source": _SOURCE}), "dense", True)
+        return self._hits(self.client.search(index=self.name, body={**body, "_source": SOURCE_FIELDS}), "dense", True)
 
     def text_search(self, query: str, k: int, filters: Filters | None = None) -> list[SearchHit]:
         if not self.exists() or not query.strip():
             return []
         q: dict[str, Any] = {"bool": {"must": [{"match": {"text": query}}], "filter": term_filters(filters)}}
-        res = self.client.search(index=self.name, body={"query": q, "size": k, "_source": _SOURCE})
+        res = self.client.search(index=self.name, body={"query": q, "size": k, "_source": SOURCE_FIELDS})
         return self._hits(res, "bm25", False)
 
     def drop(self) -> None:

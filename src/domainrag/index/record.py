@@ -1,0 +1,51 @@
+"""An index's catalogue record (typed) and the rule index names follow.
+
+The record is stored as the same JSON as before (``embedding_model``, ``dimension``, ``store``, and the
+``chunks``/``documents`` counts after an ingest); :class:`IndexRecord` reads it as typed fields.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from domainrag.errors import DomainRagError
+from domainrag.index.config import EmbeddedStoreConfig, StoreConfig, parse_store_config
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def validate_index_name(name: str) -> str:
+    """``name`` if it is a safe index name, else a clear error (before any engine sees it).
+
+    One rule for every engine: 1-128 of letters, digits, ``_``, ``.``, ``-``, starting with a letter or
+    digit, so a name can never be a path (``a/b``, ``../evil``) on the embedded engine's disk.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise DomainRagError(
+            f"invalid index name {name!r}",
+            hint="use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit (no '/' or '..')",
+        )
+    return name
+
+
+class IndexRecord(BaseModel):
+    """One catalogued index: the embedding model it was built with, its dimension and its store."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    embedding_model: str
+    dimension: int
+    store: StoreConfig = Field(default_factory=EmbeddedStoreConfig)
+    chunks: int | None = None
+    documents: int | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store(cls, value: Any) -> Any:
+        return parse_store_config(value) if value is None or isinstance(value, (str, dict)) else value
