@@ -26,9 +26,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import fsspec
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
+from fsspec.asyn import AsyncFileSystem
+from fsspec.exceptions import FSTimeoutError
 
 from domainrag.errors import StorageError
-from domainrag.storage.options import SUPPORTED_SCHEMES, open_fs, redact, resolve, split_scheme
+from domainrag.storage.options import SUPPORTED_SCHEMES, open_fs, redact, resolve, split_scheme, write_deadline
 
 __all__ = ["SUPPORTED_SCHEMES", "Lake", "open_url", "sha256_file", "split_scheme", "validate_key"]
 
@@ -40,6 +44,9 @@ TRANSFER_CONCURRENCY = 4
 # Marker of in-flight temporary objects; list() hides them, so an interrupted write is invisible.
 _TMP_MARK = ".domainrag-tmp-"
 _TMP_RE = re.compile(re.escape(_TMP_MARK) + r"[0-9a-f]{8}$")
+
+# What a silent, slow or dead endpoint raises once its timeouts and bounded retries are spent.
+_UNREACHABLE = (FSTimeoutError, BotoConnectionError, HTTPClientError, TimeoutError, ConnectionError)
 
 
 def validate_key(key: str) -> str:
@@ -89,6 +96,24 @@ class Lake:
         """Bounded block size and parallelism for s3fs transfers (other backends stream as they do)."""
         return {"chunksize": TRANSFER_BLOCK, "max_concurrency": TRANSFER_CONCURRENCY} if self._is_s3 else {}
 
+    @contextlib.contextmanager
+    def _answering(self, operation: str, key: str = "") -> Iterator[None]:
+        """Turn a timed-out or refused lake call into a :class:`StorageError` naming the endpoint."""
+        try:
+            yield
+        except _UNREACHABLE as exc:
+            what = ("did not answer within the deadline" if isinstance(exc, TimeoutError)
+                    else f"connection failed ({str(exc) or type(exc).__name__})")
+            raise StorageError(
+                f"lake {operation} of {self.url(key) if key else self.root} failed: {self.resolved.endpoint} {what}",
+                hint="check that the endpoint is up and reachable (`domainrag doctor`); "
+                "timeouts and retries can be set in DOMAINRAG_STORAGE_OPTIONS config_kwargs",
+            ) from exc
+
+    def _deadline(self, nbytes: int = 0) -> dict[str, float]:
+        """``timeout=`` for fsspec's blocking wrapper of an async backend (local files need none)."""
+        return {"timeout": write_deadline(nbytes)} if isinstance(self.fs, AsyncFileSystem) else {}
+
     def path(self, key: str) -> str:
         """Backend path (no scheme) of a key."""
         return posixpath.join(self._root_path, validate_key(key)) if key else self._root_path
@@ -105,12 +130,14 @@ class Lake:
 
     # -- reads ---------------------------------------------------------------------------------
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self.path(key)))
+        with self._answering("lookup", key):
+            return bool(self.fs.exists(self.path(key), **self._deadline()))
 
     def read_bytes(self, key: str) -> bytes:
         """Whole object in memory: for small files (manifests, specs); use :meth:`open` for big ones."""
         try:
-            return self.fs.cat_file(self.path(key))
+            with self._answering("read", key):
+                return self.fs.cat_file(self.path(key), **self._deadline())
         except FileNotFoundError as exc:
             raise StorageError(f"{self.url(key)} does not exist") from exc
 
@@ -125,16 +152,18 @@ class Lake:
         if "r" not in mode:
             raise StorageError("Lake.open is for reading; use write_bytes/upload, which are atomic")
         try:
-            return self.fs.open(self.path(key), mode, block_size=block_size)
+            with self._answering("open", key):
+                return self.fs.open(self.path(key), mode, block_size=block_size)
         except FileNotFoundError as exc:
             raise StorageError(f"{self.url(key)} does not exist") from exc
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys of all files under a prefix, sorted (in-flight temporary objects are left out)."""
         base = self.path(prefix) if prefix else self._root_path
-        if not self.fs.exists(base):
-            return []
-        found = self.fs.find(base)
+        with self._answering("listing", prefix):
+            if not self.fs.exists(base, **self._deadline()):
+                return []
+            found = self.fs.find(base, **self._deadline())
         root = self._root_path + "/"
         keys = (p[len(root) :] if p.startswith(root) else p for p in found)
         return sorted(k for k in keys if not is_temp_key(k))
@@ -147,7 +176,9 @@ class Lake:
         """
         local = Path(local)
         src = self.path(key)
-        if self.fs.isdir(src):
+        with self._answering("lookup", key):
+            is_dir = self.fs.isdir(src, **self._deadline())
+        if is_dir:
             local.mkdir(parents=True, exist_ok=True)
             base = validate_key(key)
             for k in self.list(key):
@@ -160,7 +191,8 @@ class Lake:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
         try:
-            self.fs.get_file(src, str(tmp), **self._transfer_kwargs())
+            with self._answering("download", src[len(self._root_path) :].lstrip("/")):
+                self.fs.get_file(src, str(tmp), **self._transfer_kwargs())
             os.replace(tmp, target)
         except FileNotFoundError as exc:
             key = src[len(self._root_path) :].lstrip("/")
@@ -179,7 +211,7 @@ class Lake:
 
     def _discard(self, tmp: str) -> None:
         with contextlib.suppress(Exception):
-            self.fs.rm_file(tmp)
+            self.fs.rm_file(tmp, **({"timeout": 10} if isinstance(self.fs, AsyncFileSystem) else {}))
 
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write an object atomically: readers never see a half-written object."""
@@ -187,8 +219,9 @@ class Lake:
         tmp = self._tmp_path(target)
         self._prepare_parent(target)
         try:
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, target)
+            with self._answering("write", key):
+                self.fs.pipe_file(tmp, data, **self._deadline(len(data)))
+                self.fs.mv(tmp, target, **self._deadline())
         except BaseException:
             self._discard(tmp)
             raise
@@ -232,8 +265,9 @@ class Lake:
             tmp = self._tmp_path(target)
             self._prepare_parent(target)
             try:
-                self.fs.put_file(str(f), tmp, **self._transfer_kwargs())
-                self.fs.mv(tmp, target)
+                with self._answering("upload", k):
+                    self.fs.put_file(str(f), tmp, **self._transfer_kwargs(), **self._deadline(f.stat().st_size))
+                    self.fs.mv(tmp, target, **self._deadline())
             except BaseException:
                 self._discard(tmp)
                 raise
@@ -243,21 +277,26 @@ class Lake:
     def delete(self, key: str) -> None:
         """Delete a file or prefix; raises if anything is left (s3fs ignores per-object errors)."""
         p = self.path(key)
-        if self.fs.exists(p):
-            self.fs.rm(p, recursive=True)
-            if not self.is_local:
-                self.fs.invalidate_cache(p)
-                left = self.fs.find(p)
-                if left:
-                    raise StorageError(
-                        f"could not delete {len(left)} object(s) under {self.url(key)}",
-                        hint=f"grant the role delete access to {self.url(key)}",
-                    )
+        with self._answering("delete", key):
+            if not self.fs.exists(p, **self._deadline()):
+                return
+            self.fs.rm(p, recursive=True, **self._deadline())
+            if self.is_local:
+                return
+            self.fs.invalidate_cache(p)
+            left = self.fs.find(p, **self._deadline())
+        if left:
+            raise StorageError(
+                f"could not delete {len(left)} object(s) under {self.url(key)}",
+                hint=f"grant the role delete access to {self.url(key)}",
+            )
 
     def walk_files(self, prefix: str) -> Iterator[tuple[str, int]]:
         """(key, size) of every file under a prefix."""
         for k in self.list(prefix):
-            yield k, int(self.fs.size(self.path(k)) or 0)
+            with self._answering("lookup", k):
+                size = self.fs.size(self.path(k), **self._deadline())
+            yield k, int(size or 0)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -58,6 +58,33 @@ OSS_S3_CONFIG: dict[str, Any] = {
 }
 
 
+# Every object-store client gets bounded waits and retries unless the user sets their own: a
+# silent endpoint must end in an error naming it, never in a hang. Applied when the filesystem is
+# opened (not in :func:`resolve`, which reports only what the user configured).
+S3_CLIENT_DEFAULTS: dict[str, Any] = {
+    "config_kwargs": {"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2, "mode": "standard"}},
+}
+# s3fs's own retry loop runs on top of botocore's attempts (its default is 5, with back-off).
+S3FS_RETRIES = 2
+# Every lake call also gets a wall-clock deadline: retries multiply the socket timeouts, and a
+# request with a body can wait forever for a "100 Continue" that a stalled endpoint never sends
+# (aiohttp's read timeout does not cover that wait). This many seconds, plus one second per MiB
+# written; ``DOMAINRAG_LAKE_TIMEOUT`` overrides the base.
+WRITE_DEADLINE_S = 60.0
+ENV_WRITE_DEADLINE = "DOMAINRAG_LAKE_TIMEOUT"
+
+
+def write_deadline(nbytes: int = 0, env: Mapping[str, str] | None = None) -> float:
+    """Seconds a write of ``nbytes`` may take before it counts as hung."""
+    env = os.environ if env is None else env
+    raw = env.get(ENV_WRITE_DEADLINE)
+    try:
+        base = float(raw) if raw else WRITE_DEADLINE_S
+    except ValueError as exc:
+        raise StorageError(f"{ENV_WRITE_DEADLINE}={raw!r} is not a number of seconds") from exc
+    return base + nbytes / 2**20
+
+
 def split_scheme(url: str) -> str:
     """Return the URL scheme ('file' for plain paths) and refuse unsupported ones."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
@@ -144,7 +171,11 @@ def open_fs(
     """Filesystem, backend path and resolution for a URL; ``fs_kwargs`` are extra constructor options."""
     resolved = resolve(url, overrides)
     kwargs = {**resolved.options, **fs_kwargs} if resolved.is_remote else dict(resolved.options)
+    if resolved.backend == "s3fs":
+        kwargs = merge_options(S3_CLIENT_DEFAULTS, kwargs)
     fs, path = url_to_fs(resolved.fs_url, **kwargs)
+    if resolved.backend == "s3fs":
+        fs.retries = S3FS_RETRIES
     return fs, path, resolved
 
 

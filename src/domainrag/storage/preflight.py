@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+from fsspec.asyn import AsyncFileSystem
+
 from domainrag.errors import StorageError
 from domainrag.storage.options import ResolvedStorage, merge_options, open_fs, resolve, scrub
 
@@ -27,6 +29,7 @@ FAST_FAIL_S3: dict[str, Any] = {
     "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 10}
 }
 PROBE_DATA = b"domainrag preflight probe\n"
+PROBE_DEADLINE_S = 15.0
 
 
 class Failure(StrEnum):
@@ -172,7 +175,9 @@ def _write(fs: Any, path: str, resolved: ResolvedStorage) -> str:
     probe = posixpath.join(path, f".domainrag-preflight-{uuid.uuid4().hex[:12]}")
     if not resolved.is_remote:
         fs.makedirs(path, exist_ok=True)  # on object stores this would create a missing bucket
-    fs.pipe_file(probe, PROBE_DATA)
+    # fsspec's blocking wrapper takes a deadline: a write can wait forever on an endpoint that
+    # accepts the connection and never answers (see storage.options.WRITE_DEADLINE_S).
+    fs.pipe_file(probe, PROBE_DATA, **({"timeout": PROBE_DEADLINE_S} if isinstance(fs, AsyncFileSystem) else {}))
     try:
         fs.rm_file(probe)
     except Exception as exc:
