@@ -16,9 +16,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domainrag.index.base import SearchHit
-from domainrag.retrieval.retriever import Retriever
-from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
 from domainrag.data.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     DEFAULT_TEMPERATURE,
@@ -28,6 +25,9 @@ from domainrag.data.prompts import (
     extract_citations,
     strip_invalid_citations,
 )
+from domainrag.index.base import SearchHit
+from domainrag.retrieval.retriever import Retriever
+from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
 
 
 class GenerationSettings(BaseModel):
