@@ -75,8 +75,8 @@ def ttft_long_prompt(backends: list[str], n_tokens: int = 1000, runs: int = 5) -
     """
     from transformers import AutoTokenizer
 
-    from domainrag.serving.backends import LlamaCppEndpoint, llamacpp_gguf, load_llamacpp
-    from domainrag.serving.generator import GenerationConfig, load_generator
+    from domainrag.serving.backends import LlamaCppEndpoint, llamacpp_gguf, load_generator, load_llamacpp
+    from domainrag.serving.generator import GenerationConfig
     from domainrag.zoo import resolve_llm
 
     path = resolve_llm("smollm2-135m-instruct")

@@ -10,6 +10,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from domainrag.retrieval.reranker import load_reranker
 from domainrag.settings import Settings, cache_dir
 from domainrag.storage.catalog import Catalog
 from domainrag.storage.lake import Lake, sha256_file
-from domainrag.zoo import BASE_MODELS, ModelRecord, resolve_embedder, resolve_llm
+from domainrag.zoo import BASE_MODELS, ModelRecord, gguf_parts, resolve_embedder, resolve_llm
 
 
 class Workspace:
@@ -46,7 +47,9 @@ class Workspace:
         Local lakes are read in place; remote ones are downloaded once into the cache, keyed by
         the manifest's checksum so repeated loads are free.
         """
-        record = self.catalog.require("model", name)
+        return self._artifact_dir(name, self.catalog.require("model", name))
+
+    def _artifact_dir(self, name: str, record: dict[str, Any]) -> Path:
         key = record.get("key")
         if not key:
             raise DomainRagError(f"model '{name}' has no stored weights (it is served by its {record.get('format')} "
@@ -68,21 +71,49 @@ class Workspace:
         verify_manifest(folder)
         return folder
 
-    def llm_path(self, name: str) -> tuple[str, str | None]:
-        """(base model folder, adapter folder or None) for an LLM name: catalogue or base model."""
+    def resolve_llm(self, name: str) -> ResolvedLLM:
+        """The one place an LLM name is resolved: a catalogue record, else a base model, local path or hub id.
+
+        One catalogue read; nothing is loaded, downloaded or converted. Raises for unknown names and
+        for names of other kinds of model. Pass the result on (to :meth:`llm_path`, :meth:`verify_llm`,
+        the serving backends) instead of resolving the name again.
+        """
         record = self.model_record(name)
         if record is None:
-            if name in BASE_MODELS or Path(name).exists() or "/" in name:
-                return resolve_llm(name), None
-            raise NotFoundError(
-                f"model '{name}' is neither registered nor a known base model",
-                hint="run `domainrag model list`, or pass a base model such as smollm2-135m-instruct",
-            )
-        if record.get("kind") != "llm":
+            base = BASE_MODELS.get(name)
+            if base is not None and base.kind != "llm":
+                raise DomainRagError(f"'{name}' is an embedding model, not an LLM")
+            if base is None and not (Path(name).exists() or "/" in name):
+                raise NotFoundError(
+                    f"model '{name}' is neither registered nor a known base model",
+                    hint="run `domainrag model list`, or pass a base model such as smollm2-135m-instruct",
+                )
+        elif record.get("kind") != "llm":
             raise DomainRagError(f"model '{name}' is a {record.get('kind')} model, not an LLM")
-        folder = self.model_dir(name)
-        if record.get("format") == "lora-adapter":
-            return resolve_llm(record["base_model"]), str(folder / "artifact")
+        return ResolvedLLM(name, record)
+
+    def verify_llm(self, llm: ResolvedLLM) -> None:
+        """Check an LLM's weights are there without converting anything (validation uses it).
+
+        A registered model's files are checked against its manifest (a remote lake's are fetched into
+        the cache); a base model's packages must be installed (a LoRA adapter's base model too). Paths
+        and hub ids are checked when they load.
+        """
+        if llm.record is None:
+            _check_base_llm(llm.name)
+            return
+        self._artifact_dir(llm.name, llm.record)
+        if llm.record.get("format") == "lora-adapter":
+            _check_base_llm(llm.record["base_model"])
+
+    def llm_path(self, name: str | ResolvedLLM) -> tuple[str, str | None]:
+        """(base model folder, adapter folder or None) of an LLM, ready to load (a base model is converted once)."""
+        llm = name if isinstance(name, ResolvedLLM) else self.resolve_llm(name)
+        if llm.record is None:
+            return resolve_llm(llm.name), None
+        folder = self._artifact_dir(llm.name, llm.record)
+        if llm.record.get("format") == "lora-adapter":
+            return resolve_llm(llm.record["base_model"]), str(folder / "artifact")
         return str(folder / "artifact"), None
 
     def embedder(self, name: str) -> Embedder:
@@ -226,6 +257,34 @@ def delete_index(ws: Workspace, name: str) -> None:
     ws.store(name).drop()
     ws.lake.delete(f"chunks/{name}")
     ws.catalog.delete("index", name)
+
+
+@dataclass(frozen=True)
+class ResolvedLLM:
+    """An LLM name resolved once by :meth:`Workspace.resolve_llm`.
+
+    ``record`` is the model's catalogue record, or ``None`` for a base model, a local path or a hub id.
+    """
+
+    name: str
+    record: dict[str, Any] | None = None
+
+    @property
+    def endpoint(self) -> dict[str, Any] | None:
+        """The stored endpoint config (``model deploy``); ``None``: in-process transformers."""
+        return self.record.get("endpoint") if self.record else None
+
+    @property
+    def has_weights(self) -> bool:
+        """False for a model registered without weights (served only by its endpoint)."""
+        return self.record is None or bool(self.record.get("key"))
+
+
+def _check_base_llm(name: str) -> None:
+    """Raise unless a base LLM's packages are installed (without converting it); paths and hub ids pass."""
+    base = BASE_MODELS.get(name)
+    if base is not None:
+        gguf_parts(base)
 
 
 def _digest(files: list[dict[str, Any]]) -> str:

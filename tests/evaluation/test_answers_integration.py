@@ -28,11 +28,10 @@ QUESTIONS = [
 
 @pytest.mark.integration
 def test_with_and_without_retrieval_and_an_in_process_judge(isolated_workspace: Path, tmp_path: Path) -> None:
-    from domainrag.index.manage import create_index, ingest
     from domainrag.retrieval.retriever import RetrievalConfig
     from domainrag.serving.apps import AppSpec, create_app
     from domainrag.serving.rag import GenerationSettings
-    from domainrag.workspace import Workspace
+    from domainrag.workspace import Workspace, create_index, ingest
 
     ws = Workspace.open(isolated_workspace)
     folder = tmp_path / "docs"

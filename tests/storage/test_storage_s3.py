@@ -177,7 +177,7 @@ def test_interrupted_upload_leaves_no_manifest(s3_workspace: Workspace, tmp_path
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ws.lake.fs, "put_file", flaky_put)
-        with pytest.raises(StorageError, match="connection failed .network dropped mid-upload") as err:
+        with pytest.raises(StorageError, match=r"connection failed \(network dropped mid-upload") as err:
             register(ws, "m", src)
         assert isinstance(err.value.__cause__, ConnectionResetError)  # the cause is kept, named with the endpoint
     assert len(ws.lake.list("models/m/1")) == 2  # two complete files, nothing else visible

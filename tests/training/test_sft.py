@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from domainrag.data.prompts import NOT_FOUND_ANSWER, extract_citations
-from domainrag.training.reporting import MemoryReporter
 from domainrag.data.raft import build_rag_sft_examples, write_chat_jsonl
+from domainrag.training.reporting import MemoryReporter
 from domainrag.training.sft import (
     IGNORE_INDEX,
     SFTArgs,

@@ -125,7 +125,7 @@ class SentenceJudge:
 class LogitJudge(SentenceJudge):
     """An in-process causal LM: supported when P(yes) ≥ ``threshold``, P(yes) = softmax over the yes/no logits.
 
-    ``generator`` is a :class:`~domainrag.serving.generator.TransformersGenerator` (model + tokenizer).
+    ``generator`` is a :class:`~domainrag.serving.backends.TransformersGenerator` (model + tokenizer).
     Reading logits instead of generated text makes even a 135M model give a verdict for every sentence.
     """
 
@@ -235,8 +235,7 @@ def judge_from_catalogue(ws: Any, name: str, *, threshold: float = 0.5) -> Sente
 
     In-process transformers models are judged by logits; other backends by their reply text.
     """
-    from domainrag.serving.backends import generator_for
-    from domainrag.serving.generator import TransformersGenerator, load_generator
+    from domainrag.serving.backends import TransformersGenerator, generator_for, load_generator
 
     generator = generator_for(ws, name)
     if isinstance(generator, TransformersGenerator):

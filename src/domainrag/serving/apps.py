@@ -1,4 +1,4 @@
-"""Application registry: validate an app spec against the workspace, store it, load it."""
+"""Application registry: validate an app spec against the workspace, store it, read it back typed, load it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from domainrag.index import parse_store_config
 from domainrag.retrieval.retriever import RetrievalConfig, Retriever
 from domainrag.serving.backends import check_llm, generator_for
 from domainrag.serving.rag import GenerationSettings, RagApp
+from domainrag.storage.preflight import preflight, require
 from domainrag.workspace import Workspace
 
 
@@ -25,18 +26,45 @@ class AppSpec(BaseModel):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
 
-def validate_app(ws: Workspace, spec: AppSpec) -> dict[str, Any]:
-    """Everything an invoke will need must exist now: model, index, store type, dimensions."""
-    if not ws.lake.is_local:  # the app role must be able to read every artifact it loads, checked up front
-        from domainrag.storage.preflight import preflight, require
+class AppRecord(AppSpec):
+    """An app as the catalogue stores it: its spec plus the catalogue's timestamps.
 
-        names = [spec.model, spec.retrieval.rerank_model]
+    The stored JSON is the spec's ``model_dump()``; reading it back through this model keeps old
+    workspaces loading while code reads ``app.retrieval.index`` instead of nested dicts.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    created_at: float
+    updated_at: float
+
+
+def get_app(ws: Workspace, name: str) -> AppRecord | None:
+    """The catalogued app ``name``, typed; ``None`` when there is none."""
+    record = ws.catalog.get("app", name)
+    return AppRecord.model_validate(record) if record is not None else None
+
+
+def require_app(ws: Workspace, name: str) -> AppRecord:
+    """The catalogued app ``name``, typed; raises NotFoundError when there is none."""
+    return AppRecord.model_validate(ws.catalog.require("app", name))
+
+
+def list_apps(ws: Workspace) -> list[AppRecord]:
+    """Every catalogued app, typed, oldest first."""
+    return [AppRecord.model_validate(r) for r in ws.catalog.list("app")]
+
+
+def validate_app(ws: Workspace, spec: AppSpec) -> dict[str, Any]:
+    """Everything an invoke will need must exist now: model, index, store type, dimensions. Nothing is converted."""
+    llm = ws.resolve_llm(spec.model)  # raises for unknown names and non-LLM models
+    if not ws.lake.is_local:  # the app role must be able to read every artifact it loads, checked up front
         index_record = ws.catalog.get("index", spec.retrieval.index)
-        if index_record:
-            names.append(index_record.get("embedding_model"))
-        keys = [r["key"] for n in names if n and (r := ws.model_record(n)) and r.get("key")]
+        records = [llm.record, *(ws.model_record(n) for n in (
+            spec.retrieval.rerank_model, index_record.get("embedding_model") if index_record else None) if n)]
+        keys = [r["key"] for r in records if r and r.get("key")]
         require(preflight(reads=[ws.lake.url(f"{k}/manifest.json") for k in keys]))
-    check_llm(ws, spec.model)  # raises for unknown names and non-LLM models; verifies weights or the backend
+    check_llm(ws, llm)  # verifies local weights or the backend's package and GGUF
     index = ws.catalog.require("index", spec.retrieval.index)
     store_cfg = parse_store_config(index.get("store"))
     if spec.retrieval.vector_store != store_cfg.type:
@@ -63,14 +91,11 @@ def create_app(ws: Workspace, spec: AppSpec, *, replace: bool = False) -> dict[s
 
 
 def load_app(ws: Workspace, name: str, *, with_generator: bool = True) -> RagApp:
-    record = ws.catalog.require("app", name)
-    spec = AppSpec.model_validate({k: v for k, v in record.items() if k in AppSpec.model_fields})
-    index = ws.catalog.require("index", spec.retrieval.index)
-    reranker = ws.reranker(spec.retrieval.rerank_model) if spec.retrieval.rerank_model else None
+    app = require_app(ws, name)
+    index = ws.catalog.require("index", app.retrieval.index)
+    reranker = ws.reranker(app.retrieval.rerank_model) if app.retrieval.rerank_model else None
     retriever = Retriever(
-        ws.store(spec.retrieval.index), ws.embedder(index["embedding_model"]), spec.retrieval, reranker=reranker
+        ws.store(app.retrieval.index), ws.embedder(index["embedding_model"]), app.retrieval, reranker=reranker
     )
-    generator = None
-    if with_generator:
-        generator = generator_for(ws, spec.model)  # picked by the model's endpoint config
-    return RagApp(spec.name, retriever, generator, spec.generation)
+    generator = generator_for(ws, app.model) if with_generator else None  # picked by the model's endpoint config
+    return RagApp(app.name, retriever, generator, app.generation)

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from domainrag.errors import DomainRagError
-from domainrag.workspace import Workspace
+from domainrag.serving.backends import (
+    ENDPOINT_EXAMPLES,
+    OpenAIEndpoint,
+    TransformersEndpoint,
+    parse_endpoint,
+    prepare_endpoint,
+    validate_endpoint,
+)
+from domainrag.workspace import ResolvedLLM, Workspace
 
 _JOB_KIND = {"sft": "llm", "embedding": "embedding", "reranker": "reranker"}
 
@@ -125,8 +133,6 @@ def _create_remote(
     new_version: bool,
 ) -> dict[str, Any]:
     """An LLM with no stored artifact, served by an OpenAI-compatible server or llama.cpp."""
-    from domainrag.serving.backends import ENDPOINT_EXAMPLES, OpenAIEndpoint, TransformersEndpoint, parse_endpoint
-
     if endpoint is None:
         raise DomainRagError("--source remote needs --endpoint", hint=ENDPOINT_EXAMPLES)
     if kind not in (None, "llm"):
@@ -141,9 +147,8 @@ def _create_remote(
             f"model '{name}' already exists (version {existing['version']})",
             hint="pass --new-version to register another version, or choose another name",
         )
-    from domainrag.serving.backends import validate_endpoint
-
-    validate_endpoint(ws, name, cfg)
+    validate_endpoint(ws, ResolvedLLM(name), cfg)  # not registered yet: nothing to resolve
+    prepare_endpoint(cfg)
     remote = isinstance(cfg, OpenAIEndpoint)
     record = {"version": int(existing["version"]) + 1 if existing else 1, "kind": "llm",
               "format": "remote" if remote else "gguf", "base_model": base_model, "key": None,

@@ -1,0 +1,90 @@
+"""One answer made ready to stream: retrieval done (for apps), messages built, token counting settled.
+
+Both the app completion route and the OpenAI chat route prepare their answer here, then stream it with
+:mod:`domainrag.serving.streaming`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+from domainrag.index.base import SearchHit
+from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
+from domainrag.serving.http_errors import ApiError
+from domainrag.serving.rag import RagApp, RagEvent
+from domainrag.serving.sessions import condense_query
+from domainrag.serving.streaming import Events
+
+
+@dataclass
+class PreparedAnswer:
+    """Everything needed to stream one answer: its events, the generator, token counts, limits."""
+
+    events: Events
+    generator: Generator | None
+    prompt_tokens: int
+    max_new_tokens: int
+    n_hits: int = 0
+    reported: dict[str, int] = field(default_factory=dict)  # a remote server's own counts
+
+    def usage(self, text: str) -> dict[str, int]:
+        """OpenAI's ``usage`` for the answer ``text``: the backend's own counts, else the local tokenizer's."""
+        if self.reported.get("completion_tokens") is not None:
+            prompt, completion = self.reported.get("prompt_tokens", 0), self.reported["completion_tokens"]
+            return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        completion = _count_tokens(self.generator, text) if self.generator is not None and self.prompt_tokens else 0
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": self.prompt_tokens + completion}
+
+    def finish_reason(self, usage: dict[str, int]) -> str:
+        return "length" if usage["completion_tokens"] >= self.max_new_tokens else "stop"
+
+
+def _count_tokens(generator: Generator, text: str) -> int:
+    """Completion tokens by the local tokenizer; 0 for backends without one (remote servers)."""
+    tokenizer = getattr(generator, "tokenizer", None)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else 0
+
+
+def _prompt_tokens(generator: Generator | None, messages: list[dict[str, str]]) -> int:
+    """Prompt tokens by the local chat template; 0 for backends without one (remote servers)."""
+    prompt_ids = getattr(generator, "prompt_ids", None)
+    return len(prompt_ids(messages)[0]) if prompt_ids is not None else 0
+
+
+def prepare_rag(
+    rag: RagApp, question: str, history: list[dict[str, str]], top_k: int | None, filters: dict[str, Any] | None,
+    config: GenerationConfig,
+) -> PreparedAnswer:
+    """Retrieve (with the follow-up condensed against history) and build the answer stream."""
+    try:
+        hits: list[SearchHit] = rag.retrieve(condense_query(question, history), top_k, filters)
+    except ValueError as exc:  # empty query, unsupported filter field
+        raise ApiError(400, str(exc)) from exc
+    prompt_tokens = _prompt_tokens(rag.generator, rag.messages(question, hits, history)) if hits else 0
+    reported: dict[str, int] = {}
+
+    def events(cancel: threading.Event) -> Iterator[RagEvent]:
+        return rag.stream_with_hits(question, hits, history=history, config=config, cancel=cancel, usage=reported)
+
+    return PreparedAnswer(events, rag.generator, prompt_tokens, config.max_new_tokens, len(hits), reported)
+
+
+def prepare_plain(generator: Generator, messages: list[dict[str, str]], config: GenerationConfig) -> PreparedAnswer:
+    """A plain chat answer (no retrieval) from ``generator``."""
+    try:
+        prompt_tokens = _prompt_tokens(generator, messages)
+    except Exception as exc:  # the chat template rejects the message sequence
+        raise ApiError(400, f"messages cannot be formatted for this model: {exc}", param="messages") from exc
+    reported: dict[str, int] = {}
+
+    def events(cancel: threading.Event) -> Iterator[RagEvent]:
+        with closing(stream_reporting_usage(generator, messages, config, cancel, reported)) as pieces:
+            for piece in pieces:
+                yield RagEvent("token", piece)
+
+    return PreparedAnswer(events, generator, prompt_tokens, config.max_new_tokens, reported=reported)

@@ -1,0 +1,127 @@
+"""llama.cpp backend: a GGUF model run in-process by the optional ``llama-cpp-python`` package.
+
+Install with ``pip install 'domainrag[llamacpp]'``; without it every entry point raises one clear error
+with that hint. Which GGUF file runs (a path, a packaged base model, a converted copy) is decided by
+:mod:`.gguf`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from domainrag.errors import DomainRagError
+from domainrag.serving.generator import GenerationConfig
+
+LLAMACPP_INSTALL_HINT = "pip install 'domainrag[llamacpp]'  (compiles llama.cpp: takes several minutes)"
+
+
+def import_llama_cpp() -> Any:
+    """The ``llama_cpp`` module, or a clear error with the install hint."""
+    try:
+        return importlib.import_module("llama_cpp")
+    except ImportError as exc:
+        raise DomainRagError("the llamacpp backend needs llama-cpp-python, which is not installed",
+                             hint=LLAMACPP_INSTALL_HINT) from exc
+
+
+class LlamaCppGenerator:
+    """A GGUF model run by llama.cpp, streamed from a worker thread like the transformers backend."""
+
+    reports_usage = True  # counted with llama.cpp's own tokenizer and the GGUF's chat template
+
+    def __init__(self, gguf_path: str, *, n_ctx: int = 2048, n_threads: int | None = None,
+                 name: str | None = None, flash_attn: bool = True) -> None:
+        llama_cpp = import_llama_cpp()
+        self.name = name or Path(gguf_path).stem
+        self.llm = llama_cpp.Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=n_threads, flash_attn=flash_attn,
+                                   verbose=False)
+        # Freed before interpreter teardown: llama-cpp-python's __del__ fails noisily once modules are gone.
+        atexit.register(self.llm.close)
+        self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
+
+    @functools.cached_property
+    def _chat_formatter(self) -> Any:
+        """The GGUF's own chat template, compiled once (``None`` when the file has none)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        vocab = self.llm._model
+        return Jinja2ChatFormatter(template, eos_token=vocab.token_get_text(self.llm.token_eos()),
+                                   bos_token=vocab.token_get_text(self.llm.token_bos()))
+
+    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        """Tokens of the chat prompt as llama.cpp will see it (the GGUF's own chat template)."""
+        if self._chat_formatter is None:  # no template in the file: the bare contents are the closest count
+            return sum(len(self.llm.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
+        prompt = self._chat_formatter(messages=list(messages)).prompt
+        return len(self.llm.tokenize(prompt.encode(), add_bos=False, special=True))
+
+    def stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        config: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces; ``cancel`` stops at the next token; ``usage`` receives the token counts."""
+        cfg = config or GenerationConfig()
+        stop = cancel or threading.Event()
+        pieces: queue.Queue[Any] = queue.Queue()
+        end = object()
+
+        def _run() -> None:
+            try:
+                with self._lock:
+                    if stop.is_set():
+                        return
+                    chunks = self.llm.create_chat_completion(
+                        messages=list(messages), stream=True, max_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature, top_p=cfg.top_p, repeat_penalty=cfg.repetition_penalty,
+                    )
+                    for chunk in chunks:
+                        if stop.is_set():
+                            break
+                        for choice in chunk.get("choices") or []:
+                            if piece := (choice.get("delta") or {}).get("content"):
+                                pieces.put(piece)
+            except BaseException as exc:  # surfaced to the caller
+                pieces.put(exc)
+            finally:
+                pieces.put(end)
+
+        threading.Thread(target=_run, daemon=True).start()
+        finished, text = False, ""
+        try:
+            while (item := pieces.get()) is not end:
+                if isinstance(item, BaseException):
+                    raise item
+                text += item
+                yield item
+            finished = True
+        finally:
+            if not finished:
+                stop.set()
+            if usage is not None:
+                usage["prompt_tokens"] = self.count_prompt_tokens(messages)
+                usage["completion_tokens"] = len(self.llm.tokenize(text.encode(), add_bos=False)) if text else 0
+
+    def generate(self, messages: Sequence[dict[str, str]], config: GenerationConfig | None = None) -> str:
+        return "".join(self.stream(messages, config))
+
+
+@functools.lru_cache(maxsize=2)
+def load_llamacpp(gguf_path: str, n_ctx: int = 2048, n_threads: int | None = None,
+                  name: str | None = None, flash_attn: bool = True) -> LlamaCppGenerator:
+    """Process-wide cache of loaded llama.cpp models."""
+    return LlamaCppGenerator(gguf_path, n_ctx=n_ctx, n_threads=n_threads, name=name, flash_attn=flash_attn)
+
+

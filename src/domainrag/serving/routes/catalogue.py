@@ -1,0 +1,64 @@
+"""Catalogue views: models (OpenAI's list), apps and indexes, limited to what the caller's key may use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from domainrag.serving.apps import AppRecord, get_app
+from domainrag.serving.auth import KeyDep, check_app, visible_apps
+from domainrag.serving.cache import llm_names
+from domainrag.serving.http_errors import ApiError
+from domainrag.serving.schemas import APP_MODEL_PREFIX
+from domainrag.serving.state import WorkspaceDep
+
+router = APIRouter(tags=["catalogue"])
+
+
+@router.get("/v1/models")
+def list_models(ws: WorkspaceDep, key: KeyDep) -> dict[str, Any]:
+    """OpenAI model list: plain LLMs (for `*` keys or open servers) and `app:<name>` entries."""
+    data = []
+    if key is None or key.allows_models:
+        records = {r["name"]: r for r in ws.catalog.list("model")}
+        for name in llm_names(ws):
+            rec = records.get(name)
+            data.append({"id": name, "object": "model", "created": int(rec["created_at"]) if rec else 0,
+                         "owned_by": "domainrag" if rec else "base-model"})
+    for app in visible_apps(ws, key):
+        data.append({"id": APP_MODEL_PREFIX + app.name, "object": "model", "created": int(app.created_at),
+                     "owned_by": "domainrag-app"})
+    return {"object": "list", "data": data}
+
+
+def _app_view(app: AppRecord) -> dict[str, Any]:
+    return {"name": app.name, "model": app.model, "index": app.retrieval.index, "mode": app.retrieval.mode,
+            "top_k": app.retrieval.top_k, "created_at": app.created_at, "updated_at": app.updated_at}
+
+
+@router.get("/v1/apps")
+def list_apps(ws: WorkspaceDep, key: KeyDep) -> dict[str, Any]:
+    """Apps this key may use."""
+    return {"object": "list", "data": [_app_view(a) for a in visible_apps(ws, key)]}
+
+
+@router.get("/v1/apps/{app}")
+def show_app(app: str, ws: WorkspaceDep, key: KeyDep) -> dict[str, Any]:
+    check_app(key, app)
+    record = get_app(ws, app)
+    if record is None:
+        raise ApiError(404, f"app '{app}' not found", code="app_not_found")
+    return _app_view(record)
+
+
+@router.get("/v1/indexes")
+def list_indexes(ws: WorkspaceDep, key: KeyDep) -> dict[str, Any]:
+    """Indexes behind the apps this key may use (all of them for open servers and `*` keys)."""
+    allowed = None if key is None or key.allows_models else {a.retrieval.index for a in visible_apps(ws, key)}
+    data = [
+        {"name": r["name"], "embedding_model": r.get("embedding_model"), "dimension": r.get("dimension"),
+         "chunks": r.get("chunks"), "documents": r.get("documents"), "store": (r.get("store") or {}).get("type")}
+        for r in ws.catalog.list("index") if allowed is None or r["name"] in allowed
+    ]
+    return {"object": "list", "data": data}

