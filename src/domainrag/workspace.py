@@ -24,6 +24,7 @@ from domainrag.retrieval.reranker import load_reranker
 from domainrag.settings import Settings, cache_dir
 from domainrag.storage.catalog import Catalog
 from domainrag.storage.lake import Lake, sha256_file
+from domainrag.storage.preflight import preflight, require
 from domainrag.zoo import BASE_MODELS, ModelRecord, gguf_parts, resolve_embedder, resolve_llm
 
 
@@ -240,13 +241,21 @@ def ingest(
     overlap_words: int = 20,
     progress: ProgressFn | None = None,
 ) -> IngestReport:
-    """Load, chunk, embed and upsert files into a catalogued index; records the chunks in the lake."""
+    """Load, chunk, embed and upsert files into a catalogued index; records the chunks in the lake.
+
+    A remote lake is preflighted first (the chunk record is written there last): an unreachable
+    or read-only lake fails before anything is embedded or written to the index. The chunk record
+    is written only when the run changed the index.
+    """
     record = ws.index_record(index)
+    if not ws.lake.is_local:
+        require(preflight(writes=[ws.lake.url(f"chunks/{index}")]))
     store = ws.store(index)
     report = ingest_paths(paths, store, ws.embedder(record.embedding_model), batch_size=batch_size,
                           max_words=max_words, overlap_words=overlap_words, progress=progress)
-    lines = "".join(json.dumps(c.to_dict()) + "\n" for c in report.chunk_records)
-    ws.lake.write_text(f"chunks/{index}/ingest-{time.strftime('%Y%m%dT%H%M%S')}.jsonl", lines)
+    if report.written or report.deleted_stale:
+        lines = "".join(json.dumps(c.to_dict()) + "\n" for c in report.chunk_records)
+        ws.lake.write_text(f"chunks/{index}/ingest-{time.strftime('%Y%m%dT%H%M%S')}.jsonl", lines)
     ws.catalog.update("index", index, chunks=store.count(), documents=store.document_count())
     return report
 
