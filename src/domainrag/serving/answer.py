@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domainrag.index.base import SearchHit
+from domainrag.serving.budget import check_plain_fits, fit_rag_prompt
 from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
 from domainrag.serving.http_errors import ApiError
 from domainrag.serving.rag import RagApp, RagEvent
@@ -50,12 +51,6 @@ def _count_tokens(generator: Generator, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else 0
 
 
-def _prompt_tokens(generator: Generator | None, messages: list[dict[str, str]]) -> int:
-    """Prompt tokens by the local chat template; 0 for backends without one (remote servers)."""
-    prompt_ids = getattr(generator, "prompt_ids", None)
-    return len(prompt_ids(messages)[0]) if prompt_ids is not None else 0
-
-
 def prepare_rag(
     rag: RagApp, question: str, history: list[dict[str, str]], top_k: int | None, filters: dict[str, Any] | None,
     config: GenerationConfig,
@@ -65,7 +60,9 @@ def prepare_rag(
         hits: list[SearchHit] = rag.retrieve(condense_query(question, history), top_k, filters)
     except ValueError as exc:  # empty query, unsupported filter field
         raise ApiError(400, str(exc)) from exc
-    prompt_tokens = _prompt_tokens(rag.generator, rag.messages(question, hits, history)) if hits else 0
+    prompt_tokens = 0
+    if hits:  # without passages the app answers its not-found text and never calls the model
+        hits, history, prompt_tokens = fit_rag_prompt(rag, question, hits, history, config.max_new_tokens)
     reported: dict[str, int] = {}
 
     def events(cancel: threading.Event) -> Iterator[RagEvent]:
@@ -77,7 +74,9 @@ def prepare_rag(
 def prepare_plain(generator: Generator, messages: list[dict[str, str]], config: GenerationConfig) -> PreparedAnswer:
     """A plain chat answer (no retrieval) from ``generator``."""
     try:
-        prompt_tokens = _prompt_tokens(generator, messages)
+        prompt_tokens = check_plain_fits(generator, messages, config.max_new_tokens)
+    except ApiError:
+        raise
     except Exception as exc:  # the chat template rejects the message sequence
         raise ApiError(400, f"messages cannot be formatted for this model: {exc}", param="messages") from exc
     reported: dict[str, int] = {}

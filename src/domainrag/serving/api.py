@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from domainrag.serving.budget import BodyLimit
 from domainrag.serving.http_errors import install_error_handlers
 from domainrag.serving.limits import Limiter
 from domainrag.serving.routes import apps, catalogue, meta, openai
@@ -44,6 +45,7 @@ def create_api(
     )
     install_state(api, ws, Limiter.from_env(max_concurrent, queue_timeout), require_keys)
     install_error_handlers(api)
+    api.add_middleware(BodyLimit)  # oversized bodies get 413 before they are read (serving.budget)
     for router in (meta.router, catalogue.router, apps.router, openai.router):
         api.include_router(router)
     return api

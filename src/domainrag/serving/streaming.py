@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import anyio
 from fastapi import Request
 
+from domainrag.serving.budget import generation_timeout
 from domainrag.serving.http_errors import error_body
 from domainrag.serving.rag import RagEvent
 
@@ -37,20 +38,34 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+class DeadlinePassed(Exception):
+    """The generation ran past ``DOMAINRAG_GENERATION_TIMEOUT`` (see :mod:`domainrag.serving.budget`)."""
+
+
 async def pump(make: Callable[[threading.Event], Iterator[T]], request: Request) -> AsyncIterator[T]:
     """Drive a blocking iterator in worker threads, one item at a time, keeping the loop free.
 
-    Between items the client is checked; when it has gone (or this task is cancelled) the cancel
-    event passed to ``make`` is set, which stops the model at its next token.
+    Between items the client and the generation deadline are checked; when the client has gone (or
+    this task is cancelled, or the deadline passed) the cancel event passed to ``make`` is set, which
+    stops the model at its next token. Waiting for an item also ends at the deadline.
     """
     cancel = threading.Event()
     items = make(cancel)
     done = object()
+    deadline = time.monotonic() + generation_timeout()
     try:
-        while (item := await anyio.to_thread.run_sync(next, items, done, abandon_on_cancel=True)) is not done:
+        while True:
+            with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
+                item = await anyio.to_thread.run_sync(next, items, done, abandon_on_cancel=True)
+            if waited.cancelled_caught:
+                raise DeadlinePassed
+            if item is done:
+                break
             yield item  # type: ignore[misc]
             if await request.is_disconnected():
                 raise ClientGone
+            if time.monotonic() > deadline:
+                raise DeadlinePassed
     finally:
         cancel.set()
         _close_when_idle(items)
@@ -90,16 +105,21 @@ class Streamed:
     text: str = ""
     references: list[dict[str, Any]] | None = None
     complete: bool = False
+    cut: bool = False  # stopped at the generation deadline (the answer ends with finish_reason "length")
 
 
 async def _tokens(events: Events, request: Request, out: Streamed) -> AsyncIterator[str]:
     """Each token's text as it comes (see :func:`pump`); ``out`` collects the text and the references."""
-    async for ev in pump(events, request):
-        if ev.type == "token":
-            out.text += ev.text
-            yield ev.text
-        else:
-            out.references = ev.references
+    try:
+        async for ev in pump(events, request):
+            if ev.type == "token":
+                out.text += ev.text
+                yield ev.text
+            else:
+                out.references = ev.references
+    except DeadlinePassed:
+        log.warning("generation stopped at its deadline (%g s)", generation_timeout())
+        out.cut = True
 
 
 async def collect(events: Events, request: Request, out: Streamed) -> bool:

@@ -58,6 +58,11 @@ class LlamaCppGenerator:
         return Jinja2ChatFormatter(template, eos_token=vocab.token_get_text(self.llm.token_eos()),
                                    bos_token=vocab.token_get_text(self.llm.token_bos()))
 
+    @property
+    def context_window(self) -> int:
+        """Tokens of the llama.cpp context (prompt + completion)."""
+        return int(self.llm.n_ctx())
+
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
         """Tokens of the chat prompt as llama.cpp will see it (the GGUF's own chat template)."""
         if self._chat_formatter is None:  # no template in the file: the bare contents are the closest count

@@ -44,6 +44,11 @@ class TransformersGenerator:
         self.model = model
         self._lock = threading.Lock()  # one generate() at a time per model
 
+    @property
+    def context_window(self) -> int | None:
+        """Positions the model was trained for (prompt + completion)."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
     def prompt_ids(self, messages: Sequence[dict[str, str]]) -> torch.Tensor:
         ids = self.tokenizer.apply_chat_template(
             list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from domainrag.data.prompts import strip_invalid_citations
 from domainrag.serving.answer import PreparedAnswer, prepare_plain, prepare_rag
 from domainrag.serving.auth import KeyDep, check_app, check_models, visible_apps
+from domainrag.serving.budget import check_input_chars
 from domainrag.serving.cache import AppCache, embedding_names
 from domainrag.serving.generator import GenerationConfig
 from domainrag.serving.http_errors import ApiError
@@ -95,6 +96,7 @@ async def chat_completions(
     body: ChatRequest, request: Request, key: KeyDep, apps: AppsDep, sessions: SessionsDep, slot: SlotDep,
 ) -> Response:
     """OpenAI chat completions; `model` is an LLM or `app:<name>` (answers grounded in the app's index)."""
+    check_input_chars([m.text() for m in body.messages])
     if body.model.startswith(APP_MODEL_PREFIX):
         chat = await _app_chat(body, body.model[len(APP_MODEL_PREFIX):], key, apps, sessions, slot)
     else:
@@ -124,7 +126,7 @@ async def chat_completions(
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                         "finish_reason": answer.finish_reason(usage)}],
+                         "finish_reason": "length" if got.cut else answer.finish_reason(usage)}],
             "usage": usage, **extra,
         })
 
@@ -140,7 +142,7 @@ async def chat_completions(
             extra["references"] = refs
         await remember(strip_invalid_citations(text, answer.n_hits) if refs is not None else text)
         usage = await run_in_threadpool(answer.usage, text)
-        yield chunk({}, answer.finish_reason(usage), **extra)
+        yield chunk({}, "length" if got.cut else answer.finish_reason(usage), **extra)
         if body.stream_options and body.stream_options.include_usage:
             yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
                        "choices": [], "usage": usage})
