@@ -17,7 +17,15 @@ from typing import Any
 from filelock import FileLock
 
 from domainrag.errors import ConflictError, DomainRagError, NotFoundError, StorageError
-from domainrag.index import IndexRecord, StoreConfig, VectorStore, open_store, parse_store_config, validate_index_name
+from domainrag.index import (
+    EmbedderPin,
+    IndexRecord,
+    StoreConfig,
+    VectorStore,
+    open_store,
+    parse_store_config,
+    validate_index_name,
+)
 from domainrag.index.ingest import IngestReport, ProgressFn, ingest_paths
 from domainrag.retrieval.embedder import Embedder, load_embedder
 from domainrag.retrieval.reranker import load_reranker
@@ -25,7 +33,7 @@ from domainrag.settings import Settings, cache_dir
 from domainrag.storage.catalog import Catalog
 from domainrag.storage.lake import Lake, sha256_file
 from domainrag.storage.preflight import preflight, require
-from domainrag.zoo import BASE_MODELS, ModelRecord, gguf_parts, resolve_embedder, resolve_llm
+from domainrag.zoo import BASE_MODELS, ModelRecord, gguf_parts, resolve_embedder, resolve_llm, weights_digest
 
 
 class Workspace:
@@ -121,11 +129,34 @@ class Workspace:
         """Loaded (cached) embedder of a registered embedding model, or of a base-model name, path or hub id."""
         found = self.model_record(name)
         if found is None:
-            return load_embedder(resolve_embedder(name), name)
+            path = resolve_embedder(name)
+            return load_embedder(path, name, weights_digest(path))
         record = ModelRecord.model_validate(found)
         if record.kind != "embedding":
             raise DomainRagError(f"model '{name}' is a {record.kind} model, not an embedding model")
         return load_embedder(str(self.model_dir(name) / "artifact"), name)
+
+    def embedder_pin(self, name: str) -> EmbedderPin:
+        """The exact embedding model ``name`` resolves to now: registered version and digest, or a digest of
+        a local folder's weight files."""
+        found = self.model_record(name)
+        if found is not None:
+            record = ModelRecord.model_validate(found)
+            return EmbedderPin(model=name, version=record.version, digest=record.digest)
+        return EmbedderPin(model=name, digest=weights_digest(resolve_embedder(name)))
+
+    def index_embedder(self, index: str) -> Embedder:
+        """The embedder of ``index``, refused when it is no longer the model the index's vectors came from."""
+        record = self.index_record(index)
+        if record.embedder is not None:
+            now = self.embedder_pin(record.embedding_model)
+            if (now.version, now.digest) != (record.embedder.version, record.embedder.digest):
+                raise DomainRagError(
+                    f"index '{index}' holds vectors of {record.embedder.describe()}, but that model is now "
+                    f"{now.describe()}: mixing them would return wrong results",
+                    hint=f"re-embed the index (`domainrag ingest {index} PATH... --reembed`) or create a new index",
+                )
+        return self.embedder(record.embedding_model)
 
     def reranker(self, name: str) -> Any:
         """Loaded (cached) ``CrossEncoder`` of a registered reranker model, or of a local cross-encoder folder."""
@@ -226,9 +257,9 @@ def create_index(
     backend = open_store(name, cfg, ws.default_store_uri)
     backend.check_dimension(embedder.dimension, embedding_model)
     backend.create(embedder.dimension)
-    return ws.catalog.create(
-        "index", name, {"embedding_model": embedding_model, "dimension": embedder.dimension, "store": cfg.model_dump()}
-    )
+    pin = ws.embedder_pin(embedding_model)
+    return ws.catalog.create("index", name, {"embedding_model": embedding_model, "dimension": embedder.dimension,
+                                             "store": cfg.model_dump(), "embedder": pin.model_dump()})
 
 
 def ingest(
@@ -240,18 +271,31 @@ def ingest(
     max_words: int = 120,
     overlap_words: int = 20,
     progress: ProgressFn | None = None,
+    reembed: bool = False,
 ) -> IngestReport:
     """Load, chunk, embed and upsert files into a catalogued index; records the chunks in the lake.
 
     A remote lake is preflighted first (the chunk record is written there last): an unreachable
     or read-only lake fails before anything is embedded or written to the index. The chunk record
-    is written only when the run changed the index.
+    is written only when the run changed the index. The index's embedding model must still be the one
+    its vectors came from; ``reembed`` migrates instead: the index is emptied and rebuilt from
+    ``paths`` with the model as it is now (and pinned to it).
     """
     record = ws.index_record(index)
     if not ws.lake.is_local:
         require(preflight(writes=[ws.lake.url(f"chunks/{index}")]))
     store = ws.store(index)
-    report = ingest_paths(paths, store, ws.embedder(record.embedding_model), batch_size=batch_size,
+    if reembed:
+        embedder = ws.embedder(record.embedding_model)
+        store.drop()
+        store.create(embedder.dimension)
+        ws.catalog.update("index", index, dimension=embedder.dimension,
+                          embedder=ws.embedder_pin(record.embedding_model).model_dump())
+    else:
+        embedder = ws.index_embedder(index)
+        if record.embedder is None:  # an index from before pinning: pinned to the model that fills it now
+            ws.catalog.update("index", index, embedder=ws.embedder_pin(record.embedding_model).model_dump())
+    report = ingest_paths(paths, store, embedder, batch_size=batch_size,
                           max_words=max_words, overlap_words=overlap_words, progress=progress)
     if report.written or report.deleted_stale:
         lines = "".join(json.dumps(c.to_dict()) + "\n" for c in report.chunk_records)

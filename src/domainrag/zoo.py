@@ -9,6 +9,8 @@ config first) and loaded from there afterwards.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import shutil
 import tempfile
@@ -191,6 +193,31 @@ def resolve_embedder(name: str) -> str:
     if model.kind != "embedding":
         raise DomainRagError(f"'{name}' is an LLM, not an embedding model")
     return str(_package_dir(model.packages[0], model) / "model")
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".gguf", ".pt")
+
+
+@functools.lru_cache(maxsize=64)
+def _folder_digest(folder: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for rel, size, _ in stamp:
+        h.update(f"{rel}\0{size}\0".encode())
+        with open(Path(folder) / rel, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
+
+
+def weights_digest(model: str) -> str | None:
+    """sha256 over the weight files of a local model folder (``None`` for a hub id): tells two versions
+    of "the same" model apart even when their names and dimensions agree. Cached per folder state."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    stamp = tuple((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _folder_digest(str(folder.resolve()), stamp)
 
 
 GENERATOR_ARCHITECTURES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")

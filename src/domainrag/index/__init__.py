@@ -12,7 +12,7 @@ from domainrag.index.config import (
     parse_store_config,
 )
 from domainrag.index.encoder import Encoder
-from domainrag.index.record import IndexRecord, validate_index_name
+from domainrag.index.record import EmbedderPin, IndexRecord, validate_index_name
 
 
 def open_store(name: str, config: StoreConfig, default_uri: str) -> VectorStore:
@@ -37,6 +37,7 @@ def open_store(name: str, config: StoreConfig, default_uri: str) -> VectorStore:
 __all__ = [
     "ElasticsearchStoreConfig",
     "EmbeddedStoreConfig",
+    "EmbedderPin",
     "Encoder",
     "Filters",
     "IndexRecord",

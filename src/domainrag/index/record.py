@@ -31,6 +31,27 @@ def validate_index_name(name: str) -> str:
     return name
 
 
+class EmbedderPin(BaseModel):
+    """Which exact embedding model an index's vectors come from: its version and weights digest.
+
+    ``version`` is the registered model's version (``None`` for a base model, a path or a hub id);
+    ``digest`` is the registered artifact's manifest digest, or a digest of a local folder's weight
+    files (``None`` when the weights are not local, e.g. a hub id).
+    """
+
+    model: str
+    version: int | None = None
+    digest: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"'{self.model}'"]
+        if self.version is not None:
+            parts.append(f"v{self.version}")
+        if self.digest:
+            parts.append(f"digest {self.digest[:12]}")
+        return " ".join(parts)
+
+
 class IndexRecord(BaseModel):
     """One catalogued index: the embedding model it was built with, its dimension and its store."""
 
@@ -40,6 +61,7 @@ class IndexRecord(BaseModel):
     embedding_model: str
     dimension: int
     store: StoreConfig = Field(default_factory=EmbeddedStoreConfig)
+    embedder: EmbedderPin | None = None  # absent on indexes created before pinning: pinned at their next ingest
     chunks: int | None = None
     documents: int | None = None
     created_at: float | None = None

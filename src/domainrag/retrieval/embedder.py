@@ -170,6 +170,9 @@ class _QueryThreads:
 
 
 @functools.lru_cache(maxsize=4)
-def load_embedder(path: str, name: str | None = None) -> Embedder:
-    """Process-wide cache: loading a model costs seconds, encoding a query milliseconds."""
+def load_embedder(path: str, name: str | None = None, revision: str | None = None) -> Embedder:
+    """Process-wide cache: loading a model costs seconds, encoding a query milliseconds.
+
+    ``revision`` (e.g. a weights digest) only keys the cache, so a folder whose weights changed loads anew.
+    """
     return Embedder(path, name)

@@ -77,7 +77,7 @@ def validate_app(ws: Workspace, spec: AppSpec) -> dict[str, Any]:
     if not store.exists():
         raise DomainRagError(f"index '{spec.retrieval.index}' is catalogued but missing from its store",
                              hint="recreate it with `domainrag index create` and re-ingest")
-    embedder = ws.embedder(index["embedding_model"])
+    embedder = ws.index_embedder(spec.retrieval.index)
     store.check_dimension(embedder.dimension, embedder.name)
     if spec.retrieval.rerank_model:
         ws.reranker(spec.retrieval.rerank_model)  # raises unless a registered reranker; verifies and loads it
@@ -92,10 +92,10 @@ def create_app(ws: Workspace, spec: AppSpec, *, replace: bool = False) -> dict[s
 
 def load_app(ws: Workspace, name: str, *, with_generator: bool = True) -> RagApp:
     app = require_app(ws, name)
-    index = ws.catalog.require("index", app.retrieval.index)
+    ws.catalog.require("index", app.retrieval.index)
     reranker = ws.reranker(app.retrieval.rerank_model) if app.retrieval.rerank_model else None
     retriever = Retriever(
-        ws.store(app.retrieval.index), ws.embedder(index["embedding_model"]), app.retrieval, reranker=reranker
+        ws.store(app.retrieval.index), ws.index_embedder(app.retrieval.index), app.retrieval, reranker=reranker
     )
     generator = generator_for(ws, app.model) if with_generator else None  # picked by the model's endpoint config
     return RagApp(app.name, retriever, generator, app.generation)
