@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import random
-import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -40,7 +39,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from domainrag.data.formats import Messages, read_chat_dataset
+from domainrag.data.formats import read_chat_dataset
 from domainrag.errors import DomainRagError
 from domainrag.training.precision import autocast, resolve_precision
 from domainrag.training.reporting import Reporter
