@@ -23,6 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+from sentence_transformers.sentence_transformer.losses import (
+    CachedMultipleNegativesRankingLoss,
+    MatryoshkaLoss,
+    MultipleNegativesRankingLoss,
+)
+from sentence_transformers.sentence_transformer.training_args import (
+    BatchSamplers,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.util import mine_hard_negatives
+
 from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
 from domainrag.training.hyperparameters import EmbeddingArgs
@@ -39,7 +54,6 @@ from domainrag.training.st_common import (
     train_with_resume,
     warn_truncation,
 )
-from domainrag.training.st_common import split_by_query as split_by_query  # re-export: tests and callers use it
 
 METADATA_FILE = "domainrag_embedding.json"
 METRIC_KEYS = ("ndcg@10", "recall@1", "recall@5", "mrr@10")
@@ -85,7 +99,6 @@ def build_ir_evaluator(
     all_pairs: list[Pair], eval_pairs: list[Pair], name: str = "heldout", truncate_dim: int | None = None
 ) -> Any | None:
     """Retrieval evaluator: eval queries against a corpus of every positive in ``all_pairs``."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     if not eval_pairs:
         return None
@@ -128,11 +141,9 @@ def retrieval_metrics(model: Any, evaluator: Any | None) -> dict[str, float]:
 
 def _train_dataset(args: EmbeddingArgs, model: Any, train: list[Pair], reporter: Reporter) -> Any:
     """(anchor, positive[, negative_1..n]) dataset: mined, given, or pairs only."""
-    from datasets import Dataset
 
     base = Dataset.from_dict({"anchor": [p.query for p in train], "positive": [p.positive for p in train]})
     if args.hard_negatives > 0:
-        from sentence_transformers.util import mine_hard_negatives
 
         mined = mine_hard_negatives(
             base,
@@ -173,8 +184,6 @@ def check_dimensions(args: EmbeddingArgs, dimension: int | None) -> None:
 def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
     """Check options, load the model, read (or generate) and split the pairs, build evaluator and dataset."""
     check_encoder(args.base_model)
-    import torch
-    from sentence_transformers import SentenceTransformer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = SentenceTransformer(args.base_model, device=device)
@@ -213,11 +222,6 @@ def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
 
 def build_loss(args: EmbeddingArgs, model: Any) -> Any:
     """MNRL or its cached (GradCache) variant, wrapped in MatryoshkaLoss when ``matryoshka_dims`` is set."""
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MatryoshkaLoss,
-        MultipleNegativesRankingLoss,
-    )
 
     loss = (
         CachedMultipleNegativesRankingLoss(model, mini_batch_size=args.mini_batch_size)
@@ -231,11 +235,6 @@ def build_loss(args: EmbeddingArgs, model: Any) -> Any:
 
 def fit(args: EmbeddingArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
     """Train with :func:`build_loss`; checkpoint/resume through the HF Trainer."""
-    from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.training_args import (
-        BatchSamplers,
-        SentenceTransformerTrainingArguments,
-    )
 
     def make_trainer(kwargs: dict[str, Any], callbacks: list[Any]) -> Any:
         targs = SentenceTransformerTrainingArguments(**kwargs, batch_sampler=BatchSamplers.NO_DUPLICATES)

@@ -1,7 +1,7 @@
 """What a job reads, fetched and checked: its base model and its dataset.
 
 ``job create`` runs these checks before anything is recorded, so a wrong kind of base model, a
-malformed dataset or an unusable document corpus fails in milliseconds with a clear error instead
+malformed dataset or an unusable document corpus fails at once with a clear error instead
 of in the worker after model loading (nothing here imports torch). The worker uses
 :func:`local_dataset` to fetch the dataset it trains on.
 """

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset
+from sentence_transformers import CrossEncoder, SentenceTransformer
+from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
+from sentence_transformers.util import mine_hard_negatives
 
 from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
@@ -153,8 +159,6 @@ def _labelled_rows(args: RerankerArgs, bi_encoder: Any, train: list[Pair], repor
     """(query, passage, label) columns: positives, mined hard negatives and dataset-given negatives."""
     rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
     if args.hard_negatives > 0:
-        from datasets import Dataset
-        from sentence_transformers.util import mine_hard_negatives
 
         base = Dataset.from_dict({"query": [p.query for p in train], "passage": [p.positive for p in train]})
         mined = mine_hard_negatives(
@@ -198,7 +202,6 @@ def negative_tuples(rows: dict[str, list[Any]], train: list[Pair], seed: int) ->
     positives; k is the largest count any query has, and shorter lists are topped up with seeded
     random passages of other queries (the in-batch kind of negative), so every row has the same width.
     """
-    import random
 
     positives: dict[str, set[str]] = {}
     for p in train:
@@ -230,7 +233,6 @@ def negative_tuples(rows: dict[str, list[Any]], train: list[Pair], seed: int) ->
 
 def _train_dataset(args: RerankerArgs, bi_encoder: Any, train: list[Pair], reporter: Reporter) -> Any:
     """The rows ``args.loss`` trains on: labelled pairs (``bce``) or negative tuples (``mnrl``)."""
-    from datasets import Dataset
 
     rows = _labelled_rows(args, bi_encoder, train, reporter)
     if args.loss == "bce":
@@ -243,7 +245,6 @@ def _train_dataset(args: RerankerArgs, bi_encoder: Any, train: list[Pair], repor
 def setup(args: RerankerArgs, reporter: Reporter) -> _Setup:
     """Read and split the pairs, load bi-encoder and cross-encoder, mine negatives, build the task."""
     check_encoder(args.base_model)
-    from sentence_transformers import CrossEncoder, SentenceTransformer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bi_encoder = SentenceTransformer(args.base_model, device=device)
@@ -279,7 +280,6 @@ def setup(args: RerankerArgs, reporter: Reporter) -> _Setup:
 
 def _loss(args: RerankerArgs, s: _Setup) -> tuple[Any, dict[str, Any]]:
     """The loss object for ``args.loss`` and the statistics that describe it."""
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
 
     if args.loss == "mnrl":
         negatives = len(s.train_dataset.column_names) - 2
@@ -294,7 +294,6 @@ def _loss(args: RerankerArgs, s: _Setup) -> tuple[Any, dict[str, Any]]:
 
 def fit(args: RerankerArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
     """Train with ``args.loss`` (listwise MNRL or pointwise BCE); checkpoint/resume."""
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     loss, loss_stats = _loss(args, s)
 

@@ -133,7 +133,7 @@ def check_packing_isolates(model: Any, pad_id: int, device: torch.device) -> Non
 
     Packing relies on transformers deriving a block-diagonal mask from restarting position ids;
     an architecture that ignores them would train silently on cross-conversation attention.
-    Two tiny sequences, packed vs alone: milliseconds, once per run.
+    Two tiny sequences, packed vs alone, once per run.
     """
     first, second = [3, 5, 7, 11, 13], [17, 19, 23, 29]
     chats = [EncodedChat(first, [IGNORE_INDEX] * 5), EncodedChat(second, [IGNORE_INDEX] * 4)]

@@ -33,6 +33,7 @@ from domainrag.data.loaders import iter_files, load_file
 from domainrag.errors import DatasetError, DomainRagError
 from domainrag.training.hyperparameters import SYNTHETIC_MODES, SyntheticMode
 from domainrag.training.synthetic_queries import clean, heuristic_queries, llm_queries
+from domainrag.zoo import resolve_llm
 
 PAIRS_FILE = "synthetic_pairs.jsonl"
 
@@ -133,9 +134,9 @@ def load_passages(path: Path, chunk_words: int = 120, min_words: int = 8) -> lis
 def choose_mode(requested: str | None, dataset: Path) -> SyntheticMode | None:
     """Synthetic mode for a job: None for a pairs file, ``requested`` or auto-picked for a corpus.
 
-    Auto picks ``heuristic``: on the shipped sample domain it beat SmolLM2-135M queries (+5.3 vs +3.7
-    nDCG@10 points over the base model on qa_heldout, benchmarks/results/embedding_synthetic_sample*.json)
-    at a tiny fraction of the cost; ask for ``llm`` explicitly, ideally with a stronger ``synthetic_llm``.
+    Auto picks ``heuristic``: on the shipped sample domain it beat SmolLM2-135M queries at a tiny fraction
+    of the cost (benchmarks/results/embedding_synthetic_sample*.json); ask for ``llm`` explicitly,
+    ideally with a stronger ``synthetic_llm``.
     """
     corpus = is_corpus(dataset)
     if requested is None:
@@ -169,7 +170,6 @@ def generate_pairs(
     if config.mode == "heuristic":
         candidates = heuristic_queries(chosen, per_passage=config.queries_per_passage)
     else:
-        from domainrag.zoo import resolve_llm
 
         model_path = resolve_llm(config.llm)
         log(f"generating {config.queries_per_passage} query per passage for {len(chosen)} passages with {config.llm}")

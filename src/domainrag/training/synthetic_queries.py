@@ -57,7 +57,7 @@ def _content(text: str) -> list[str]:
 def heuristic_queries(passages: Sequence[Chunk], per_passage: int = 1, n_terms: int = 6) -> list[tuple[str, str]]:
     """(query, passage) candidates without a model: the rarest terms of the passage's most salient sentences.
 
-    Hand-written on purpose (doc2query-lite): it needs no download and runs in milliseconds, and a
+    Hand-written on purpose (doc2query-lite): it needs no model download, and a
     keyword query built from a chunk's rarest terms (corpus IDF) plus its title is how users search
     domain jargon — model names, error codes, people — which is exactly the vocabulary a general
     embedder has not seen. Sentences are ranked by mean IDF of their content words; each query keeps
