@@ -222,10 +222,13 @@ def test_duplicates_and_overlong_texts_are_counted(embedder: str, tmp_path: Path
             for n, c in zip(NAMES[:8], CITIES[:8], strict=True)]
     data.write_text("\n".join(json.dumps(r) for r in [*rows, rows[0], rows[1]]) + "\n")
     with pytest.raises(DomainRagError, match="go beyond the model's 384 dimensions"):
-        run_embedding(EmbeddingArgs(embedder, data, tmp_path / "m0", matryoshka_dims=[512, 256]), MemoryReporter())
+        args = EmbeddingArgs(base_model=embedder, dataset=data, output_dir=tmp_path / "m0", matryoshka_dims=[512, 256])
+        run_embedding(args, MemoryReporter())
     reporter = MemoryReporter()
     result = run_embedding(
-        EmbeddingArgs(embedder, data, tmp_path / "m", batch_size=4, eval_fraction=0.25, max_seq_length=16), reporter
+        EmbeddingArgs(base_model=embedder, dataset=data, output_dir=tmp_path / "m", batch_size=4, eval_fraction=0.25,
+                      max_seq_length=16),
+        reporter,
     )
     assert result.duplicates_dropped == 2 and result.n_train + result.n_eval == 8
     assert result.truncated_texts == 8  # every positive is past 16 tokens, no query is

@@ -118,7 +118,9 @@ def test_reranker_beats_the_confused_bi_encoder(embedder: str, tmp_path: Path, l
 
 @pytest.mark.integration
 def test_reranker_needs_negatives(embedder: str, tmp_path: Path) -> None:
-    args = RerankerArgs(embedder, fault_codes(tmp_path / "f.jsonl", 8), tmp_path / "out", hard_negatives=0)
+    args = RerankerArgs(
+        base_model=embedder, dataset=fault_codes(tmp_path / "f.jsonl", 8), output_dir=tmp_path / "out", hard_negatives=0
+    )
     with pytest.raises(DomainRagError, match="no negatives"):
         run_reranker(args, MemoryReporter())
 
@@ -164,9 +166,9 @@ def test_reranker_on_a_corpus_counts_synthetic_pairs_and_truncation(embedder: st
             text = f"Fault {code} on the Vextor line means {cause}. Reset the controller after fixing it."
             fh.write(json.dumps({"id": code, "text": text}) + "\n")
     args = RerankerArgs(
-        embedder,
-        docs,
-        tmp_path / "job" / "output",
+        base_model=embedder,
+        dataset=docs,
+        output_dir=tmp_path / "job" / "output",
         batch_size=8,
         hard_negatives=1,
         eval_fraction=0.25,

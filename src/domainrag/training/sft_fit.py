@@ -108,15 +108,15 @@ def fit(args: SFTArgs, s: SFTSetup, reporter: Reporter) -> dict[str, Any]:
 
     model.train()
     if args.packing:
-        collate = lambda b: collate_packed(b, s.pad_id, args.max_seq_len, s.device)  # noqa: E731
+        make_batch = lambda b: collate_packed(b, s.pad_id, args.max_seq_len, s.device)  # noqa: E731
     else:
-        collate = lambda b: collate(b, s.pad_id, s.device)  # noqa: E731
+        make_batch = lambda b: collate(b, s.pad_id, s.device)  # noqa: E731
     tokens = padded = labelled = 0
     t0 = time.perf_counter()
     last_loss = stats.get("train_loss_last", math.nan)
     while step < s.total_steps and stats.get("stop_reason") is None:
         micro = [
-            collate([s.train[i] for i in micro_batch_indices(len(s.train), args.batch_size, args.seed, m)])
+            make_batch([s.train[i] for i in micro_batch_indices(len(s.train), args.batch_size, args.seed, m)])
             for m in range(step * args.grad_accum, (step + 1) * args.grad_accum)
         ]
         n_labels = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)
