@@ -76,7 +76,7 @@ def hyperparameter_error(
     )
 
 
-class _Hyperparameters(BaseModel):
+class Hyperparameters(BaseModel):
     """Strict (no "4" for 4), closed (no unknown names); errors become :class:`DomainRagError`."""
 
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
@@ -103,7 +103,7 @@ class RunLocations(BaseModel):
 # SFT
 
 
-class SFTHyperparameters(_Hyperparameters):
+class SFTHyperparameters(Hyperparameters):
     """LoRA supervised fine-tuning of a chat LLM (see :mod:`domainrag.training.sft`)."""
 
     LABEL: ClassVar[str] = "SFT"
@@ -163,7 +163,7 @@ class SFTHyperparameters(_Hyperparameters):
 # Sentence-transformers encoders: embedding and reranker
 
 
-class EncoderHyperparameters(_Hyperparameters):
+class EncoderHyperparameters(Hyperparameters):
     """Options shared by the embedding and reranker trainings (see :mod:`domainrag.training.st_common`)."""
 
     epochs: int = hp(1, "passes over the training pairs", must=_POSITIVE, ge=1)

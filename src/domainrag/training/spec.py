@@ -31,9 +31,9 @@ from domainrag.storage.lake import split_scheme
 from domainrag.training import inputs
 from domainrag.training.hyperparameters import (
     EmbeddingHyperparameters,
+    Hyperparameters,
     RerankerHyperparameters,
     SFTHyperparameters,
-    _Hyperparameters,
 )
 from domainrag.training.launch import LaunchConfig
 
@@ -63,7 +63,7 @@ class _JobSpecBase(BaseModel):
         return value
 
     @field_serializer("hyperparameters", check_fields=False)
-    def _given_only(self, value: _Hyperparameters) -> dict[str, Any]:
+    def _given_only(self, value: Hyperparameters) -> dict[str, Any]:
         """Only the hyper-parameters the user set (the stored format; defaults may change)."""
         return value.model_dump(mode="json", exclude_unset=True)
 
@@ -121,7 +121,7 @@ class RerankerJobSpec(_EncoderJobSpec):
 
 JobSpec = Annotated[SFTJobSpec | EmbeddingJobSpec | RerankerJobSpec, Field(discriminator="algorithm")]
 _SPEC: TypeAdapter[SFTJobSpec | EmbeddingJobSpec | RerankerJobSpec] = TypeAdapter(JobSpec)
-_HYPERPARAMETERS: dict[str, type[_Hyperparameters]] = {
+_HYPERPARAMETERS: dict[str, type[Hyperparameters]] = {
     "sft": SFTHyperparameters,
     "embedding": EmbeddingHyperparameters,
     "reranker": RerankerHyperparameters,
@@ -134,13 +134,13 @@ def parse_job_spec(data: Mapping[str, Any]) -> SFTJobSpec | EmbeddingJobSpec | R
     if algorithm not in ALGORITHMS:
         raise DomainRagError(f"unknown algorithm {algorithm!r}", hint=f"use one of: {', '.join(ALGORITHMS)}")
     hp = data.get("hyperparameters") or {}
-    if not isinstance(hp, Mapping | _Hyperparameters):
+    if not isinstance(hp, Mapping | Hyperparameters):
         raise DomainRagError(
             f"job spec field 'hyperparameters' must be a mapping of names to values, got {hp!r}",
             hint="e.g. --hp epochs=2 --hp learning_rate=5e-5",
         )
     model = _HYPERPARAMETERS[str(algorithm)]
-    hyper = hp if isinstance(hp, _Hyperparameters) else model(**hp)  # a DomainRagError naming the field
+    hyper = hp if isinstance(hp, Hyperparameters) else model(**hp)  # a DomainRagError naming the field
     try:
         return _SPEC.validate_python({**data, "hyperparameters": hyper})
     except ValidationError as exc:
