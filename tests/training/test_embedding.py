@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
-from domainrag.training.embedding import EmbeddingArgs, run_embedding, split_by_query
+from domainrag.training.embedding import EmbeddingArgs, run_embedding
 from domainrag.training.precision import resolve_precision
 from domainrag.training.reporting import MemoryReporter
 
@@ -92,28 +91,6 @@ def pairs_file(tmp_path: Path) -> Path:
                 fh.write(json.dumps({"query": q.format(n=n), "positive": passage}) + "\n")
         fh.write(json.dumps({"query": "Who leads project Zorblat?", "positive": passage}) + "\n")  # extra positive
     return path
-
-
-def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
-    from domainrag.training import precision
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(precision, "native_bf16", lambda: True)
-    assert resolve_precision("auto") == "bf16"
-    monkeypatch.setattr(precision, "native_bf16", lambda: False)
-    assert resolve_precision("auto") == "fp32"
-
-
-def test_split_keeps_each_query_on_one_side() -> None:
-    pairs = [Pair(f"q{i % 7}", f"p{i}") for i in range(30)]
-    train, evals = split_by_query(pairs, 0.3, seed=1)
-    assert {p.query for p in train}.isdisjoint({p.query for p in evals})
-    assert len({p.query for p in evals}) == 2 and len(train) + len(evals) == 30
-    assert (train, evals) == split_by_query(pairs, 0.3, seed=1)
-    assert split_by_query(pairs, 0.0, seed=1) == (pairs, [])
 
 
 @pytest.mark.integration
@@ -206,7 +183,7 @@ def causal_lm_folder(path: Path) -> Path:
 
 
 def test_bad_options_and_decoder_base_model_are_refused_before_loading(tmp_path: Path, pairs_file: Path) -> None:
-    from domainrag.training.jobs import JobSpec
+    from domainrag.training.spec import EmbeddingJobSpec, RerankerJobSpec, parse_job_spec
 
     decoder = causal_lm_folder(tmp_path / "llm")
     args = EmbeddingArgs(base_model=str(decoder), dataset=pairs_file, output_dir=tmp_path / "out")
@@ -220,22 +197,21 @@ def test_bad_options_and_decoder_base_model_are_refused_before_loading(tmp_path:
         ({"mini_batch_size": 0}, "positive integer"),
         ({"precision": "fp16"}, "unknown precision"),
     ):
-        spec = JobSpec(name="e", algorithm="embedding", base_model="all-minilm-l6-v2", dataset="d.jsonl",
-                       hyperparameters=hp)
         with pytest.raises(DomainRagError, match=match):
-            spec.check_encoder_options()
-    spec = JobSpec(name="e", algorithm="reranker", base_model=str(decoder), dataset="d.jsonl")
+            parse_job_spec({"name": "e", "algorithm": "embedding", "base_model": "all-minilm-l6-v2",
+                            "dataset": "d.jsonl", "hyperparameters": hp})
+    spec = RerankerJobSpec(name="e", base_model=str(decoder), dataset="d.jsonl")
     with pytest.raises(DomainRagError, match="not an encoder"):
-        spec.check_encoder_options()
+        spec.check_base_model()
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# A\n\nProject Zorblat is run from the Berlin office since 1999.")
-    folder = JobSpec(name="e", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(docs))
+    folder = EmbeddingJobSpec(name="e", base_model="all-minilm-l6-v2", dataset=str(docs))
     with pytest.raises(DomainRagError, match="must be one file"):
         folder.check_corpus_dataset()
-    one_file = JobSpec(name="e", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(docs / "a.md"))
+    one_file = EmbeddingJobSpec(name="e", base_model="all-minilm-l6-v2", dataset=str(docs / "a.md"))
     assert one_file.check_corpus_dataset() is True
-    pairs = JobSpec(name="e", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(pairs_file))
+    pairs = EmbeddingJobSpec(name="e", base_model="all-minilm-l6-v2", dataset=str(pairs_file))
     assert pairs.check_corpus_dataset() is False
 
 
@@ -246,10 +222,13 @@ def test_duplicates_and_overlong_texts_are_counted(embedder: str, tmp_path: Path
             for n, c in zip(NAMES[:8], CITIES[:8], strict=True)]
     data.write_text("\n".join(json.dumps(r) for r in [*rows, rows[0], rows[1]]) + "\n")
     with pytest.raises(DomainRagError, match="go beyond the model's 384 dimensions"):
-        run_embedding(EmbeddingArgs(embedder, data, tmp_path / "m0", matryoshka_dims=[512, 256]), MemoryReporter())
+        args = EmbeddingArgs(base_model=embedder, dataset=data, output_dir=tmp_path / "m0", matryoshka_dims=[512, 256])
+        run_embedding(args, MemoryReporter())
     reporter = MemoryReporter()
     result = run_embedding(
-        EmbeddingArgs(embedder, data, tmp_path / "m", batch_size=4, eval_fraction=0.25, max_seq_length=16), reporter
+        EmbeddingArgs(base_model=embedder, dataset=data, output_dir=tmp_path / "m", batch_size=4, eval_fraction=0.25,
+                      max_seq_length=16),
+        reporter,
     )
     assert result.duplicates_dropped == 2 and result.n_train + result.n_eval == 8
     assert result.truncated_texts == 8  # every positive is past 16 tokens, no query is
@@ -292,26 +271,26 @@ def test_corpus_only_dataset_trains_on_synthetic_queries_with_cached_matryoshka(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_corpus_job_records_synthetic_counts_in_the_model_card(ws, tmp_path: Path) -> None:
-    from domainrag.training.jobs import JobSpec, create_job, wait_job
+    from domainrag.training.jobs import create_job, wait_job
+    from domainrag.training.spec import EmbeddingJobSpec, parse_job_spec
 
     docs = corpus_jsonl(tmp_path / "docs.jsonl")
     with pytest.raises(DomainRagError, match="unknown loss"):
-        create_job(ws, JobSpec(name="emb", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(docs),
-                               hyperparameters={"loss": "nope"}))
+        create_job(ws, parse_job_spec({"name": "emb", "algorithm": "embedding", "base_model": "all-minilm-l6-v2",
+                                       "dataset": str(docs), "hyperparameters": {"loss": "nope"}}))
     assert ws.catalog.list("job") == []
-    spec = JobSpec(
+    spec = EmbeddingJobSpec(
         name="emb",
-        algorithm="embedding",
         base_model="all-minilm-l6-v2",
         dataset=str(docs),  # no query column: synthetic queries are auto-detected
         hyperparameters={"batch_size": 8, "matryoshka_dims": [384, 128]},
     )
-    job = wait_job(ws, create_job(ws, spec)["name"], timeout=300)
-    assert job["state"] == "succeeded", job.get("error")
-    card = json.loads(ws.lake.read_text(f"{job['artifact_key']}/model_card.json"))
+    job = wait_job(ws, create_job(ws, spec).name, timeout=300)
+    assert job.state == "succeeded", job.error
+    card = json.loads(ws.lake.read_text(f"{job.artifact_key}/model_card.json"))
     assert card["output_dimension"] == 384
     assert card["hyperparameters"]["matryoshka_dims"] == [384, 128]
     syn = card["metrics"]["synthetic"]
     assert syn["mode"] == "heuristic" and syn["generated"] == 20 and syn["kept"] >= 10 and "filtered" in syn
-    pairs = ws.lake.read_text(f"jobs/{job['name']}/synthetic_pairs.jsonl").splitlines()
+    pairs = ws.lake.read_text(f"jobs/{job.name}/synthetic_pairs.jsonl").splitlines()
     assert len(pairs) == syn["kept"]

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from domainrag.errors import DatasetError, DomainRagError
-from domainrag.training.jobs import JobSpec, create_job, wait_job
+from domainrag.training.jobs import create_job, start_job, wait_job
+from domainrag.training.spec import EmbeddingJobSpec, SFTJobSpec
 
 
 def test_unknown_or_wrong_kind_base_model_is_refused(ws) -> None:
     with pytest.raises(DomainRagError, match="unknown base model"):
-        JobSpec(name="x", algorithm="sft", base_model="no-such-model", dataset="d.jsonl").check_base_model()
+        SFTJobSpec(name="x", base_model="no-such-model", dataset="d.jsonl").check_base_model()
     with pytest.raises(DomainRagError, match="needs an llm model"):
-        JobSpec(name="x", algorithm="sft", base_model="all-minilm-l6-v2", dataset="d.jsonl").check_base_model()
+        SFTJobSpec(name="x", base_model="all-minilm-l6-v2", dataset="d.jsonl").check_base_model()
 
 
 def test_bad_dataset_is_refused_before_the_job_starts(ws, tmp_path: Path) -> None:
@@ -23,14 +24,14 @@ def test_bad_dataset_is_refused_before_the_job_starts(ws, tmp_path: Path) -> Non
         '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\nnot json\n'
     )
     with pytest.raises(DatasetError) as err:
-        create_job(ws, JobSpec(name="sft", algorithm="sft", base_model="smollm2-135m-instruct", dataset=str(bad)))
+        create_job(ws, SFTJobSpec(name="sft", base_model="smollm2-135m-instruct", dataset=str(bad)))
     assert err.value.line == 2
     assert ws.catalog.list("job") == []
     with pytest.raises(DatasetError, match="does not exist"):
         create_job(
             ws,
-            JobSpec(
-                name="sft", algorithm="sft", base_model="smollm2-135m-instruct", dataset=str(tmp_path / "missing.jsonl")
+            SFTJobSpec(
+                name="sft", base_model="smollm2-135m-instruct", dataset=str(tmp_path / "missing.jsonl")
             ),
         )
 
@@ -38,22 +39,25 @@ def test_bad_dataset_is_refused_before_the_job_starts(ws, tmp_path: Path) -> Non
 def test_crashing_job_is_marked_failed_with_reason(ws, tmp_path: Path) -> None:
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"query": "q1", "positive": "p1"}\n{"query": "q2", "positive": "p2"}\n')
-    # an unknown hyper-parameter makes the worker's training setup raise inside the job process
     record = create_job(
-        ws,
-        JobSpec(
-            name="emb",
-            algorithm="embedding",
-            base_model="all-minilm-l6-v2",
-            dataset=str(data),
-            hyperparameters={"no_such_option": 1},
-        ),
+        ws, EmbeddingJobSpec(name="emb", base_model="all-minilm-l6-v2", dataset=str(data)), start=False
     )
-    final = wait_job(ws, record["name"], timeout=240)
-    assert final["state"] == "failed"
-    assert "no_such_option" in final["error"]
-    log = ws.lake.read_text(f"jobs/{record['name']}/log.txt")
+    data.unlink()  # accepted at create, gone when the worker fetches it: the job process raises
+    start_job(ws, record.name)
+    final = wait_job(ws, record.name, timeout=240)
+    assert final.state == "failed"
+    assert "does not exist" in (final.error or "")
+    log = ws.lake.read_text(f"jobs/{record.name}/log.txt")
     assert "FAILED" in log and "Traceback" in log
+
+
+def test_unknown_hyperparameter_is_refused_before_anything_is_recorded(ws, tmp_path: Path) -> None:
+    from domainrag.training.spec import parse_job_spec
+
+    with pytest.raises(DomainRagError, match="no_such_option"):
+        create_job(ws, parse_job_spec({"name": "emb", "algorithm": "embedding", "base_model": "all-minilm-l6-v2",
+                                       "dataset": str(tmp_path / "p.jsonl"), "hyperparameters": {"no_such_option": 1}}))
+    assert ws.catalog.list("job") == []
 
 
 def test_invalid_job_name_and_scheme() -> None:
@@ -62,9 +66,9 @@ def test_invalid_job_name_and_scheme() -> None:
     from domainrag.errors import StorageError
 
     with pytest.raises(ValidationError):
-        JobSpec(name="bad name!", algorithm="sft", base_model="m", dataset="x")
+        SFTJobSpec(name="bad name!", base_model="m", dataset="x")
     with pytest.raises(StorageError, match="unsupported storage scheme"):
-        JobSpec(name="ok", algorithm="sft", base_model="m", dataset="ftp://host/x")
+        SFTJobSpec(name="ok", base_model="m", dataset="ftp://host/x")
 
 
 @pytest.mark.integration
@@ -73,7 +77,7 @@ def test_cancel_then_resume_finishes_the_job(ws, tmp_path: Path) -> None:
     """A cancelled job's process is stopped; `resume` restarts it and it succeeds with an artifact."""
     import time
 
-    from domainrag.training.jobs import cancel_job, job_alive, refresh_state, start_job
+    from domainrag.training.jobs import cancel_job, job_alive, refresh_state
 
     data = tmp_path / "pairs.jsonl"
     data.write_text(
@@ -84,27 +88,26 @@ def test_cancel_then_resume_finishes_the_job(ws, tmp_path: Path) -> None:
     )
     record = create_job(
         ws,
-        JobSpec(
+        EmbeddingJobSpec(
             name="emb",
-            algorithm="embedding",
             base_model="all-minilm-l6-v2",
             dataset=str(data),
             hyperparameters={"epochs": 1, "batch_size": 8},
         ),
     )
-    job_id = record["name"]
+    job_id = record.name
     deadline = time.time() + 120
-    while refresh_state(ws, job_id)["state"] != "running" and time.time() < deadline:
+    while refresh_state(ws, job_id).state != "running" and time.time() < deadline:
         time.sleep(0.5)
     cancelled = cancel_job(ws, job_id)
-    assert cancelled["state"] == "cancelled"
+    assert cancelled.state == "cancelled"
     deadline = time.time() + 30
     while job_alive(cancelled) and time.time() < deadline:
         time.sleep(0.5)
     assert not job_alive(cancelled)
-    assert refresh_state(ws, job_id)["state"] == "cancelled"
+    assert refresh_state(ws, job_id).state == "cancelled"
 
     start_job(ws, job_id, resume=True)
     final = wait_job(ws, job_id, timeout=400)
-    assert final["state"] == "succeeded", final.get("error")
-    assert ws.lake.exists(f"{final['artifact_key']}/model_card.json")
+    assert final.state == "succeeded", final.error
+    assert ws.lake.exists(f"{final.artifact_key}/model_card.json")

@@ -13,8 +13,9 @@ from accelerate.commands.launch import launch_command_parser
 from pydantic import ValidationError
 
 from domainrag.errors import DomainRagError
-from domainrag.training.jobs import JobSpec, create_job
+from domainrag.training.jobs import create_job
 from domainrag.training.launch import LaunchConfig, build_launch_command, write_accelerate_config
+from domainrag.training.spec import RerankerJobSpec, parse_job_spec
 
 WORKER = ["--workspace", "/ws", "--lake", "file:///lake", "--job-id", "j1"]
 
@@ -118,19 +119,19 @@ def test_job_spec_carries_the_launch_config_to_start_job(ws, tmp_path: Path, mon
         return _Proc()
 
     monkeypatch.setattr("domainrag.training.jobs.subprocess.Popen", fake_popen)
-    spec = JobSpec(
+    spec = RerankerJobSpec(
         name="big",
-        algorithm="reranker",
         base_model="all-minilm-l6-v2",
         dataset=str(data),
         launch=LaunchConfig(num_processes=2, mixed_precision="fp16", deepspeed_config=ds),
     )
     record = create_job(ws, spec)
-    assert record["pid"] == 424242 and record["spec"]["launch"]["deepspeed_config"] == str(ds)
-    assert JobSpec.model_validate(record["spec"]) == spec  # JSON in the catalogue round-trips
+    stored = ws.catalog.require("job", record.name)
+    assert record.pid == 424242 and stored["spec"]["launch"]["deepspeed_config"] == str(ds)
+    assert parse_job_spec(stored["spec"]) == spec == record.spec  # JSON in the catalogue round-trips
     args = _parse(launched[0])
     assert args.num_processes == 2 and args.mixed_precision == "fp16"
-    assert args.training_script_args[-2:] == ["--job-id", record["name"]]
+    assert args.training_script_args[-2:] == ["--job-id", record.name]
     assert load_config_from_file(args.config_file).distributed_type.value == "DEEPSPEED"
 
     with pytest.raises(DomainRagError, match="does not exist"):  # refused before anything is recorded

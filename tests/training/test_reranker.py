@@ -118,7 +118,9 @@ def test_reranker_beats_the_confused_bi_encoder(embedder: str, tmp_path: Path, l
 
 @pytest.mark.integration
 def test_reranker_needs_negatives(embedder: str, tmp_path: Path) -> None:
-    args = RerankerArgs(embedder, fault_codes(tmp_path / "f.jsonl", 8), tmp_path / "out", hard_negatives=0)
+    args = RerankerArgs(
+        base_model=embedder, dataset=fault_codes(tmp_path / "f.jsonl", 8), output_dir=tmp_path / "out", hard_negatives=0
+    )
     with pytest.raises(DomainRagError, match="no negatives"):
         run_reranker(args, MemoryReporter())
 
@@ -126,28 +128,28 @@ def test_reranker_needs_negatives(embedder: str, tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_reranker_job_registers_a_reranker_model(ws, tmp_path: Path) -> None:
     from domainrag.serving.models import create_model
-    from domainrag.training.jobs import JobSpec, create_job, wait_job
+    from domainrag.training.jobs import create_job, wait_job
     from domainrag.training.launch import LaunchConfig
+    from domainrag.training.spec import RerankerJobSpec
 
-    spec = JobSpec(
+    spec = RerankerJobSpec(
         name="rr",
-        algorithm="reranker",
         base_model="all-minilm-l6-v2",
         dataset=str(fault_codes(tmp_path / "faults.jsonl", 16)),
         hyperparameters={"epochs": 1, "batch_size": 8, "hard_negatives": 1, "eval_fraction": 0.25},
         launch=LaunchConfig(num_processes=1),  # one process on CPU: a plain python worker
     )
-    job = wait_job(ws, create_job(ws, spec)["name"], timeout=300)
-    assert job["state"] == "succeeded", job.get("error")
-    assert job["artifact_format"] == "cross-encoder" and set(job["metrics"]["metrics_after"]) == {
+    job = wait_job(ws, create_job(ws, spec).name, timeout=300)
+    assert job.state == "succeeded", job.error
+    assert job.artifact_format == "cross-encoder" and set((job.metrics or {})["metrics_after"]) == {
         "ndcg@10",
         "mrr@10",
         "recall@5",
     }
-    card = json.loads(ws.lake.read_text(f"{job['artifact_key']}/model_card.json"))
+    card = json.loads(ws.lake.read_text(f"{job.artifact_key}/model_card.json"))
     assert card["algorithm"] == "reranker" and "chat_template" not in card
 
-    record = create_model(ws, "faults-reranker", job_id=job["name"])
+    record = create_model(ws, "faults-reranker", job_id=job.name)
     assert (record["kind"], record["format"], record["base_model"]) == ("reranker", "cross-encoder", "all-minilm-l6-v2")
     scores = ws.reranker("faults-reranker").predict([("fault E1234", "Fault E1234: a door interlock is open.")])
     assert scores.shape == (1,)
@@ -164,9 +166,9 @@ def test_reranker_on_a_corpus_counts_synthetic_pairs_and_truncation(embedder: st
             text = f"Fault {code} on the Vextor line means {cause}. Reset the controller after fixing it."
             fh.write(json.dumps({"id": code, "text": text}) + "\n")
     args = RerankerArgs(
-        embedder,
-        docs,
-        tmp_path / "job" / "output",
+        base_model=embedder,
+        dataset=docs,
+        output_dir=tmp_path / "job" / "output",
         batch_size=8,
         hard_negatives=1,
         eval_fraction=0.25,
@@ -185,18 +187,16 @@ def test_reranker_on_a_corpus_counts_synthetic_pairs_and_truncation(embedder: st
 
 
 def test_reranker_options_are_refused_at_job_create() -> None:
-    from domainrag.training.jobs import JobSpec
+    from domainrag.training.spec import parse_job_spec
 
+    base = {"name": "r", "algorithm": "reranker", "base_model": "all-minilm-l6-v2", "dataset": "d.jsonl"}
     for hp, match in (
         ({"loss": "triplet"}, "unknown reranker loss"),
         ({"loss": "cached_mnrl"}, "unknown reranker loss"),  # an embedding loss, not a reranker one
         ({"in_batch_negatives": 0}, "positive integer"),
     ):
-        spec = JobSpec(name="r", algorithm="reranker", base_model="all-minilm-l6-v2", dataset="d.jsonl",
-                       hyperparameters=hp)
         with pytest.raises(DomainRagError, match=match):
-            spec.check_encoder_options()
+            parse_job_spec({**base, "hyperparameters": hp})
     for loss in ("mnrl", "bce"):
-        ok = JobSpec(name="r", algorithm="reranker", base_model="all-minilm-l6-v2", dataset="d.jsonl",
-                     hyperparameters={"loss": loss, "in_batch_negatives": 3})
-        ok.check_encoder_options()
+        ok = parse_job_spec({**base, "hyperparameters": {"loss": loss, "in_batch_negatives": 3}})
+        ok.check_base_model()

@@ -13,55 +13,10 @@ import torch
 from domainrag.data.prompts import NOT_FOUND_ANSWER, extract_citations
 from domainrag.data.raft import build_rag_sft_examples, write_chat_jsonl
 from domainrag.training.reporting import MemoryReporter
-from domainrag.training.sft import (
-    IGNORE_INDEX,
-    SFTArgs,
-    encode_chat,
-    micro_batch_indices,
-    run_sft,
-    split_train_eval,
-)
+from domainrag.training.sft import SFTArgs, run_sft
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def smollm_path() -> str:
-    from domainrag.zoo import resolve_llm
-
-    return resolve_llm("smollm2-135m-instruct")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(smollm_path: str):  # type: ignore[no-untyped-def]
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(smollm_path)
-
-
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> str:  # type: ignore[no-untyped-def]
-    """A 2-layer random Llama with SmolLM2's tokenizer and chat template: fast, real architecture."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    folder = tmp_path_factory.mktemp("tiny-llm")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def _chat_file(path: Path, n: int = 24, seed: int = 0) -> Path:
@@ -77,68 +32,6 @@ def _chat_file(path: Path, n: int = 24, seed: int = 0) -> Path:
             ]
         )
     return write_chat_jsonl(examples, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Labels
-
-
-def _labelled_spans(ids: list[int], labels: list[int]) -> list[list[int]]:
-    spans: list[list[int]] = []
-    current: list[int] = []
-    for tok, lab in zip(ids, labels, strict=True):
-        if lab != IGNORE_INDEX:
-            assert lab == tok
-            current.append(tok)
-        elif current:
-            spans.append(current)
-            current = []
-    if current:
-        spans.append(current)
-    return spans
-
-
-@pytest.mark.integration
-def test_labels_cover_exactly_assistant_content_and_end_of_turn(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    messages = [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "What is the capital of France?"},
-        {"role": "assistant", "content": "Paris."},
-        {"role": "user", "content": "And of Italy?"},
-        {"role": "assistant", "content": "Rome, since 1871."},
-    ]
-    enc = encode_chat(tokenizer, messages, max_seq_len=512)
-    assert enc is not None
-    assert tokenizer.decode(enc.input_ids) == tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = [tokenizer.decode(s) for s in _labelled_spans(enc.input_ids, enc.labels)]
-    eot = tokenizer.eos_token  # <|im_end|> for ChatML
-    assert spans == [f"Paris.{eot}", f"Rome, since 1871.{eot}"]
-
-
-@pytest.mark.integration
-def test_truncation_that_cuts_every_assistant_token_drops_the_example(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    messages = [{"role": "user", "content": "word " * 50}, {"role": "assistant", "content": "ok"}]
-    assert encode_chat(tokenizer, messages, max_seq_len=20) is None
-    kept = encode_chat(tokenizer, messages, max_seq_len=512)
-    assert kept is not None and sum(lab != IGNORE_INDEX for lab in kept.labels) == 2  # "ok" + <|im_end|>
-
-
-# ---------------------------------------------------------------------------------------------
-# Data order and split
-
-
-def test_split_is_deterministic_and_disjoint() -> None:
-    train, evals = split_train_eval(20, 0.1, seed=3)
-    assert (train, evals) == split_train_eval(20, 0.1, seed=3)
-    assert len(evals) == 2 and not set(train) & set(evals) and sorted(train + evals) == list(range(20))
-    assert split_train_eval(1, 0.5, seed=0) == ([0], [])
-
-
-def test_each_epoch_visits_every_example_once() -> None:
-    per_epoch = [micro_batch_indices(10, 4, seed=1, micro_step=m) for m in range(3)]
-    assert sorted(i for b in per_epoch for i in b) == list(range(10))
-    assert [len(b) for b in per_epoch] == [4, 4, 2]
-    assert per_epoch != [micro_batch_indices(10, 4, seed=1, micro_step=m) for m in range(3, 6)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,51 +212,9 @@ def test_sft_lowers_assistant_loss_on_smollm2(smollm_path: str, tmp_path: Path) 
 # Packing
 
 
-def _varied_chats(n: int, seed: int = 0) -> list[list[dict[str, str]]]:
-    """Chats of clearly different lengths, so padding would be substantial."""
-    rng = random.Random(seed)
-    chats = []
-    for i in range(n):
-        filler = " ".join(f"w{rng.randint(0, 99)}" for _ in range(rng.randint(1, 30)))
-        chats.append(
-            [
-                {"role": "user", "content": f"Item {i}: {filler}?"},
-                {"role": "assistant", "content": f"Code ZX-{i * 7 % 50}."},
-            ]
-        )
-    return chats
-
-
 @pytest.mark.integration
-def test_packed_batch_has_the_same_labels_and_loss_as_the_padded_one(tiny_llm: str, tokenizer) -> None:  # type: ignore[no-untyped-def]
-    from transformers import AutoModelForCausalLM
-
-    from domainrag.training.sft import _collate, _collate_packed, _loss_sum
-
-    batch = [encode_chat(tokenizer, m, 128) for m in _varied_chats(5)]
-    assert all(e is not None for e in batch)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llm).eval()
-    cpu = torch.device("cpu")
-    padded = _collate(batch, tokenizer.pad_token_id, cpu)  # type: ignore[arg-type]
-    one_row = _collate_packed(batch, tokenizer.pad_token_id, 10_000, cpu)  # type: ignore[arg-type]
-    rows = _collate_packed(batch, tokenizer.pad_token_id, 128, cpu)  # type: ignore[arg-type]
-    assert one_row["input_ids"].shape == (1, sum(len(e.input_ids) for e in batch))  # type: ignore[union-attr]
-    assert rows["input_ids"].shape[1] <= 128 and 1 < rows["input_ids"].shape[0] < len(batch)
-    assert rows["input_ids"].numel() < padded["input_ids"].numel()
-    with torch.no_grad():
-        loss_padded, n_padded = _loss_sum(model, padded)
-        for packed in (one_row, rows):
-            loss_packed, n_packed = _loss_sum(model, packed)
-            assert n_packed == n_padded > 0
-            torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-4, atol=1e-4)
-        # the same row without position ids attends across conversation boundaries: another loss
-        leaky, _ = _loss_sum(model, {"input_ids": one_row["input_ids"], "labels": one_row["labels"]})
-    assert abs(float(leaky) - float(loss_padded)) > 1e-2
-
-
-@pytest.mark.integration
-def test_packed_training_sees_the_same_assistant_tokens_and_learns(tiny_llm: str, tmp_path: Path) -> None:
-    data = write_chat_jsonl(_varied_chats(24, seed=1), tmp_path / "chat.jsonl")
+def test_packed_training_sees_the_same_assistant_tokens_and_learns(tiny_llm: str, tmp_path: Path, varied_chats) -> None:  # type: ignore[no-untyped-def]
+    data = write_chat_jsonl(varied_chats(24, seed=1), tmp_path / "chat.jsonl")
 
     def run(packing: bool) -> dict[str, object]:
         args = SFTArgs(
@@ -406,15 +257,6 @@ def test_packing_is_refused_when_attention_would_cross_conversations(
     )
     with pytest.raises(DomainRagError, match="packing is not supported"):
         run_sft(args, MemoryReporter())
-
-
-def test_pack_rows_first_fit_decreasing() -> None:
-    from domainrag.training.sft import pack_rows
-
-    assert pack_rows([50, 30, 80, 20, 100, 60], 100) == [[4], [2, 3], [5, 1], [0]]
-    assert pack_rows([150, 10], 100) == [[0], [1]]  # too long for a row: alone, never split
-    rows = pack_rows([random.Random(i).randint(1, 100) for i in range(40)], 128)
-    assert sorted(i for r in rows for i in r) == list(range(40))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,39 +310,20 @@ def test_early_stopping_restores_the_best_adapter_and_resumes_exactly(tiny_llm: 
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
-def test_sft_hyperparameters_are_checked_before_training() -> None:
-    from domainrag.errors import DomainRagError
-    from domainrag.training.sft_params import check_sft_hyperparameters
-
-    assert check_sft_hyperparameters({"packing": True, "eval_every": 5, "early_stopping_patience": 2}).packing
-    with pytest.raises(DomainRagError, match=r"unknown SFT hyper-parameter.*no_such") as err:
-        check_sft_hyperparameters({"no_such": 1})
-    assert "early_stopping_patience" in str(err.value)  # the hint lists the valid names
-    with pytest.raises(DomainRagError, match="eval_every is not set"):
-        check_sft_hyperparameters({"early_stopping_patience": 2})
-    with pytest.raises(DomainRagError, match="eval_fraction is 0"):
-        check_sft_hyperparameters({"early_stopping_patience": 2, "eval_every": 5, "eval_fraction": 0})
-    with pytest.raises(DomainRagError, match="'batch_size' must be an integer"):
-        check_sft_hyperparameters({"batch_size": "4"})
-    with pytest.raises(DomainRagError, match="'early_stopping_min_delta'"):
-        check_sft_hyperparameters({"early_stopping_min_delta": -0.1})
-    with pytest.raises(DomainRagError, match=r"unknown SFT hyper-parameter.*base_model"):
-        check_sft_hyperparameters({"base_model": "x"})  # set by the job, not a hyper-parameter
-
-
 # ---------------------------------------------------------------------------------------------
 # Bad input refused by `job create`
 
 
 def test_sft_job_refuses_bad_input_before_it_starts(ws, tmp_path: Path, tiny_llm: str) -> None:  # type: ignore[no-untyped-def]
     from domainrag.errors import DatasetError, DomainRagError, StorageError
-    from domainrag.training.jobs import JobSpec, create_job
+    from domainrag.training.jobs import create_job
+    from domainrag.training.spec import parse_job_spec
 
     good = _chat_file(tmp_path / "chat.jsonl", n=4)
 
     def create(**kw: object) -> None:
         fields: dict[str, object] = {"name": "sft", "algorithm": "sft", "base_model": tiny_llm, "dataset": str(good)}
-        create_job(ws, JobSpec(**{**fields, **kw}), start=False)  # type: ignore[arg-type]
+        create_job(ws, parse_job_spec({**fields, **kw}), start=False)
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -530,16 +353,3 @@ def test_sft_job_refuses_bad_input_before_it_starts(ws, tmp_path: Path, tiny_llm
     assert ws.catalog.list("job") == []
     create()  # the same spec with good inputs is accepted
     assert len(ws.catalog.list("job")) == 1
-
-
-def test_model_card_says_why_training_stopped(tmp_path: Path) -> None:
-    from domainrag.training.jobs import JobSpec
-    from domainrag.training.worker import write_model_card
-
-    data = _chat_file(tmp_path / "chat.jsonl", n=2)
-    spec = JobSpec(name="sft", algorithm="sft", base_model="smollm2-135m-instruct", dataset=str(data))
-    detail = "early stopping at step 4: held-out loss did not improve"
-    write_model_card(tmp_path, spec, data, {"stop_reason": "early_stopping", "stop_detail": detail})
-    card = json.loads((tmp_path / "model_card.json").read_text())
-    assert card["stopped"] == {"reason": "early_stopping", "detail": detail}
-    assert f"- training stopped: {detail}" in (tmp_path / "README.md").read_text()

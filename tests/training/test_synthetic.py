@@ -12,14 +12,12 @@ from domainrag.errors import DatasetError, DomainRagError
 from domainrag.training.synthetic import (
     SyntheticConfig,
     choose_mode,
-    clean,
-    dedupe,
     generate_pairs,
-    heuristic_queries,
     is_corpus,
     load_passages,
     write_pairs,
 )
+from domainrag.training.synthetic_queries import clean, heuristic_queries
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,32 +87,6 @@ def test_heuristic_queries_use_the_rarest_terms(tmp_path: Path) -> None:
         assert name.lower() in words  # the product name is rare in the corpus: it must be in its query
         assert not {"the", "of", "in", "a"} & set(words)  # stopwords never make a query
         assert len(words) <= 6 + 3
-
-
-def test_dedupe_drops_exact_and_near_duplicates() -> None:
-    cands = [
-        ("What does fault E4411 mean?", "p1"),
-        ("what does fault E4411 mean", "p2"),  # exact after normalisation
-        ("What does the fault E4411 mean?", "p3"),  # near: same content words
-        ("Where is the Zorblat assembled?", "p1"),
-    ]
-    kept, exact, near = dedupe(cands, jaccard=0.8)
-    assert [q for q, _ in kept] == ["What does fault E4411 mean?", "Where is the Zorblat assembled?"]
-    assert (exact, near) == (1, 1)
-
-
-def test_clean_filters_by_length_and_verbatim_copy() -> None:
-    passage = "The Zorblat line of pumps is assembled in the Berlin plant."
-    cands = [
-        ("Zorblat", passage),  # too short
-        (" ".join(["word"] * 40) + " Zorblat?", passage),  # too long
-        ("line of pumps is assembled", passage),  # copied verbatim
-        ("Where are Zorblat pumps built?", passage),
-    ]
-    pairs, exact, near, filtered = clean(cands, [passage], SyntheticConfig(roundtrip_k=0), embedder=None)
-    assert [p.query for p in pairs] == ["Where are Zorblat pumps built?"]
-    assert filtered["too_short"] == filtered["too_long"] == filtered["copied"] == 1
-    assert (exact, near, filtered["not_retrievable"]) == (0, 0, 0)
 
 
 def test_write_pairs_round_trips_through_the_pairs_reader(tmp_path: Path) -> None:

@@ -23,12 +23,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+from sentence_transformers.sentence_transformer.losses import (
+    CachedMultipleNegativesRankingLoss,
+    MatryoshkaLoss,
+    MultipleNegativesRankingLoss,
+)
+from sentence_transformers.sentence_transformer.training_args import (
+    BatchSamplers,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.util import mine_hard_negatives
+
 from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
-from domainrag.training._st_common import (
-    LOSSES,
-    check_encoder,
-    check_hyperparameters,
+from domainrag.training.hyperparameters import EmbeddingArgs
+from domainrag.training.inputs import check_encoder
+from domainrag.training.precision import resolve_precision
+from domainrag.training.reporting import Reporter
+from domainrag.training.st_common import (
     count_over_limit,
     finite_stats,
     jsonable_args,
@@ -38,41 +54,9 @@ from domainrag.training._st_common import (
     train_with_resume,
     warn_truncation,
 )
-from domainrag.training._st_common import split_by_query as split_by_query  # re-export: tests and callers use it
-from domainrag.training.precision import resolve_precision
-from domainrag.training.reporting import Reporter
 
 METADATA_FILE = "domainrag_embedding.json"
 METRIC_KEYS = ("ndcg@10", "recall@1", "recall@5", "mrr@10")
-
-
-@dataclass
-class EmbeddingArgs:
-    """Hyper-parameters and locations of one embedding fine-tuning run."""
-
-    base_model: str  # local sentence-transformers folder (see domainrag.zoo.resolve_embedder) or hub id
-    dataset: Path  # pairs CSV/JSONL (see domainrag.data.formats.read_pairs), or documents (synthetic queries)
-    output_dir: Path
-    epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    warmup_ratio: float = 0.1
-    eval_fraction: float = 0.15
-    max_seq_length: int | None = None
-    hard_negatives: int = 0  # >0: mine this many hard negatives per pair with the base model
-    loss: str = "mnrl"  # "mnrl" | "cached_mnrl" (CachedMultipleNegativesRankingLoss)
-    mini_batch_size: int = 32  # cached_mnrl: texts per forward pass (memory), not the contrastive batch
-    matryoshka_dims: list[int] | None = None  # e.g. [384, 256, 128, 64]: wrap the loss in MatryoshkaLoss
-    synthetic_queries: str | None = None  # "llm" | "heuristic"; None: "heuristic" when the dataset is a corpus
-    synthetic_llm: str = "smollm2-135m-instruct"
-    synthetic_per_passage: int = 1
-    synthetic_max_passages: int | None = None
-    synthetic_roundtrip_k: int = 10  # keep a synthetic query only if the base model finds its chunk in top-k
-    seed: int = 0
-    checkpoint_dir: Path | None = None
-    resume: bool = False
-    save_steps: int = 100  # checkpoint interval (optimizer steps) when checkpoint_dir is set
-    precision: str = "auto"  # "auto" (bf16 autocast where the hardware has native bf16) | "fp32" | "bf16"
 
 
 @dataclass
@@ -115,7 +99,6 @@ def build_ir_evaluator(
     all_pairs: list[Pair], eval_pairs: list[Pair], name: str = "heldout", truncate_dim: int | None = None
 ) -> Any | None:
     """Retrieval evaluator: eval queries against a corpus of every positive in ``all_pairs``."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     if not eval_pairs:
         return None
@@ -158,11 +141,9 @@ def retrieval_metrics(model: Any, evaluator: Any | None) -> dict[str, float]:
 
 def _train_dataset(args: EmbeddingArgs, model: Any, train: list[Pair], reporter: Reporter) -> Any:
     """(anchor, positive[, negative_1..n]) dataset: mined, given, or pairs only."""
-    from datasets import Dataset
 
     base = Dataset.from_dict({"anchor": [p.query for p in train], "positive": [p.positive for p in train]})
     if args.hard_negatives > 0:
-        from sentence_transformers.util import mine_hard_negatives
 
         mined = mine_hard_negatives(
             base,
@@ -191,9 +172,8 @@ def _train_dataset(args: EmbeddingArgs, model: Any, train: list[Pair], reporter:
     return base
 
 
-def check_args(args: EmbeddingArgs, dimension: int | None = None) -> None:
-    """Option values (the job spec checks the same before the job starts); dims against ``dimension``."""
-    check_hyperparameters("embedding", {k: v for k, v in vars(args).items() if v is not None})
+def check_dimensions(args: EmbeddingArgs, dimension: int | None) -> None:
+    """``matryoshka_dims`` within the model's output ``dimension`` (option values are checked by EmbeddingArgs)."""
     if args.matryoshka_dims and dimension and max(args.matryoshka_dims) > dimension:
         raise DomainRagError(
             f"matryoshka_dims {args.matryoshka_dims} go beyond the model's {dimension} dimensions",
@@ -203,16 +183,13 @@ def check_args(args: EmbeddingArgs, dimension: int | None = None) -> None:
 
 def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
     """Check options, load the model, read (or generate) and split the pairs, build evaluator and dataset."""
-    check_args(args)
     check_encoder(args.base_model)
-    import torch
-    from sentence_transformers import SentenceTransformer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = SentenceTransformer(args.base_model, device=device)
     if args.max_seq_length is not None:
         model.max_seq_length = args.max_seq_length
-    check_args(args, model.get_embedding_dimension())
+    check_dimensions(args, model.get_embedding_dimension())
     dataset, synthetic = prepare_pairs(args, reporter, model)
     loaded, train, evals = load_and_split(
         args,
@@ -245,14 +222,7 @@ def setup(args: EmbeddingArgs, reporter: Reporter) -> _Setup:
 
 def build_loss(args: EmbeddingArgs, model: Any) -> Any:
     """MNRL or its cached (GradCache) variant, wrapped in MatryoshkaLoss when ``matryoshka_dims`` is set."""
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MatryoshkaLoss,
-        MultipleNegativesRankingLoss,
-    )
 
-    if args.loss not in LOSSES:
-        raise DomainRagError(f"unknown loss {args.loss!r}", hint="use mnrl or cached_mnrl")
     loss = (
         CachedMultipleNegativesRankingLoss(model, mini_batch_size=args.mini_batch_size)
         if args.loss == "cached_mnrl"
@@ -265,11 +235,6 @@ def build_loss(args: EmbeddingArgs, model: Any) -> Any:
 
 def fit(args: EmbeddingArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
     """Train with :func:`build_loss`; checkpoint/resume through the HF Trainer."""
-    from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.training_args import (
-        BatchSamplers,
-        SentenceTransformerTrainingArguments,
-    )
 
     def make_trainer(kwargs: dict[str, Any], callbacks: list[Any]) -> Any:
         targs = SentenceTransformerTrainingArguments(**kwargs, batch_sampler=BatchSamplers.NO_DUPLICATES)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from domainrag.hardware import native_bf16
+import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from domainrag.hardware import native_bf16
 
 
 def resolve_precision(precision: str) -> str:
@@ -15,11 +15,9 @@ def resolve_precision(precision: str) -> str:
 
     ``auto`` trains in bf16 autocast (fp32 master weights, as the HF Trainer's ``bf16=True`` does) where
     the hardware multiplies bf16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16/AMX
-    (oneDNN then runs the matrix products at about 3.5x the fp32 rate: 700+ vs 200 GFLOP/s on this
-    2-core machine). Elsewhere bf16 would be emulated and slower, so ``auto`` stays fp32.
+    (oneDNN then runs the matrix products several times faster than in fp32). Elsewhere bf16 would be
+    emulated and slower, so ``auto`` stays fp32.
     """
-    import torch
-
     if precision != "auto":
         return precision
     if torch.cuda.is_available():
@@ -29,8 +27,6 @@ def resolve_precision(precision: str) -> str:
 
 def autocast(precision: str, device_type: str) -> Any:
     """``torch.autocast`` to bf16 when ``precision`` resolves to bf16, else a no-op context."""
-    import torch
-
     if resolve_precision(precision) == "bf16":
         return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset
+from sentence_transformers import CrossEncoder, SentenceTransformer
+from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
+from sentence_transformers.util import mine_hard_negatives
 
 from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
-from domainrag.training._st_common import (
-    check_encoder,
-    check_hyperparameters,
+from domainrag.training.hyperparameters import RerankerArgs
+from domainrag.training.inputs import check_encoder
+from domainrag.training.reporting import Reporter
+from domainrag.training.st_common import (
     count_over_limit,
     finite_stats,
     jsonable_args,
@@ -46,39 +53,9 @@ from domainrag.training._st_common import (
     train_with_resume,
     warn_truncation,
 )
-from domainrag.training.reporting import Reporter
 
 METADATA_FILE = "domainrag_reranker.json"
 METRIC_KEYS = ("ndcg@10", "mrr@10", "recall@5")
-
-
-@dataclass
-class RerankerArgs:
-    """Hyper-parameters and locations of one reranker training run."""
-
-    base_model: str  # local sentence-transformers folder (see domainrag.zoo.resolve_embedder) or hub id
-    dataset: Path  # pairs CSV/JSONL (see domainrag.data.formats.read_pairs), or documents (synthetic queries)
-    output_dir: Path
-    epochs: int = 1
-    batch_size: int = 16
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    loss: str = "mnrl"  # "mnrl" (listwise over positive + hard + in-batch negatives) | "bce" (pointwise)
-    in_batch_negatives: int = 2  # mnrl: other passages of the batch added to each query's softmax
-    hard_negatives: int = 3  # mined per query with the bi-encoder of base_model; 0 = dataset negatives only
-    eval_fraction: float = 0.15
-    eval_candidates: int = 20  # bi-encoder top-n reranked per held-out query
-    max_length: int = 256
-    synthetic_queries: str | None = None  # "llm" | "heuristic"; None: "heuristic" when the dataset is a corpus
-    synthetic_llm: str = "smollm2-135m-instruct"
-    synthetic_per_passage: int = 1
-    synthetic_max_passages: int | None = None
-    synthetic_roundtrip_k: int = 10
-    seed: int = 0
-    checkpoint_dir: Path | None = None
-    resume: bool = False
-    save_steps: int = 100  # checkpoint interval (optimizer steps) when checkpoint_dir is set
-    precision: str = "auto"  # "auto" (bf16 autocast where the hardware has native bf16) | "fp32" | "bf16"
 
 
 @dataclass
@@ -182,8 +159,6 @@ def _labelled_rows(args: RerankerArgs, bi_encoder: Any, train: list[Pair], repor
     """(query, passage, label) columns: positives, mined hard negatives and dataset-given negatives."""
     rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
     if args.hard_negatives > 0:
-        from datasets import Dataset
-        from sentence_transformers.util import mine_hard_negatives
 
         base = Dataset.from_dict({"query": [p.query for p in train], "passage": [p.positive for p in train]})
         mined = mine_hard_negatives(
@@ -227,7 +202,6 @@ def negative_tuples(rows: dict[str, list[Any]], train: list[Pair], seed: int) ->
     positives; k is the largest count any query has, and shorter lists are topped up with seeded
     random passages of other queries (the in-batch kind of negative), so every row has the same width.
     """
-    import random
 
     positives: dict[str, set[str]] = {}
     for p in train:
@@ -259,7 +233,6 @@ def negative_tuples(rows: dict[str, list[Any]], train: list[Pair], seed: int) ->
 
 def _train_dataset(args: RerankerArgs, bi_encoder: Any, train: list[Pair], reporter: Reporter) -> Any:
     """The rows ``args.loss`` trains on: labelled pairs (``bce``) or negative tuples (``mnrl``)."""
-    from datasets import Dataset
 
     rows = _labelled_rows(args, bi_encoder, train, reporter)
     if args.loss == "bce":
@@ -271,9 +244,7 @@ def _train_dataset(args: RerankerArgs, bi_encoder: Any, train: list[Pair], repor
 
 def setup(args: RerankerArgs, reporter: Reporter) -> _Setup:
     """Read and split the pairs, load bi-encoder and cross-encoder, mine negatives, build the task."""
-    check_hyperparameters("reranker", {k: v for k, v in vars(args).items() if v is not None})
     check_encoder(args.base_model)
-    from sentence_transformers import CrossEncoder, SentenceTransformer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bi_encoder = SentenceTransformer(args.base_model, device=device)
@@ -309,7 +280,6 @@ def setup(args: RerankerArgs, reporter: Reporter) -> _Setup:
 
 def _loss(args: RerankerArgs, s: _Setup) -> tuple[Any, dict[str, Any]]:
     """The loss object for ``args.loss`` and the statistics that describe it."""
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
 
     if args.loss == "mnrl":
         negatives = len(s.train_dataset.column_names) - 2
@@ -324,7 +294,6 @@ def _loss(args: RerankerArgs, s: _Setup) -> tuple[Any, dict[str, Any]]:
 
 def fit(args: RerankerArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
     """Train with ``args.loss`` (listwise MNRL or pointwise BCE); checkpoint/resume."""
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     loss, loss_stats = _loss(args, s)
 

@@ -20,42 +20,19 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from domainrag.errors import DatasetError
-from domainrag.storage.lake import split_scheme
-from domainrag.training.reporting import FileReporter
+import matplotlib
 
+from domainrag import zoo
+from domainrag.settings import Settings
+from domainrag.storage.lake import Lake, sha256_file
+from domainrag.training import embedding, reranker, sft
+from domainrag.training.inputs import local_dataset
+from domainrag.training.reporting import FileReporter, Reporter
+from domainrag.training.spec import EmbeddingJobSpec, JobRecord, JobSpec, RerankerJobSpec, SFTJobSpec
+from domainrag.workspace import Workspace
 
-def _local_dataset(url: str, workdir: Path) -> Path:
-    """A local path for a dataset URL: plain paths as-is, remote objects downloaded."""
-    scheme = split_scheme(url)
-    if scheme in ("file", "local"):
-        path = Path(url.split("://", 1)[1] if "://" in url else url).expanduser()
-        if not path.exists():
-            raise DatasetError(str(path), "dataset file does not exist", hint="check the --dataset path")
-        return path
-    from domainrag.storage.options import open_fs
-
-    target = workdir / "input" / Path(url.rstrip("/")).name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fs, path, _ = open_fs(url)
-    if not fs.exists(path):
-        raise DatasetError(url, "dataset object does not exist", hint="check the bucket and key")
-    fs.get_file(path, str(target))
-    return target
-
-
-def check_dataset(spec: Any) -> None:
-    """Parse the dataset now (local files only) so format errors surface before the job starts."""
-    if split_scheme(spec.dataset) not in ("file", "local"):
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        path = _local_dataset(spec.dataset, Path(tmp))
-        from domainrag.data import formats
-
-        if spec.algorithm == "sft":
-            formats.read_chat_dataset(path)
-        else:
-            formats.read_pairs(path)
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
 
 
 def plot_metrics(folder: Path) -> Path | None:
@@ -67,11 +44,6 @@ def plot_metrics(folder: Path) -> Path | None:
     series = sorted({k for r in rows for k in r if k in ("loss", "eval_loss") or k.startswith("eval_")})
     if not rows or not series:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 4))
     for key in series:
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
@@ -94,58 +66,33 @@ def _as_dict(result: Any) -> dict[str, Any]:
     return dict(result)
 
 
-# algorithm → (module, args class, run function, base-model resolver, result field of the artifact, format)
-_TRAINERS: dict[str, tuple[str, str, str, str, str, str]] = {
-    "sft": ("domainrag.training.sft", "SFTArgs", "run_sft", "resolve_llm", "adapter_dir", "lora-adapter"),
-    "embedding": (
-        "domainrag.training.embedding",
-        "EmbeddingArgs",
-        "run_embedding",
-        "resolve_embedder",
-        "output_dir",
-        "sentence-transformers",
-    ),
-    "reranker": (
-        "domainrag.training.reranker",
-        "RerankerArgs",
-        "run_reranker",
-        "resolve_embedder",
-        "output_dir",
-        "cross-encoder",
-    ),
-}
-
-
 def fit(
-    spec: Any, dataset: Path, workdir: Path, reporter: FileReporter, resume: bool
+    spec: JobSpec, dataset: Path, workdir: Path, reporter: Reporter, resume: bool
 ) -> tuple[dict[str, Any], Path, str]:
-    """Run the training function for the algorithm; returns (metrics, artifact folder, format)."""
-    import importlib
-
-    from domainrag import zoo
-
-    module_name, args_cls, run_fn, resolver, artifact_field, fmt = _TRAINERS[spec.algorithm]
-    module = importlib.import_module(module_name)  # imported lazily: each pulls in heavy libraries
-    args = getattr(module, args_cls)(
-        base_model=getattr(zoo, resolver)(spec.base_model),
-        dataset=dataset,
-        output_dir=workdir / "output",
-        checkpoint_dir=workdir / "checkpoints",
-        resume=resume,
-        **dict(spec.hyperparameters),
-    )
-    result = getattr(module, run_fn)(args, reporter)
-    return _as_dict(result), Path(getattr(result, artifact_field)), fmt
+    """Run the training function of the spec's algorithm; returns (metrics, artifact folder, format)."""
+    where = {"dataset": dataset, "output_dir": workdir / "output", "checkpoint_dir": workdir / "checkpoints",
+             "resume": resume}
+    hp = spec.hyperparameters.model_dump()
+    if isinstance(spec, SFTJobSpec):
+        result = sft.run_sft(sft.SFTArgs(base_model=zoo.resolve_llm(spec.base_model), **where, **hp), reporter)
+        return _as_dict(result), result.adapter_dir, "lora-adapter"
+    base_model = zoo.resolve_embedder(spec.base_model)
+    if isinstance(spec, EmbeddingJobSpec):
+        emb = embedding.run_embedding(embedding.EmbeddingArgs(base_model=base_model, **where, **hp), reporter)
+        return _as_dict(emb), emb.output_dir, "sentence-transformers"
+    assert isinstance(spec, RerankerJobSpec)
+    rr = reranker.run_reranker(reranker.RerankerArgs(base_model=base_model, **where, **hp), reporter)
+    return _as_dict(rr), rr.output_dir, "cross-encoder"
 
 
-def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str, Any]) -> None:
-    from domainrag.storage.lake import sha256_file
-
+def write_model_card(artifact: Path, spec: JobSpec, dataset: Path, metrics: dict[str, Any]) -> None:
+    """model_card.json and README.md in the artifact folder: base model, data hash, hyper-parameters, metrics."""
+    given = spec.hyperparameters.model_dump(mode="json", exclude_unset=True)
     card = {
         "base_model": spec.base_model,
         "algorithm": spec.algorithm,
         "dataset": {"uri": spec.dataset, "sha256": sha256_file(dataset), "bytes": dataset.stat().st_size},
-        "hyperparameters": spec.hyperparameters,
+        "hyperparameters": given,
         "metrics": metrics,
     }
     if spec.algorithm == "embedding":
@@ -162,7 +109,7 @@ def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str
         f"- base model: `{spec.base_model}`",
         f"- algorithm: `{spec.algorithm}`",
         f"- dataset: `{spec.dataset}` (sha256 {card['dataset']['sha256'][:12]}, {card['dataset']['bytes']} bytes)",
-        f"- hyper-parameters: `{json.dumps(spec.hyperparameters)}`",
+        f"- hyper-parameters: `{json.dumps(given)}`",
         *([f"- training stopped: {metrics.get('stop_detail') or metrics['stop_reason']}"] if "stopped" in card else []),
         "",
         "## Metrics",
@@ -175,13 +122,8 @@ def write_model_card(artifact: Path, spec: Any, dataset: Path, metrics: dict[str
 
 
 def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
-    from domainrag.settings import Settings
-    from domainrag.training.jobs import JobSpec
-    from domainrag.workspace import Workspace
-
     ws = Workspace(Settings.resolve(workspace, lake))
-    record = ws.catalog.require("job", job_id)
-    spec = JobSpec.model_validate(record["spec"])
+    spec = JobRecord.model_validate(ws.catalog.require("job", job_id)).job_spec()
     prefix = f"jobs/{job_id}"
     local = ws.lake.is_local
     workdir = ws.lake.local_path(prefix) if local else Path(tempfile.mkdtemp(prefix=f"domainrag-{job_id}-"))
@@ -204,7 +146,7 @@ def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
         ws.catalog.update("job", job_id, state="running", error=None, running_at=time.time(), **pid)
     reporter.log(f"job {job_id}: {spec.algorithm} on {spec.base_model}, dataset {spec.dataset}")
     try:
-        dataset = _local_dataset(spec.dataset, workdir)
+        dataset = local_dataset(spec.dataset, workdir)
         metrics, artifact, fmt = fit(spec, dataset, workdir, reporter, resume)
         if not is_main:
             return 0
@@ -213,8 +155,6 @@ def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
         if not local:
             ws.lake.upload(workdir, prefix)
         if spec.output:
-            from domainrag.storage.lake import Lake
-
             dest = Lake(spec.output)
             dest.upload(artifact, "artifact")
             reporter.log(f"artifact copied to {dest.url('artifact')}")

@@ -12,31 +12,20 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from domainrag.data.formats import Pair, PairsFile, load_pairs
 from domainrag.errors import DomainRagError
-from domainrag.training.precision import PRECISIONS, resolve_precision
+from domainrag.training import synthetic as syn
+from domainrag.training.hyperparameters import EncoderArgs
+from domainrag.training.precision import resolve_precision
 from domainrag.training.reporting import Reporter
-from domainrag.zoo import GENERATOR_ARCHITECTURES, local_model_config
-
-
-class TrainArgs(Protocol):
-    """The fields of ``EmbeddingArgs`` / ``RerankerArgs`` the shared steps read."""
-
-    dataset: Path
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    warmup_ratio: float
-    eval_fraction: float
-    seed: int
-    checkpoint_dir: Path | None
-    resume: bool
-    save_steps: int
-    precision: str
 
 
 def split_by_query(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
@@ -50,7 +39,7 @@ def split_by_query(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[
 
 
 def load_and_split(
-    args: TrainArgs, reporter: Reporter, hint: str, dataset: Path | None = None
+    args: EncoderArgs, reporter: Reporter, hint: str, dataset: Path | None = None
 ) -> tuple[PairsFile, list[Pair], list[Pair]]:
     """(loaded pairs, train, eval) split by query; fewer than 2 training pairs raise with ``hint``.
 
@@ -68,25 +57,20 @@ def load_and_split(
     return loaded, train, evals
 
 
-def reporter_callback(reporter: Reporter) -> Any:
-    """A ``TrainerCallback`` forwarding the trainer's numeric logs to ``reporter``."""
-    from transformers import TrainerCallback
+class ReporterCallback(TrainerCallback):
+    """Forwards the trainer's numeric logs (loss, learning_rate, ...) to a :class:`Reporter`."""
 
-    class _ToReporter(TrainerCallback):
-        """Forwards the trainer's numeric logs (loss, learning_rate, ...) to the reporter."""
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
 
-        def on_log(self, _args: Any, state: Any, _control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
-            values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
-            if values:
-                reporter.metric(state.global_step, **values)
-
-    return _ToReporter()
+    def on_log(self, _args: Any, state: Any, _control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
+        values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+        if values:
+            self.reporter.metric(state.global_step, **values)
 
 
-def training_kwargs(args: TrainArgs, out: Path) -> dict[str, Any]:
+def training_kwargs(args: EncoderArgs, out: Path) -> dict[str, Any]:
     """Training-arguments keywords common to both trainers (checkpoints only with ``checkpoint_dir``)."""
-    import torch
-
     return {
         "output_dir": str(out),
         "num_train_epochs": args.epochs,
@@ -109,7 +93,7 @@ def training_kwargs(args: TrainArgs, out: Path) -> dict[str, Any]:
 
 
 def train_with_resume(
-    args: TrainArgs,
+    args: EncoderArgs,
     reporter: Reporter,
     make_trainer: Callable[[dict[str, Any], list[Any]], Any],
     *,
@@ -122,13 +106,10 @@ def train_with_resume(
     Returns ``steps``, ``train_loss``, ``train_seconds``, ``resumed_from``, then ``extra_stats``,
     then ``pairs_per_s`` (``n_rows`` training rows per epoch).
     """
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
-
     with tempfile.TemporaryDirectory(prefix=scratch_prefix) as scratch:
         out = Path(args.checkpoint_dir) if args.checkpoint_dir is not None else Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
-        trainer = make_trainer(training_kwargs(args, out), [reporter_callback(reporter)])
+        trainer = make_trainer(training_kwargs(args, out), [ReporterCallback(reporter)])
         trainer.remove_callback(PrinterCallback)  # logs go to the reporter, not stdout
         resume_from = get_last_checkpoint(str(out)) if args.resume and args.checkpoint_dir is not None else None
         if args.resume and resume_from is None:
@@ -156,9 +137,9 @@ def log_eval_metrics(reporter: Reporter, label: str, step: int, metrics: dict[st
         reporter.metric(step, **{f"eval_{k}": v for k, v in metrics.items()})
 
 
-def jsonable_args(args: Any) -> dict[str, Any]:
-    """The args dataclass as a dict with paths as strings."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()}
+def jsonable_args(args: EncoderArgs) -> dict[str, Any]:
+    """The run arguments as JSON-ready values (paths as strings)."""
+    return args.model_dump(mode="json")
 
 
 def finite_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,34 +148,7 @@ def finite_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Bad input caught before training: a decoder as base model, texts past the model's limit,
-# hyper-parameter values the trainers would only reject after loading everything.
-
-LOSSES = ("mnrl", "cached_mnrl")
-RERANKER_LOSSES = ("mnrl", "bce")
-SYNTHETIC_CHOICES = ("llm", "heuristic")
-
-
-def check_encoder(model: str) -> None:
-    """Refuse a base model folder that is a text generator (causal LM), not an encoder.
-
-    sentence-transformers would wrap a causal LM in mean pooling and train it without complaint;
-    that is never what an embedding or reranker job wants, so it fails here, before loading. Hub
-    ids (not local) are left to sentence-transformers.
-    """
-    found = local_model_config(
-        model, hint="use all-minilm-l6-v2, a sentence-transformers / BERT-style encoder folder, or a hub id"
-    )
-    if found is None:
-        return
-    cfg, archs = found
-    generator = next((a for a in archs if a.endswith(GENERATOR_ARCHITECTURES)), None)
-    if generator or cfg.get("is_decoder"):
-        raise DomainRagError(
-            f"base model '{model}' is a text generator ({generator or cfg.get('model_type')}), not an encoder",
-            hint="embedding and reranker jobs start from an encoder such as all-minilm-l6-v2; "
-            "use --algorithm sft to fine-tune an LLM",
-        )
+# Texts past the model's limit: the tokenizer truncates them silently, so the job log says so.
 
 
 def count_over_limit(tokenizer: Any, texts: list[str] | list[tuple[str, str]], limit: int, batch: int = 256) -> int:
@@ -219,58 +173,12 @@ def warn_truncation(reporter: Reporter, over: int, total: int, limit: int, what:
         )
 
 
-def check_hyperparameters(algorithm: str, hp: Mapping[str, Any]) -> None:
-    """Validate the values of the embedding/reranker options a job spec may set (before the job starts)."""
-
-    def bad(key: str, why: str, hint: str) -> DomainRagError:
-        return DomainRagError(f"hyper-parameter {key}={hp[key]!r}: {why}", hint=hint)
-
-    if "precision" in hp and hp["precision"] not in PRECISIONS:
-        raise bad("precision", "unknown precision", "use auto (bf16 where the hardware has it), fp32 or bf16")
-    mode = hp.get("synthetic_queries")
-    if mode is not None and mode not in SYNTHETIC_CHOICES:
-        raise bad("synthetic_queries", "unknown mode", "use llm or heuristic (or leave it out: auto-detected)")
-    for key in ("synthetic_per_passage", "mini_batch_size", "in_batch_negatives"):
-        if key in hp and (not isinstance(hp[key], int) or isinstance(hp[key], bool) or hp[key] < 1):
-            raise bad(key, "must be a positive integer", f"e.g. --hp {key}=4")
-    if algorithm == "reranker" and "loss" in hp and hp["loss"] not in RERANKER_LOSSES:
-        raise bad("loss", "unknown reranker loss", "use mnrl (listwise, the default) or bce (pointwise)")
-    if algorithm != "embedding":
-        return
-    if "loss" in hp and hp["loss"] not in LOSSES:
-        raise bad("loss", "unknown loss", "use mnrl or cached_mnrl")
-    dims = hp.get("matryoshka_dims")
-    if dims is not None:
-        ok = isinstance(dims, list) and dims and all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
-        if not ok or min(dims) < 1 or len(set(dims)) != len(dims):
-            raise bad(
-                "matryoshka_dims",
-                "must be a list of distinct positive integers",
-                "e.g. --hp matryoshka_dims=[384,256,128,64]",
-            )
-
-
-class SyntheticArgs(Protocol):
-    """The fields of ``EmbeddingArgs`` / ``RerankerArgs`` that control synthetic queries."""
-
-    dataset: Path
-    output_dir: Path
-    seed: int
-    synthetic_queries: str | None
-    synthetic_llm: str
-    synthetic_per_passage: int
-    synthetic_max_passages: int | None
-    synthetic_roundtrip_k: int
-
-
-def prepare_pairs(args: SyntheticArgs, reporter: Reporter, embedder: Any) -> tuple[Path, dict[str, Any] | None]:
+def prepare_pairs(args: EncoderArgs, reporter: Reporter, embedder: Any) -> tuple[Path, dict[str, Any] | None]:
     """(pairs file to train on, synthetic counts or None): the dataset itself, or pairs generated from a corpus.
 
     Generated pairs go to ``synthetic_pairs.jsonl`` next to ``output_dir`` (the job folder in the lake),
     so they can be inspected and reused as an ordinary pairs dataset.
     """
-    from domainrag.training import synthetic as syn
-
     dataset = Path(args.dataset)
     mode = syn.choose_mode(args.synthetic_queries, dataset)
     if mode is None:
