@@ -84,25 +84,24 @@ def main() -> None:
     if a.threads:
         os.environ["OMP_NUM_THREADS"] = str(a.threads)  # the worker inherits the environment
     import torch
-
     from domainrag.settings import Settings
-    from domainrag.training.jobs import JobSpec, create_job, wait_job
+    from domainrag.training.jobs import create_job, wait_job
+    from domainrag.training.spec import EmbeddingJobSpec
     from domainrag.workspace import Workspace
 
     ws = Workspace(Settings.resolve(str(work / "ws"), None))
     hp = {"epochs": a.epochs, "batch_size": a.batch_size}
     if a.loss == "cached_mnrl":
         hp |= {"loss": a.loss, "mini_batch_size": a.mini_batch_size}
-    spec = JobSpec(name="speed", algorithm="embedding", base_model="all-minilm-l6-v2", dataset=str(pairs),
-                   hyperparameters=hp)
+    spec = EmbeddingJobSpec(name="speed", base_model="all-minilm-l6-v2", dataset=str(pairs), hyperparameters=hp)
     t0 = time.perf_counter()
-    job = wait_job(ws, create_job(ws, spec)["name"], timeout=3600, poll=0.5)
+    job = wait_job(ws, create_job(ws, spec).name, timeout=3600, poll=0.5)
     wall = time.perf_counter() - t0
     with contextlib.suppress(ChildProcessError):  # reap the worker so RUSAGE_CHILDREN includes it
-        os.waitpid(int(job["pid"]), 0)
-    if job["state"] != "succeeded":
-        raise SystemExit(f"job {job['state']}: {job.get('error')}")
-    metrics = job["metrics"]
+        os.waitpid(int(job.pid or 0), 0)
+    if job.state != "succeeded":
+        raise SystemExit(f"job {job.state}: {job.error}")
+    metrics = job.metrics or {}
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = {
         "command": "benchmarks/bench_embedding_speed.py " + " ".join(sys.argv[1:]),

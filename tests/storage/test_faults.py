@@ -115,3 +115,50 @@ def test_upload_rerun_after_a_fault_equals_an_undisturbed_upload(
     assert set(_snapshot(lake, "models/m/1")) <= set(expected)  # only complete objects are visible
     lake.upload(src, "models/m/1")
     assert _snapshot(lake, "models/m/1") == expected
+
+
+def _stall(faulty_s3, toxiproxy) -> None:
+    toxiproxy.toxic(faulty_s3.proxy, "stall")
+
+
+def test_job_create_fails_before_recording_anything_when_the_lake_stalls(
+    faulty_s3, toxiproxy, tmp_path: Path
+) -> None:
+    from domainrag.training.jobs import create_job
+    from domainrag.training.spec import EmbeddingJobSpec
+    from domainrag.workspace import Workspace
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"query": "pump flow", "positive": "The pump delivers 12 l/h."}\n' * 4)
+    ws = Workspace.open(tmp_path / "ws", lake=f"{faulty_s3.prefix}/lake")
+    _stall(faulty_s3, toxiproxy)
+    spec = EmbeddingJobSpec(name="emb", base_model="all-minilm-l6-v2", dataset=str(data))
+    started = time.monotonic()
+    with pytest.raises(StorageError) as err:
+        create_job(ws, spec, start=False)
+    assert time.monotonic() - started < BOUND_S and faulty_s3.url in str(err.value) + str(err.value.hint)
+    assert ws.catalog.list("job") == []  # nothing recorded: a re-run starts clean
+
+
+def test_ingest_checks_the_lake_before_embedding_and_a_rerun_equals_an_undisturbed_ingest(
+    faulty_s3, toxiproxy, tmp_path: Path
+) -> None:
+    from domainrag.workspace import Workspace, create_index, ingest
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(3):
+        (docs / f"doc{i}.md").write_text(f"# Doc {i}\n\nPart {i} of the manual: valve V-{i} opens at {i + 2} bar.")
+    ws = Workspace.open(tmp_path / "ws", lake=f"{faulty_s3.prefix}/lake")
+    create_index(ws, "clean", "all-minilm-l6-v2")
+    expected = sorted(c.chunk_id for c in ingest(ws, "clean", [docs]).chunk_records)
+
+    create_index(ws, "kb", "all-minilm-l6-v2")
+    _stall(faulty_s3, toxiproxy)
+    with pytest.raises(StorageError):
+        ingest(ws, "kb", [docs])
+    assert ws.store("kb").count() == 0  # refused before anything was embedded or written
+    toxiproxy.heal(faulty_s3.proxy)
+    report = ingest(ws, "kb", [docs])
+    assert sorted(c.chunk_id for c in report.chunk_records) == expected
+    assert ws.store("kb").count() == len(expected) and len(ws.lake.list("chunks/kb")) == 1

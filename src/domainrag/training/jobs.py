@@ -38,7 +38,10 @@ def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> JobRecord
     if spec.launch is not None:
         accelerate_config(spec.launch)  # missing DeepSpeed/FSDP files fail here
     remote = [spec.dataset] if split_scheme(spec.dataset) not in ("file", "local") else []
-    require(preflight(reads=remote, writes=[spec.output] if spec.output else []))  # access problems first
+    writes = [spec.output] if spec.output else []
+    if not ws.lake.is_local:  # the job's spec, logs, checkpoints and artifact go to the lake
+        writes.append(ws.lake.url("jobs"))
+    require(preflight(reads=remote, writes=writes))  # access problems first, before anything is recorded
     job_id = new_job_id(spec.name)
     stored = spec.model_dump(mode="json")
     ws.lake.write_json(f"jobs/{job_id}/spec.json", stored)
