@@ -84,6 +84,7 @@ def main() -> None:
     if a.threads:
         os.environ["OMP_NUM_THREADS"] = str(a.threads)  # the worker inherits the environment
     import torch
+
     from domainrag.settings import Settings
     from domainrag.training.jobs import create_job, wait_job
     from domainrag.training.spec import EmbeddingJobSpec
