@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from domainrag.evaluation.answer_eval import run_answer_eval
 from domainrag.evaluation.answers import aggregate_scores, extract_label, lexical_support, score_answer
 from domainrag.evaluation.judge import JUDGE_PROMPT
-from domainrag.evaluation.runner import run_answer_eval
 from domainrag.index.base import SearchHit
 from domainrag.serving.rag import RagAnswer
 
@@ -97,7 +97,7 @@ def test_runner_records_app_errors_and_finishes(tmp_path: Path) -> None:
                         QUESTIONS[2]["question"]: "Yes [1]."})
     flaky = ScriptedApp({QUESTIONS[2]["question"]: "No."})
     result = run_answer_eval({"good": lambda: good, "flaky": lambda: flaky}, QUESTIONS,
-                             dataset_files={"q.jsonl": qfile}, command="test")
+                             dataset_files={"q.jsonl": qfile}, command="test").to_json()
     sec = result["answers"]
     runs = {r["label"]: r for r in sec["runs"]}
     assert runs["good"]["metrics"]["key_fact_accuracy"] == 1.0
