@@ -100,6 +100,22 @@ def serve_api() -> Callable[[Any], AbstractContextManager[str]]:
 
 
 @pytest.fixture
+def cli_for(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], Any]:
+    """``cli_for(ws)``: the real ``domainrag`` Typer app acting on an already opened workspace."""
+
+    def make(ws: Any) -> Any:
+        from domainrag.cli import _context
+        from domainrag.cli.main import app
+
+        handle = _context.WorkspaceHandle()
+        handle.use(ws)
+        monkeypatch.setattr(_context, "workspace", handle)
+        return app
+
+    return make
+
+
+@pytest.fixture
 def docs() -> list[Document]:
     """Four one-chunk manual pages, each answering one distinctive question."""
     return [

@@ -62,15 +62,15 @@ def write_beir(root: Path, docs=DOCS, queries=QUERIES, qrels=QRELS, extra_qrels:
 @pytest.fixture(autouse=True)
 def isolated_workspace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """Each test gets its own workspace; the CLI's cached workspace handle is cleared around it."""
-    from domainrag.cli import main as cli_main
+    from domainrag.cli._context import workspace
 
     home = tmp_path / "ws"
     monkeypatch.setenv("DOMAINRAG_HOME", str(home))
     monkeypatch.delenv("DOMAINRAG_LAKE", raising=False)
     monkeypatch.delenv("DOMAINRAG_JUDGE_API_KEY", raising=False)
-    cli_main._state.clear()
+    workspace.reset()
     yield home
-    cli_main._state.clear()
+    workspace.reset()
 
 
 @pytest.fixture

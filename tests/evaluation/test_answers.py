@@ -1,15 +1,10 @@
-"""Answer metrics and the answer runner (app errors, unanswerable questions); the judge is in test_judge.py."""
+"""Answer metrics (the runner is in test_answer_eval.py, the judge in test_judge.py)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
 from domainrag.evaluation.answers import aggregate_scores, extract_label, lexical_support, score_answer
-from domainrag.evaluation.judge import JUDGE_PROMPT
-from domainrag.evaluation.runner import run_answer_eval
 from domainrag.index.base import SearchHit
 from domainrag.serving.rag import RagAnswer
 
@@ -87,32 +82,6 @@ def test_aggregate_hand_computed() -> None:
     assert m["refusal_rate_unanswerable"] == 0.5
     assert m["citation_precision"] == 0.5 and m["citation_rate"] == 1.0
     assert m["label_accuracy"] is None and m["faithfulness"] is None and m["error_rate"] == 0.0
-
-
-def test_runner_records_app_errors_and_finishes(tmp_path: Path) -> None:
-    qfile = tmp_path / "q.jsonl"
-    qfile.write_text("x")
-    good = ScriptedApp({QUESTIONS[0]["question"]: "Prime it for 30 seconds [1].",
-                        QUESTIONS[1]["question"]: "The knowledge base does not contain this information.",
-                        QUESTIONS[2]["question"]: "Yes [1]."})
-    flaky = ScriptedApp({QUESTIONS[2]["question"]: "No."})
-    result = run_answer_eval({"good": lambda: good, "flaky": lambda: flaky}, QUESTIONS,
-                             dataset_files={"q.jsonl": qfile}, command="test")
-    sec = result["answers"]
-    runs = {r["label"]: r for r in sec["runs"]}
-    assert runs["good"]["metrics"]["key_fact_accuracy"] == 1.0
-    assert runs["good"]["metrics"]["label_accuracy"] == 1.0
-    assert runs["good"]["metrics"]["refusal_rate_unanswerable"] == 1.0
-    assert runs["flaky"]["errors"] == 2 and runs["flaky"]["metrics"]["error_rate"] == pytest.approx(2 / 3)
-    assert runs["flaky"]["metrics"]["label_accuracy"] == 0.0
-    assert runs["good"]["metrics"]["faithfulness"] is None
-    assert "not measured" in runs["good"]["status"]["faithfulness"]
-    assert sec["judge"]["configured"] is False and sec["judge"]["prompt"] == JUDGE_PROMPT
-    q_a = sec["questions"][0]["results"]
-    assert q_a["flaky"]["error"] == "RuntimeError: generator crashed"
-    assert q_a["good"]["correct"] and q_a["good"]["passages"][0]["doc_id"] == "pumps"
-    assert sec["dataset"] == {"questions": 3, "answerable": 2, "unanswerable": 1}
-    json.dumps(result)  # JSON-able throughout
 
 
 def test_context_hit_rate() -> None:

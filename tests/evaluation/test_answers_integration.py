@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from domainrag.cli.eval import register
+from domainrag.cli.main import app as cli
 
 LLM = "smollm2-135m-instruct"
 DOCS = {
@@ -45,15 +44,8 @@ def test_with_and_without_retrieval_and_an_in_process_judge(isolated_workspace: 
     qfile = tmp_path / "q.jsonl"
     qfile.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    register(app)
     out, html = tmp_path / "a.json", tmp_path / "a.html"
-    res = CliRunner().invoke(app, ["eval", "answers", "--app", "docs", "--no-retrieval", "--dataset", str(qfile),
+    res = CliRunner().invoke(cli, ["eval", "answers", "--app", "docs", "--no-retrieval", "--dataset", str(qfile),
                                    "--judge-model", LLM, "--json", str(out), "--report", str(html)])
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())

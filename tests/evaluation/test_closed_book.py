@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from domainrag.evaluation.answer_eval import run_answer_eval
 from domainrag.evaluation.closed_book import ClosedBookApp, closed_book_config
-from domainrag.evaluation.runner import run_answer_eval
 from domainrag.serving.generator import GenerationConfig
 from domainrag.serving.rag import GenerationSettings
 
@@ -66,7 +66,8 @@ def test_with_and_without_retrieval_side_by_side(tmp_path: Path) -> None:
     rag = AppWithGenerator({q: "Prime it for 30 seconds [1].", QUESTIONS[1]["question"]: "Not in the manuals."}, gen)
     result = run_answer_eval({"docs": lambda: rag, "docs (no retrieval)": lambda: ClosedBookApp(rag)},
                              QUESTIONS[:2], dataset_files={"q.jsonl": qfile},
-                             judge=None, configs={"docs (no retrieval)": closed_book_config({"app": "docs"}, "x")})
+                             judge=None, configs={"docs (no retrieval)": closed_book_config({"app": "docs"}, "x")},
+                             ).to_json()
     runs = {r["label"]: r for r in result["answers"]["runs"]}
     assert runs["docs"]["metrics"]["key_fact_accuracy"] == 1.0
     assert runs["docs (no retrieval)"]["metrics"]["key_fact_accuracy"] == 0.0
@@ -85,7 +86,8 @@ def test_an_app_that_fails_to_load_fails_its_questions_only(tmp_path: Path) -> N
         raise OSError("weights missing")
 
     good = ScriptedApp({QUESTIONS[0]["question"]: "30 seconds [1]."})
-    result = run_answer_eval({"broken": broken, "good": lambda: good}, QUESTIONS[:1], dataset_files={"q.jsonl": qfile})
+    result = run_answer_eval({"broken": broken, "good": lambda: good}, QUESTIONS[:1],
+                             dataset_files={"q.jsonl": qfile}).to_json()
     runs = {r["label"]: r for r in result["answers"]["runs"]}
     assert runs["broken"]["metrics"]["error_rate"] == 1.0 and runs["good"]["metrics"]["error_rate"] == 0.0
     assert "OSError: weights missing" in result["answers"]["questions"][0]["results"]["broken"]["error"]

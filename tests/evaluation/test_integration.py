@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from domainrag.cli.eval import register
+from domainrag.cli.main import app as cli
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -24,15 +23,8 @@ def test_pubmedqa_100_dense_hybrid_bm25(tmp_path: Path, load_script: Any) -> Non
     stats = load_script("benchmarks/convert_pubmedqa.py").convert(SHARED, beir, limit=100, test_split="all")
     assert stats["corpus"] == stats["queries"] == stats["qrels_test"] == 100
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    register(app)
     out = tmp_path / "r.json"
-    res = CliRunner().invoke(app, ["eval", "retrieval", "--index", "pubmedqa100", "--dataset", str(beir), "--ingest",
+    res = CliRunner().invoke(cli, ["eval", "retrieval", "--index", "pubmedqa100", "--dataset", str(beir), "--ingest",
                                    "--embedding-model", "all-minilm-l6-v2", "--config", "bm25", "--config", "dense",
                                    "--config", "hybrid", "--json", str(out), "--report", str(tmp_path / "r.html"),
                                    "--fail-under", "ndcg@10=0.5"])

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from domainrag.evaluation.answer_eval import run_answer_eval
 from domainrag.evaluation.judge import (
     JUDGE_PROMPT,
     JUDGE_SYSTEM,
@@ -24,7 +25,6 @@ from domainrag.evaluation.judge import (
     parse_yes_no,
     split_claims,
 )
-from domainrag.evaluation.runner import run_answer_eval
 
 from .test_answers import QUESTIONS, ScriptedApp
 
@@ -105,7 +105,8 @@ def test_unreachable_judge_is_recorded_per_answer(tmp_path: Path) -> None:
     qfile = tmp_path / "q.jsonl"
     qfile.write_text("x")
     app = ScriptedApp({QUESTIONS[0]["question"]: "30 seconds [1]."})
-    result = run_answer_eval({"app": lambda: app}, QUESTIONS[:1], dataset_files={"q.jsonl": qfile}, judge=judge)
+    result = run_answer_eval({"app": lambda: app}, QUESTIONS[:1], dataset_files={"q.jsonl": qfile},
+                             judge=judge).to_json()
     run = result["answers"]["runs"][0]
     assert run["metrics"]["faithfulness"] is None and run["judge_errors"] == 1
     assert "not measured (judge failed on 1 answer(s)" in run["status"]["faithfulness"]
@@ -165,7 +166,8 @@ def test_remote_judge_against_domainrag_serve(
         qfile = tmp_path / "q.jsonl"
         qfile.write_text("x")
         app = ScriptedApp({QUESTIONS[0]["question"]: "Prime the dosing pump for 30 seconds [1]."})
-        result = run_answer_eval({"app": lambda: app}, QUESTIONS[:1], dataset_files={"q.jsonl": qfile}, judge=judge)
+        result = run_answer_eval({"app": lambda: app}, QUESTIONS[:1], dataset_files={"q.jsonl": qfile},
+                                 judge=judge).to_json()
 
         # A catalogue LLM deployed on a remote endpoint is judged by its reply text, through its backend.
         monkeypatch.setenv(KEY_ENV, key)  # read by the backend per request; registration probes the server

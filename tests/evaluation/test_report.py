@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from domainrag.evaluation.report import render_html, write_report
-from domainrag.evaluation.runner import new_result
+from domainrag.evaluation.result import new_result
 
 from .test_answers import QUESTIONS, ScriptedApp
 
@@ -29,7 +29,7 @@ class _Collect(HTMLParser):
 def _retrieval_result(tmp_path: Path) -> dict[str, Any]:
     f = tmp_path / "corpus.jsonl"
     f.write_text("{}")
-    result = new_result("Retrieval <test>", {"corpus.jsonl": f}, command="domainrag eval retrieval")
+    result = new_result("Retrieval <test>", {"corpus.jsonl": f}, command="domainrag eval retrieval").to_json()
     runs = [{"label": label, "config": {"mode": label, "index": "i"}, "seconds": 0.1,
              "metrics": {"ndcg@10": v, "recall@5": v}, "per_query": {"q1": {"ndcg@10": v, "recall@5": v}}}
             for label, v in (("bm25", 0.5), ("dense", 0.75))]
@@ -59,7 +59,7 @@ def test_retrieval_report_renders(tmp_path: Path) -> None:
 
 
 def test_answers_report_renders(tmp_path: Path) -> None:
-    from domainrag.evaluation.runner import run_answer_eval
+    from domainrag.evaluation.answer_eval import run_answer_eval
 
     qfile = tmp_path / "q.jsonl"
     qfile.write_text("x")
@@ -79,7 +79,7 @@ def test_answers_report_renders(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="`which chromium` finds no headless Chromium")
 @pytest.mark.parametrize("section", ["retrieval", "answers"])
 def test_report_renders_in_headless_chromium(tmp_path: Path, section: str) -> None:
-    from domainrag.evaluation.runner import run_answer_eval
+    from domainrag.evaluation.answer_eval import run_answer_eval
 
     if section == "retrieval":
         result = _retrieval_result(tmp_path)

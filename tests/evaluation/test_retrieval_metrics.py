@@ -62,21 +62,3 @@ def test_run_from_hits_keeps_each_documents_best_rank() -> None:
 def test_unknown_metric_is_rejected() -> None:
     with pytest.raises(ValueError, match="unsupported metric"):
         evaluate_run({"q": {"d": 1}}, {"q": {"d": 1.0}}, ["bleu"])
-
-
-def test_score_retrievers_with_any_search_function() -> None:
-    """What the quickstart uses: label → (search(text, k), config) over an in-memory data set."""
-    from domainrag.evaluation.beir import RetrievalDataset
-    from domainrag.evaluation.runner import score_retrievers
-
-    ds = RetrievalDataset("mem", "questions", {"q1": "a", "q2": "b"}, {"q1": {"d1": 1}, "q2": {"d2": 1}}, None, {})
-
-    def search(text: str, k: int) -> list[SearchHit]:  # d1 first, then two chunks of d2
-        return [SearchHit("d1::0", "d1", "x", 0.9), SearchHit("d2::0", "d2", "y", 0.8),
-                SearchHit("d2::1", "d2", "z", 0.7)][:k]
-
-    sec = score_retrievers({"fixed": (search, {"mode": "test"})}, ds, ["mrr@10", "ndcg@10"])
-    run = sec["runs"][0]
-    assert run["per_query"]["q1"]["mrr@10"] == 1.0 and run["per_query"]["q2"]["mrr@10"] == 0.5
-    assert run["metrics"]["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
-    assert [h["relevant"] for h in sec["queries"][1]["hits"]["fixed"]] == [False, True, True]

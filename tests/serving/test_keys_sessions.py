@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from domainrag.errors import DomainRagError, NotFoundError
@@ -74,15 +73,9 @@ def test_session_store(tmp_path) -> None:
         store.open("x", "docs")
 
 
-def test_key_cli(ws, monkeypatch: pytest.MonkeyPatch) -> None:
-    from domainrag.cli import keys as keys_cli
-    from domainrag.cli import main
-
+def test_key_cli(ws, cli_for) -> None:
     _app(ws)
-    monkeypatch.setattr(main, "_state", {"ws": ws})
-    cli = typer.Typer()
-    cli.callback()(lambda: None)
-    keys_cli.register(cli)
+    cli = cli_for(ws)
     runner = CliRunner()
 
     created = runner.invoke(cli, ["key", "create", "--app", "docs", "--note", "ci"])

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from domainrag.cli.doctor import doctor, register
+from domainrag.cli.doctor import doctor
 from domainrag.storage.preflight import Failure
 from domainrag.workspace import Workspace
-
-
-def cli(ws: Workspace) -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:  # keeps `doctor` a subcommand, as in the real CLI
-        pass
-
-    register(app, lambda: ws)
-    return app
 
 
 def test_doctor_reports_each_location(tmp_path: Path) -> None:
@@ -42,18 +30,19 @@ def test_doctor_reports_each_location(tmp_path: Path) -> None:
     assert "storage checks" in text and "not found" in text and "1 of 4 checks failed" in text
 
 
-def test_doctor_command_exit_code(tmp_path: Path) -> None:
+def test_doctor_command_exit_code(tmp_path: Path, cli_for) -> None:
     ws = Workspace.open(tmp_path / "ws")
+    cli = cli_for(ws)
     runner = CliRunner(env={"COLUMNS": "250"})
-    ok = runner.invoke(cli(ws), ["doctor"])
+    ok = runner.invoke(cli, ["doctor"])
     assert ok.exit_code == 0, ok.output
     assert "all 2 checks passed" in ok.output
 
     ws.catalog.put("model", "m", {"version": 1, "kind": "llm", "key": "models/m/1",
                                   "uri": ws.lake.url("models/m/1")})
-    bad = runner.invoke(cli(ws), ["doctor"])
+    bad = runner.invoke(cli, ["doctor"])
     assert bad.exit_code == 1
     assert "manifest.json" in bad.output and "not found" in bad.output
 
-    invalid = runner.invoke(cli(ws), ["doctor", "--storage-options", "{not json"])
+    invalid = runner.invoke(cli, ["doctor", "--storage-options", "{not json"])
     assert invalid.exit_code != 0

@@ -271,18 +271,12 @@ def test_oss_urls_through_s3_api(s3_env: S3Server, monkeypatch: pytest.MonkeyPat
 
 # -- doctor -------------------------------------------------------------------------------------------------
 def test_doctor_on_s3_workspace(s3_workspace: Workspace, s3_env: S3Server, tmp_path: Path,
-                                make_adapter: Callable[[Path], Path]) -> None:
-    import typer
-
-    from domainrag.cli.doctor import register as register_doctor
-
+                                make_adapter: Callable[[Path], Path], cli_for) -> None:
     ws = s3_workspace
     register(ws, "m", make_adapter(tmp_path / "adapter"))
     ws.lake.upload(make_adapter(tmp_path / "ds"), "raw/ds")
     ws.catalog.put("dataset", "ds", {"uri": ws.lake.url("raw/ds"), "files": 4})
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    register_doctor(app, lambda: ws)
+    app = cli_for(ws)
     runner = CliRunner(env={"COLUMNS": "250"})
 
     ok = runner.invoke(app, ["doctor"])

@@ -1,1 +1,1 @@
-"""The ``domainrag`` command line (typer)."""
+"""The domainrag command line (typer): main.py assembles one module per command group."""

@@ -1,34 +1,37 @@
-"""``domainrag doctor``: check every storage location the workspace uses before real work needs it.
+"""domainrag doctor: check every storage location the workspace uses before real work needs it.
 
 Lists and writes (probe object, deleted again) the workspace lake, and reads every catalogued
 dataset and every registered model's manifest, then prints one table row per check with the
-failure class and a hint. Wired into the CLI with :func:`register`.
+failure class and a hint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from domainrag.cli._context import command_app, ws
 from domainrag.storage.options import parse_storage_options, resolve
 from domainrag.storage.preflight import CheckResult, preflight
 
 if TYPE_CHECKING:
     from domainrag.workspace import Workspace
 
+app = command_app()
+
 
 def doctor(
-    ws: Workspace, storage_options: Mapping[str, Any] | None = None, console: Console | None = None
+    workspace: Workspace, storage_options: Mapping[str, Any] | None = None, console: Console | None = None
 ) -> list[CheckResult]:
     """Run the storage checks for a workspace, print them as a table (to ``console``, default
     stdout), and return the results."""
-    lake = ws.settings.lake
-    reads = [r["uri"] for r in ws.catalog.list("dataset") if r.get("uri")]
-    reads += [f"{r['uri'].rstrip('/')}/manifest.json" for r in ws.catalog.list("model") if r.get("uri")]
+    lake = workspace.settings.lake
+    reads = [r["uri"] for r in workspace.catalog.list("dataset") if r.get("uri")]
+    reads += [f"{r['uri'].rstrip('/')}/manifest.json" for r in workspace.catalog.list("model") if r.get("uri")]
     results = preflight(reads=reads, writes=[lake], lists=[lake], options=storage_options)
     print_results(results, lake, storage_options, console or Console())
     return results
@@ -57,25 +60,16 @@ def print_results(
                   else f"[green]all {len(results)} checks passed[/]")
 
 
-def _default_workspace() -> Workspace:
-    from domainrag.cli.main import ws
-
-    return ws()
-
-
-def register(app: typer.Typer, get_workspace: Callable[[], Workspace] | None = None) -> None:
-    """Add the ``doctor`` command to ``app``; ``get_workspace`` defaults to the CLI's workspace."""
-
-    @app.command("doctor")
-    def doctor_command(
-        storage_options: Annotated[
-            str | None,
-            typer.Option("--storage-options", help='JSON object overriding endpoint/credentials, e.g. '
-                         '{"endpoint_url": "http://127.0.0.1:19000"} (default: from the environment)'),
-        ] = None,
-    ) -> None:
-        """Check that the lake, datasets and models are reachable, readable and (lake) writable."""
-        options = parse_storage_options(storage_options)
-        results = doctor((get_workspace or _default_workspace)(), options)
-        if not all(r.ok for r in results):
-            raise typer.Exit(code=1)
+@app.command("doctor")
+def doctor_command(
+    storage_options: Annotated[
+        str | None,
+        typer.Option("--storage-options", help='JSON object overriding endpoint/credentials, e.g. '
+                     '{"endpoint_url": "http://127.0.0.1:19000"} (default: from the environment)'),
+    ] = None,
+) -> None:
+    """Check that the lake, datasets and models are reachable, readable and (lake) writable."""
+    options = parse_storage_options(storage_options)
+    results = doctor(ws(), options)
+    if not all(r.ok for r in results):
+        raise typer.Exit(code=1)

@@ -1,4 +1,4 @@
-"""``domainrag quickstart``: the whole loop on the shipped sample domain.
+"""domainrag quickstart: the whole loop on the shipped sample domain.
 
 lake init → upload raw data → embedding job → SFT job → model create → index create → ingest →
 app create → streamed answers with sources → base-vs-fine-tuned table (retrieval recall@5 /
@@ -8,15 +8,25 @@ nDCG@10, answer accuracy) written to the lake as JSON and HTML.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
-from domainrag.cli.main import progress_bar
+from domainrag.cli._context import command_app, progress_bar, ws
+from domainrag.cli._context import console as stdout_console
+from domainrag.cli.app import print_answer
+from domainrag.cli.job import follow_job, job_spec
 from domainrag.data.sample import read_qa, sample_paths
-from domainrag.workspace import Workspace
+from domainrag.errors import DomainRagError
 from domainrag.zoo import DEFAULT_EMBEDDER, DEFAULT_LLM
+
+if TYPE_CHECKING:
+    from domainrag.evaluation.result import EvalResult
+    from domainrag.workspace import Workspace
+
+app = command_app()
 
 INDEX_FT, INDEX_BASE = "rag_vectors", "rag_vectors_base"
 APP, APP_BASE = "DomainRAG", "DomainRAG-base"
@@ -25,32 +35,42 @@ DEMO_QUESTIONS = 3
 RETRIEVAL_METRICS = ["recall@5", "ndcg@10", "mrr@10"]
 
 
+@app.command("quickstart")
+def quickstart(
+    fast: Annotated[bool, typer.Option(help="fewer training steps and questions (smoke test)")] = False,
+) -> None:
+    """Run the whole loop on the shipped sample domain and print a base-vs-fine-tuned table."""
+    run_quickstart(ws(), stdout_console, fast=fast)
+
+
 def _step(console: Console, n: int, text: str) -> None:
     console.rule(f"[bold cyan]{n}. {text}")
 
 
-def _run_job(ws: Workspace, console: Console, spec: Any) -> dict[str, Any]:
-    from domainrag.cli.main import _follow
+def _run_job(ws: Workspace, console: Console, spec: Any) -> Any:
     from domainrag.training.jobs import create_job
 
     record = create_job(ws, spec)
-    final = _follow(record["name"])
-    if final["state"] != "succeeded":
-        from domainrag.errors import DomainRagError
-
+    final = follow_job(record.name)
+    if final.state != "succeeded":
         raise DomainRagError(
-            f"quickstart job {record['name']} {final['state']}: {final.get('error')}",
-            hint=f"see `domainrag job logs {record['name']}`",
+            f"quickstart job {record.name} {final.state}: {final.error}",
+            hint=f"see `domainrag job logs {record.name}`",
         )
     return final
 
 
-def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[str, Any]:
-    from domainrag.cli.main import print_answer
-    from domainrag.index.manage import create_index, ingest
+def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> EvalResult:
+    """Run every step, print as it goes, write the report to the lake; returns the evaluation result."""
+    from domainrag.evaluation.answer_eval import run_answer_eval
+    from domainrag.evaluation.beir import RetrievalDataset
+    from domainrag.evaluation.report import render_html
+    from domainrag.evaluation.retrieval_eval import score_retrievers
+    from domainrag.retrieval.retriever import Retriever
     from domainrag.serving.apps import AppSpec, create_app, load_app
     from domainrag.serving.models import create_model
-    from domainrag.training.jobs import JobSpec
+    from domainrag.serving.rag import RagApp
+    from domainrag.workspace import create_index, delete_index, ingest
 
     t0 = time.time()
     paths = sample_paths()
@@ -60,8 +80,6 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
             ws.catalog.delete(kind, name)  # type: ignore[arg-type]
     for idx in (INDEX_FT, INDEX_BASE):
         if ws.catalog.get("index", idx):
-            from domainrag.index.manage import delete_index
-
             delete_index(ws, idx)
     for name in (LLM_FT, EMB_FT):
         ws.lake.delete(f"models/{name}")
@@ -77,7 +95,7 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
     emb_job = _run_job(
         ws,
         console,
-        JobSpec(
+        job_spec(
             name="domain-embedder",
             algorithm="embedding",
             base_model=DEFAULT_EMBEDDER,
@@ -89,7 +107,7 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
     sft_job = _run_job(
         ws,
         console,
-        JobSpec(
+        job_spec(
             name="domain-llm-sft",
             algorithm="sft",
             base_model=DEFAULT_LLM,
@@ -99,7 +117,7 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
                 "max_steps": 12 if fast else 45,
                 "batch_size": 4,
                 "learning_rate": 4e-4,
-                "lora_layers": 12,  # top layers only: backprop stops there, ~2x faster on CPU
+                "lora_layers": 12,  # top layers only: backprop stops there
                 "max_seq_len": 384,
                 "eval_fraction": 0.05,
                 "save_every": 20,
@@ -109,7 +127,7 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
 
     _step(console, 5, "register models")
     for name, job in ((EMB_FT, emb_job), (LLM_FT, sft_job)):
-        rec = create_model(ws, name, source="job", job_id=job["name"])
+        rec = create_model(ws, name, source="job", job_id=job.name)
         console.print(f"model {name} v{rec['version']} ({rec['kind']}) → {rec['uri']}")
 
     _step(console, 6, "create indexes (dimension read from each embedding model) and ingest")
@@ -145,11 +163,6 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
         print_answer(rag_ft, q["question"])
 
     _step(console, 9, "evaluate on held-out questions: base vs fine-tuned")
-    from domainrag.evaluation.beir import RetrievalDataset
-    from domainrag.evaluation.report import render_html
-    from domainrag.evaluation.runner import run_answer_eval, score_retrievers
-    from domainrag.retrieval.retriever import Retriever
-    from domainrag.serving.rag import RagApp
 
     eval_qs = answerable[:12] + unanswerable[:2] if fast else heldout
     queries = {q["id"]: q["question"] for q in answerable}
@@ -186,11 +199,11 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
             models={"embedder": EMB_FT, "llm": LLM_FT},
             progress=lambda label, done, total: bar.update(task, description=label, advance=1),
         )
-    result["title"] = "domainrag quickstart: base vs fine-tuned on the sample domain"
-    result["retrieval"] = retrieval_section
-    result["metadata"]["elapsed_s"] = round(time.time() - t0, 1)
+    result.title = "domainrag quickstart: base vs fine-tuned on the sample domain"
+    result.retrieval = retrieval_section
+    result.metadata.elapsed_s = round(time.time() - t0, 1)
     _print_tables(console, result, len(eval_qs))
-    url = ws.lake.write_json("reports/quickstart.json", result)
+    url = ws.lake.write_json("reports/quickstart.json", result.to_json())
     html_url = ws.lake.write_text("reports/quickstart.html", render_html(result))
     console.rule("[bold green]done")
     console.print(f"finished in {time.time() - t0:.0f}s. Everything it made:")
@@ -207,13 +220,13 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> dict[
     return result
 
 
-def _print_tables(console: Console, result: dict[str, Any], n_questions: int) -> None:
+def _print_tables(console: Console, result: EvalResult, n_questions: int) -> None:
     table = Table(title="held-out retrieval (sample domain; relevant = source document)")
     table.add_column("system")
     for m in RETRIEVAL_METRICS:
         table.add_column(m, justify="right")
-    for run in result["retrieval"]["runs"]:
-        table.add_row(run["label"], *(f"{run['metrics'][m]:.3f}" for m in RETRIEVAL_METRICS))
+    for run in result.retrieval.runs if result.retrieval else []:
+        table.add_row(run.label, *(f"{run.metrics[m]:.3f}" for m in RETRIEVAL_METRICS))
     console.print(table)
     cols = {
         "key_fact_accuracy": "accuracy (key fact)",
@@ -225,7 +238,7 @@ def _print_tables(console: Console, result: dict[str, Any], n_questions: int) ->
     table2.add_column("LLM")
     for title in cols.values():
         table2.add_column(title, justify="right")
-    for run in result["answers"]["runs"]:
-        vals = [run["metrics"].get(k) for k in cols]
-        table2.add_row(run["label"], *("-" if v is None else f"{v:.3f}" for v in vals))
+    for answer_run in result.answers.runs if result.answers else []:
+        vals = [answer_run.metrics.get(k) for k in cols]
+        table2.add_row(answer_run.label, *("-" if v is None else f"{v:.3f}" for v in vals))
     console.print(table2)

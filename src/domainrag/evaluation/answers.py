@@ -42,25 +42,10 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-@dataclass(frozen=True)
-class AnswerVerdict:
-    correct: bool
-    refused: bool
-    f1: float
-    exact: bool
-
-
-def judge_answer(answer: str, reference: str, short_answer: str | None) -> AnswerVerdict:
-    """Correct = the key fact (``short_answer``) appears in the answer; for questions the corpus
-    cannot answer (empty ``short_answer``), correct = the answer refuses."""
-    refused = is_refusal(answer)
-    correct = refused if not short_answer else normalize(short_answer) in normalize(answer) and not refused
-    return AnswerVerdict(correct, refused, token_f1(answer, reference), normalize(answer) == normalize(reference))
-
-
 # -- per-question scoring and aggregation for `domainrag eval answers` -----------------------------
 _LABEL = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+"""Where an answer splits into sentences (lexical support here, claims for the faithfulness judge)."""
 _CITE = re.compile(r"\[\d{1,3}\]")
 _STOPWORDS = frozenset({
     "a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or", "but", "is", "are",
@@ -95,7 +80,7 @@ def lexical_support(answer: str, passages: list[str], threshold: float = LEXICAL
     for p in passages:
         vocab.update(_content_tokens(p))
     scored = []
-    for sentence in _SENTENCE.split(answer):
+    for sentence in SENTENCE_BREAK.split(answer):
         toks = _content_tokens(sentence)
         if toks:
             scored.append(sum(t in vocab for t in toks) / len(toks) >= threshold)

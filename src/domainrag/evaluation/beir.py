@@ -20,8 +20,6 @@ from domainrag.data.formats import iter_jsonl
 from domainrag.data.loaders import Document
 from domainrag.errors import DatasetError
 
-LABELS = ("yes", "no", "maybe")
-
 
 @dataclass
 class LoadStats:
@@ -199,7 +197,7 @@ def load_questions(path: str | Path, corpus: str | Path | None = None) -> Retrie
     """Question file → retrieval data set: relevant = the gold document(s); unanswerable ones are left out.
 
     The corpus is ``corpus`` if given, else a ``corpus.jsonl`` beside the file if there is one
-    (needed for ``--ingest`` and for the unknown-document check).
+    (needed to ingest it and for the unknown-document check).
     """
     p = Path(path)
     items = read_questions(p)
@@ -236,8 +234,3 @@ def load_retrieval_dataset(path: str | Path, split: str = "test") -> RetrievalDa
         return load_questions(p)
     raise DatasetError(str(p), "no such file or folder",
                        hint="pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a questions .jsonl file")
-
-
-def is_label(text: str | None) -> bool:
-    """True when a reference answer is a yes/no/maybe label (PubMedQA style)."""
-    return bool(text) and str(text).strip().lower().rstrip(".") in LABELS

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from domainrag.errors import DomainRagError
+from domainrag.evaluation.answers import SENTENCE_BREAK
 
 API_KEY_ENV = "DOMAINRAG_JUDGE_API_KEY"
 PASSAGE_CHARS = 1200
@@ -47,7 +48,6 @@ YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES", " YES")
 NO_WORDS = ("no", "No", " no", " No", "NO", " NO")
 
 _CITE = re.compile(r"\s*\[\d{1,3}\]")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _ANSWER_WORD = re.compile(r"\b(yes|no|supported|unsupported|not supported)\b", re.IGNORECASE)
 
 
@@ -73,7 +73,7 @@ class JudgeVerdict:
 def split_claims(answer: str) -> list[str]:
     """Answer sentences worth checking: citation markers dropped, sentences without a letter skipped."""
     out = []
-    for part in _SENTENCE.split(_CITE.sub("", answer)):
+    for part in SENTENCE_BREAK.split(_CITE.sub("", answer)):
         sentence = part.strip()
         if any(ch.isalpha() for ch in sentence):
             out.append(sentence)
@@ -138,7 +138,7 @@ class LogitJudge(SentenceJudge):
         self.no_ids = _single_token_ids(tok, NO_WORDS)
         if not self.yes_ids or not self.no_ids:
             raise JudgeError(f"judge model '{name}': its tokenizer has no single token for 'yes'/'no'",
-                             hint="use another judge model, or a remote judge with --judge-url")
+                             hint="use another judge model, or a judge behind an OpenAI-compatible URL")
         self._lock = getattr(generator, "_lock", None) or threading.Lock()
 
     def p_yes(self, statement: str, passages: Sequence[str]) -> float:
@@ -199,7 +199,7 @@ class OpenAIJudge(SentenceJudge):
     ) -> None:
         base = url.rstrip("/")
         if not base.startswith(("http://", "https://")):
-            raise JudgeError(f"--judge-url '{url}' is not an http(s) URL", hint="e.g. http://127.0.0.1:8000/v1")
+            raise JudgeError(f"judge url '{url}' is not an http(s) URL", hint="e.g. http://127.0.0.1:8000/v1")
         self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
         self.model, self.prompt, self.max_tokens = model, prompt, max_tokens
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
@@ -247,5 +247,5 @@ def judge_from_catalogue(ws: Any, name: str, *, threshold: float = 0.5) -> Sente
     return TextJudge(generator, name)
 
 
-NOT_CONFIGURED = {"configured": False, "status": "not measured (no --judge-model given)",
+NOT_CONFIGURED = {"configured": False, "status": "not measured (no judge model given)",
                   "system": JUDGE_SYSTEM, "prompt": JUDGE_PROMPT}

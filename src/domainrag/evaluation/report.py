@@ -1,9 +1,9 @@
 """Self-contained HTML report of an evaluation result (no CDN, no JavaScript).
 
-Renders the dict built by :mod:`domainrag.evaluation.runner` (or read back from its ``--json``):
-run metadata, each configuration, metric tables (best value per column in bold), bar charts
-(matplotlib PNGs embedded as base64) and a per-question drill-down in ``<details>`` elements.
-Any caller that can fill the same layout (e.g. the quickstart) gets the same page.
+Renders an :class:`~domainrag.evaluation.result.EvalResult` or its saved JSON layout (so files
+written by earlier versions render too): run metadata, each configuration, metric tables (best
+value per column in bold), bar charts (matplotlib PNGs embedded as base64) and a per-question
+drill-down in ``<details>`` elements.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from domainrag.evaluation.answers import LOWER_IS_BETTER
+from domainrag.evaluation.result import EvalResult
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -213,8 +214,10 @@ def _answers_section(sec: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-def render_html(result: Mapping[str, Any]) -> str:
-    """The whole report page for one result dict."""
+def render_html(result: EvalResult | Mapping[str, Any]) -> str:
+    """The whole report page for one result (a record, or its JSON layout)."""
+    if isinstance(result, EvalResult):
+        result = result.to_json()
     meta = result.get("metadata", {})
     title = str(result.get("title") or "domainrag evaluation")
     files = "".join(f"<tr><td>{escape(n)}</td><td>{escape(f['path'])}</td>"
@@ -240,7 +243,7 @@ def render_html(result: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def write_report(result: Mapping[str, Any], path: str | Path) -> Path:
+def write_report(result: EvalResult | Mapping[str, Any], path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(render_html(result), encoding="utf-8")

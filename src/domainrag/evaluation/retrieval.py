@@ -5,7 +5,7 @@ Metric names follow the usual short forms: ``ndcg@10``, ``recall@5``, ``mrr@10``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +31,12 @@ def _trec_name(metric: str) -> tuple[str, str, int | None]:
     if name == "map":
         return ("map", "map", None)
     raise ValueError(f"unsupported metric '{metric}' (use ndcg@k, recall@k, precision@k, mrr@k, map)")
+
+
+def validate_metric(metric: str) -> str:
+    """``metric`` if trec_eval can compute it; ValueError naming it otherwise."""
+    _trec_name(metric)
+    return metric
 
 
 def evaluate_run_per_query(
@@ -74,15 +80,3 @@ def run_from_hits(hits: Sequence[SearchHit], level: str = "doc") -> dict[str, fl
         key = h.doc_id if level == "doc" else h.chunk_id
         row.setdefault(key, float(n - rank))  # strictly decreasing: trec_eval sorts by score
     return row
-
-
-def evaluate_retriever(
-    search: Callable[[str], Sequence[SearchHit]],
-    queries: Mapping[str, str],
-    qrels: Qrels,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    level: str = "doc",
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Run every query through ``search`` and score it; returns (metrics, run)."""
-    run = {qid: run_from_hits(search(text), level) for qid, text in queries.items()}
-    return evaluate_run(qrels, run, metrics), run

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -57,19 +56,14 @@ def test_remote_model_registration(client_ws: Any, server: SimpleNamespace, dead
 
 
 def test_deploy_cli(client_ws: Any, server: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                    dead_url, remote_endpoint) -> None:
-    from domainrag.cli import main
-    from domainrag.cli.deploy import register
+                    dead_url, remote_endpoint, cli_for) -> None:
     from domainrag.serving.models import create_model
 
     local = tmp_path / "tiny-llm"  # a registered LLM with (stand-in) local weights
     local.mkdir()
     (local / "config.json").write_text('{"model_type": "llama"}')
     create_model(client_ws, "tuned", source="path", path=local)
-    root, model_app = typer.Typer(), typer.Typer()
-    root.add_typer(model_app, name="model")
-    register(model_app)
-    monkeypatch.setitem(main._state, "ws", client_ws)
+    root = cli_for(client_ws)
     runner = CliRunner()
 
     result = runner.invoke(root, ["model", "deploy", "tuned", "--endpoint", json.dumps(remote_endpoint(server))])

@@ -1,4 +1,4 @@
-"""`domainrag eval` through typer's CliRunner: configs, ingest, gates (exit codes), reports."""
+"""domainrag eval through typer's CliRunner on the real CLI: configs, ingest, gates (exit codes), reports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from domainrag.cli.eval import register
+from domainrag.cli.main import app
 from domainrag.errors import DomainRagError, NotFoundError
 from domainrag.index.base import SearchHit
 from domainrag.serving.rag import RagAnswer
@@ -17,13 +17,6 @@ from domainrag.serving.rag import RagAnswer
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:  # a group, as in the main CLI
-        pass
-
-    register(app)
     return app
 
 
@@ -58,7 +51,7 @@ def test_retrieval_ingest_compares_configs_and_writes_reports(cli, beir_dir: Pat
 
 def test_missing_index_without_ingest(cli, beir_dir: Path, fake_embedder: None) -> None:
     res = run(cli, "retrieval", "--index", "nope", "--dataset", beir_dir, "--config", "bm25")
-    assert isinstance(res.exception, NotFoundError) and "--ingest" in (res.exception.hint or "")
+    assert isinstance(res.exception, NotFoundError) and "ingest" in (res.exception.hint or "")
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -123,7 +116,7 @@ def two_apps(monkeypatch: pytest.MonkeyPatch, isolated_workspace: Path) -> None:
         ws.catalog.put("app", name, {"name": name, "model": f"llm-{name}", "retrieval": {"index": "docs", "top_k": 3},
                                      "generation": {"temperature": 0.1}})
     answers = {"base": FakeRag("I think about a minute [1]."), "tuned": FakeRag("Prime it for 30 seconds [1].")}
-    monkeypatch.setattr("domainrag.serving.apps.load_app", lambda ws, name, **kw: answers[name])
+    monkeypatch.setattr("domainrag.evaluation.app_eval.load_app", lambda ws, name, **kw: answers[name])
 
 
 def test_answers_compares_apps_and_gates(cli, two_apps: None, tmp_path: Path) -> None:
@@ -186,13 +179,13 @@ def test_answers_warn_about_gold_docs_missing_from_the_index(cli, beir_dir: Path
                                                              isolated_workspace: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from domainrag.evaluation.beir import load_beir
-    from domainrag.evaluation.runner import ingest_corpus
+    from domainrag.evaluation.retrieval_eval import ingest_corpus
     from domainrag.workspace import Workspace
 
     ws = Workspace.open(isolated_workspace)
     ingest_corpus(ws, "docs", "emb-a", load_beir(beir_dir))  # a real embedded index of the six documents
     ws.catalog.put("app", "a", {"name": "a", "model": "llm", "retrieval": {"index": "docs"}, "generation": {}})
-    monkeypatch.setattr("domainrag.serving.apps.load_app", lambda ws, name, **kw: FakeRag("30 seconds [1]."))
+    monkeypatch.setattr("domainrag.evaluation.app_eval.load_app", lambda ws, name, **kw: FakeRag("30 seconds [1]."))
     qfile = tmp_path / "q.jsonl"
     rows = [{"id": "a", "question": "prime?", "answer": "30 seconds", "doc": "pumps"},
             {"id": "b", "question": "ghost?", "answer": "x", "docs": ["ghost", "pumps"]},

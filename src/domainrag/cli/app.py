@@ -1,0 +1,98 @@
+"""domainrag app: RAG applications (CreateApplication) and asking them questions (InvokeApplication)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from domainrag.cli._context import command_app, console, load_json, print_json, print_table, ws
+
+app = command_app("app", "RAG applications.")
+
+
+@app.command("create")
+def app_create(
+    name: Annotated[str, typer.Option()],
+    model: Annotated[str, typer.Option(help="registered LLM or base model")],
+    retrieval: Annotated[
+        str, typer.Option(help='JSON, e.g. {"vector_store": "embedded", "index": "rag_vectors", "top_k": 5}')
+    ],
+    generation: Annotated[
+        str | None, typer.Option(help='JSON, e.g. {"temperature": 0.1, "max_new_tokens": 200}')
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="overwrite an existing app")] = False,
+) -> None:
+    """Create a RAG application (CreateApplication)."""
+    from domainrag.serving.apps import AppSpec, create_app
+
+    spec = AppSpec.model_validate(
+        {
+            "name": name,
+            "model": model,
+            "retrieval": load_json(retrieval, "--retrieval"),
+            **({"generation": load_json(generation, "--generation")} if generation else {}),
+        }
+    )
+    create_app(ws(), spec, replace=replace)
+    console.print(
+        f"app [bold]{name}[/]: model {model}, index {spec.retrieval.index}, top_k {spec.retrieval.top_k}, "
+        f"temperature {spec.generation.temperature}"
+    )
+
+
+@app.command("list")
+def app_list() -> None:
+    """Apps with their model and index."""
+    rows = ws().catalog.list("app")
+    for r in rows:
+        r["index"] = r["retrieval"]["index"]
+        r["top_k"] = r["retrieval"]["top_k"]
+    print_table(rows, ["name", "model", "index", "top_k", "created_at"], "apps")
+
+
+@app.command("show")
+def app_show(name: str) -> None:
+    """An app's record as JSON."""
+    print_json(ws().catalog.require("app", name))
+
+
+@app.command("invoke")
+def app_invoke(
+    name: str,
+    query: Annotated[str, typer.Option(help="the question")],
+    stream: Annotated[bool, typer.Option(help="print tokens as they are generated")] = True,
+    top_k: Annotated[int | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer and references as JSON")] = False,
+) -> None:
+    """Ask an app a question (InvokeApplication --stream)."""
+    from domainrag.serving.apps import load_app
+
+    rag = load_app(ws(), name)
+    print_answer(rag, query, stream=stream and not as_json, top_k=top_k, as_json=as_json)
+
+
+def print_answer(rag: Any, query: str, *, stream: bool = True, top_k: int | None = None, as_json: bool = False) -> str:
+    """Ask a loaded app, print the answer (streamed or whole) and its sources; returns the answer."""
+    text, refs = "", []
+    for event in rag.stream(query, top_k=top_k):
+        if event.type == "token":
+            text += event.text
+            if stream:
+                console.out(event.text, end="", highlight=False)
+        else:
+            refs = event.references
+    if as_json:
+        print_json({"answer": text, "references": refs})
+        return text
+    if not stream:
+        console.out(text, end="", highlight=False)
+    console.print()
+    table = Table(title="sources", show_lines=False)
+    for col in ("#", "document", "chunk id", "score"):
+        table.add_column(col)
+    for r in refs:
+        table.add_row(str(r["citation"]), r["document"], r["chunk_id"], f"{r['score']:.4f}")
+    console.print(table)
+    return text

@@ -1,0 +1,28 @@
+"""domainrag dataset: raw data in the lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from domainrag.cli._context import command_app, console, print_table, ws
+
+app = command_app("dataset", "Datasets in the data lake.")
+
+
+@app.command("upload")
+def dataset_upload(
+    source: Annotated[Path, typer.Argument(help="file or folder to upload")],
+    name: Annotated[str, typer.Option(help="dataset name (raw/<name>/ in the lake)")],
+) -> None:
+    """Upload a local file or folder to raw/<name>/ in the data lake."""
+    url, n_files = ws().upload_dataset(source, name)
+    console.print(f"uploaded {n_files} file(s) to {url}")
+
+
+@app.command("list")
+def dataset_list() -> None:
+    """Datasets uploaded to the lake."""
+    print_table(ws().catalog.list("dataset"), ["name", "uri", "files", "created_at"], "datasets")

@@ -1,0 +1,55 @@
+"""domainrag index: vector indexes (PUT /index); documents go in with 'domainrag ingest'."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from domainrag.cli._context import command_app, console, print_json, print_table, store_option, ws
+
+app = command_app("index", "Vector indexes.")
+
+
+@app.command("create")
+def index_create(
+    name: str,
+    embedding_model: Annotated[str, typer.Option(help="registered or base embedding model")] = "all-minilm-l6-v2",
+    store: Annotated[
+        str, typer.Option(help='store type or JSON config, e.g. {"type": "opensearch", ...}')
+    ] = "embedded",
+) -> None:
+    """Create an index; the vector dimension is read from the embedding model (PUT /index)."""
+    from domainrag.workspace import create_index
+
+    record = create_index(ws(), name, embedding_model, store_option(store))
+    console.print(
+        f"index [bold]{name}[/]: {record['dimension']}-d vectors from {embedding_model}, "
+        f"store {record['store']['type']}"
+    )
+
+
+@app.command("list")
+def index_list() -> None:
+    """Indexes with their embedding model, store and size."""
+    rows = ws().catalog.list("index")
+    for r in rows:
+        r["store_type"] = r["store"]["type"]
+    print_table(rows, ["name", "embedding_model", "dimension", "store_type", "chunks", "documents"], "indexes")
+
+
+@app.command("stats")
+def index_stats(name: str) -> None:
+    """An index's size and settings as JSON."""
+    print_json({**ws().store(name).stats(), "embedding_model": ws().catalog.require("index", name)["embedding_model"]})
+
+
+@app.command("delete")
+def index_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> None:
+    """Delete an index and its chunks."""
+    from domainrag.workspace import delete_index
+
+    if not yes:
+        typer.confirm(f"delete index '{name}' and its chunks?", abort=True)
+    delete_index(ws(), name)
+    console.print(f"index {name} deleted")

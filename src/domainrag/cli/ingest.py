@@ -1,0 +1,42 @@
+"""domainrag ingest: load, chunk, embed and bulk-write documents into an index (POST /_bulk)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from domainrag.cli._context import command_app, console, err_console, progress_bar, ws
+
+app = command_app()
+
+
+@app.command("ingest")
+def ingest_cmd(
+    paths: Annotated[list[str], typer.Argument(help="files, folders or s3:// / oss:// URLs (txt, md, html, jsonl)")],
+    index: Annotated[str, typer.Option(help="target index")],
+    batch_size: Annotated[int, typer.Option()] = 64,
+    max_words: Annotated[int, typer.Option(help="chunk size in words")] = 120,
+    overlap_words: Annotated[int, typer.Option(help="overlap between chunks in words")] = 20,
+) -> None:
+    """Load, chunk, embed and bulk-write documents (POST /_bulk). Re-running resumes."""
+    from domainrag.workspace import ingest
+
+    with progress_bar() as bar:
+        task = bar.add_task(f"ingest → {index}", total=None)
+        report = ingest(
+            ws(),
+            index,
+            paths,
+            batch_size=batch_size,
+            max_words=max_words,
+            overlap_words=overlap_words,
+            progress=lambda d, t: bar.update(task, completed=d, total=t),
+        )
+    for e in report.errors:
+        err_console.print(f"[yellow]skipped:[/] {e}")
+    console.print(
+        f"{report.documents} documents → {report.chunks} chunks: {report.written} written, "
+        f"{report.skipped_existing} already present, {report.deleted_stale} stale removed, "
+        f"{len(report.errors)} errors"
+    )

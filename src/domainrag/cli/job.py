@@ -1,0 +1,142 @@
+"""domainrag job: training jobs (CreateJob) and their logs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from domainrag.cli._context import command_app, console, print_json, print_table, ws
+from domainrag.errors import DomainRagError
+
+if TYPE_CHECKING:
+    from domainrag.training.launch import LaunchConfig
+    from domainrag.training.spec import JobRecord, JobSpec
+
+app = command_app("job", "Training jobs (fine-tune an LLM, train an embedder).")
+
+
+@app.command("create")
+def job_create(
+    name: Annotated[str, typer.Option(help="job name")],
+    algorithm: Annotated[str, typer.Option(help="sft | embedding | reranker")],
+    base_model: Annotated[str, typer.Option(help="short name, local folder or hub id")],
+    dataset: Annotated[str, typer.Option(help="path or URL of the training data")],
+    output: Annotated[str | None, typer.Option(help="extra URL to copy the artifact to")] = None,
+    hp: Annotated[list[str] | None, typer.Option("--hp", help="hyper-parameter key=value (repeatable)")] = None,
+    wait: Annotated[bool, typer.Option(help="wait for the job and stream its log")] = False,
+    num_processes: Annotated[int, typer.Option(help="processes (one per GPU); more than 1 runs accelerate launch")] = 1,
+    devices: Annotated[str | None, typer.Option(help='GPU ids, e.g. "0,1", or "all"')] = None,
+    mixed_precision: Annotated[str, typer.Option(help="no | fp16 | bf16")] = "no",
+    deepspeed_config: Annotated[Path | None, typer.Option(help="DeepSpeed JSON config")] = None,
+    fsdp_config: Annotated[Path | None, typer.Option(help="accelerate fsdp_* settings (YAML/JSON)")] = None,
+) -> None:
+    """Create and start a training job (CreateJob)."""
+    from domainrag.training.jobs import create_job
+    from domainrag.training.launch import LaunchConfig
+
+    launch = LaunchConfig(num_processes=num_processes, devices=devices, mixed_precision=mixed_precision,
+                          deepspeed_config=deepspeed_config, fsdp_config=fsdp_config)
+    spec = job_spec(name=name, algorithm=algorithm, base_model=base_model, dataset=dataset, output=output,
+                    hyperparameters=parse_hp(hp or []), launch=None if launch == LaunchConfig() else launch)
+    record = create_job(ws(), spec)
+    console.print(f"job [bold]{record.name}[/] {record.state} (logs: domainrag job logs {record.name} -f)")
+    if wait:
+        follow_job(record.name)
+
+
+def job_spec(*, name: str, algorithm: str, base_model: str, dataset: str, output: str | None = None,
+             hyperparameters: dict[str, Any] | None = None, launch: LaunchConfig | None = None) -> JobSpec:
+    """The job specification from the command's options (the one place that builds a JobSpec)."""
+    from domainrag.training.spec import parse_job_spec
+
+    return parse_job_spec({"name": name, "algorithm": algorithm, "base_model": base_model, "dataset": dataset,
+                           "output": output, "hyperparameters": hyperparameters or {}, "launch": launch})
+
+
+def parse_hp(items: list[str]) -> dict[str, Any]:
+    """--hp key=value items → {key: value}; values are JSON when they parse as JSON, else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise DomainRagError(f"--hp {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def follow_job(job_id: str) -> JobRecord:
+    """Stream a job's log to the console until it ends; returns its final record."""
+    from domainrag.training.jobs import job_log, refresh_state
+
+    seen = 0
+    while True:
+        text = job_log(ws(), job_id)
+        if len(text) > seen:
+            console.out(text[seen:], end="", highlight=False)
+            seen = len(text)
+        record = refresh_state(ws(), job_id)
+        if record.terminal:
+            text = job_log(ws(), job_id)
+            console.out(text[seen:], end="", highlight=False)
+            color = "green" if record.state == "succeeded" else "red"
+            console.print(f"job {job_id}: [{color}]{record.state}[/]" + (f" — {record.error}" if record.error else ""))
+            return record
+        time.sleep(1)
+
+
+@app.command("list")
+def job_list() -> None:
+    """Jobs with their algorithm, base model and state."""
+    from domainrag.training.jobs import list_jobs
+
+    rows = [{**j.to_dict(), "algorithm": j.spec.algorithm, "base_model": j.spec.base_model} for j in list_jobs(ws())]
+    print_table(rows, ["name", "algorithm", "base_model", "state", "created_at"], "jobs")
+
+
+@app.command("show")
+def job_show(job_id: str) -> None:
+    """A job's record as JSON."""
+    from domainrag.training.jobs import refresh_state
+
+    print_json(refresh_state(ws(), job_id).to_dict())
+
+
+@app.command("logs")
+def job_logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
+    """Print a job's log (with -f, until the job ends)."""
+    from domainrag.training.jobs import job_log
+
+    ws().catalog.require("job", job_id)
+    if follow:
+        follow_job(job_id)
+    else:
+        console.out(job_log(ws(), job_id), end="", highlight=False)
+
+
+@app.command("cancel")
+def job_cancel(job_id: str) -> None:
+    """Stop a running job."""
+    from domainrag.training.jobs import cancel_job
+
+    console.print(f"job {job_id}: {cancel_job(ws(), job_id).state}")
+
+
+@app.command("resume")
+def job_resume(job_id: str, wait: Annotated[bool, typer.Option()] = False) -> None:
+    """Continue a failed or cancelled job from its last checkpoint."""
+    from domainrag.training.jobs import refresh_state, start_job
+
+    record = refresh_state(ws(), job_id)
+    if record.state not in ("failed", "cancelled"):
+        raise DomainRagError(f"job '{job_id}' is {record.state}; only failed or cancelled jobs resume")
+    start_job(ws(), job_id, resume=True)
+    console.print(f"job {job_id} resumed")
+    if wait:
+        follow_job(job_id)

@@ -1,0 +1,90 @@
+"""domainrag model: registered models (CreateModel) and the backend that serves each LLM's generations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from domainrag.cli._context import command_app, console, load_json, print_json, print_table, ws
+
+app = command_app("model", "Registered models (versioned artifacts in the lake).")
+
+
+@app.command("create")
+def model_create(
+    name: Annotated[str, typer.Option()],
+    source: Annotated[str, typer.Option(help="job | path | remote")] = "job",
+    job_id: Annotated[str | None, typer.Option(help="job whose artifact to register")] = None,
+    path: Annotated[Path | None, typer.Option(help="model folder (with --source path)")] = None,
+    kind: Annotated[str | None, typer.Option(help="llm | embedding (with --source path)")] = None,
+    base_model: Annotated[str | None, typer.Option(help="base model of a LoRA adapter folder")] = None,
+    new_version: Annotated[bool, typer.Option(help="add a version to an existing model")] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help='JSON endpoint for --source remote, e.g. {"type": "openai", "base_url": ..., "model": ...}'),
+    ] = None,
+) -> None:
+    """Register a model from a job's artifact or a local folder (CreateModel)."""
+    from domainrag.serving.models import create_model
+
+    record = create_model(
+        ws(), name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model,
+        new_version=new_version, endpoint=load_json(endpoint, "--endpoint") if endpoint else None,
+    )
+    where = record.get("uri") or json.dumps(record.get("endpoint"))
+    console.print(f"model [bold]{name}[/] v{record['version']} ({record['kind']}) at {where}")
+
+
+@app.command("list")
+def model_list() -> None:
+    """Registered models with their latest version."""
+    print_table(ws().catalog.list("model"), ["name", "version", "kind", "format", "base_model", "uri"], "models")
+
+
+@app.command("show")
+def model_show(name: str) -> None:
+    """A model's record as JSON."""
+    print_json(ws().catalog.require("model", name))
+
+
+@app.command("deploy")
+def model_deploy(
+    name: Annotated[str, typer.Argument(help="registered LLM")],
+    endpoint: Annotated[
+        str,
+        typer.Option(help='JSON: {"type": "transformers"}, {"type": "openai", "base_url": "http://host:8000/v1", '
+                     '"model": "..."} or {"type": "llamacpp", "gguf": "<file or base model>", "n_ctx": 2048}'),
+    ] = '{"type": "transformers"}',
+) -> None:
+    """Serve a model's generations in-process, from an OpenAI-compatible server, or with llama.cpp.
+
+    The endpoint is validated first (weights verified, package present, or server reachable and
+    serving the model). Remote keys are read from $DOMAINRAG_REMOTE_API_KEY (or the variable
+    named by "api_key_env") at request time and never stored.
+    """
+    from domainrag.serving.backends import deploy_model, endpoint_for
+
+    deploy_model(ws(), name, endpoint)
+    console.print(f"model [bold]{name}[/] → {_describe(endpoint_for(ws(), name))}")
+
+
+@app.command("undeploy")
+def model_undeploy(name: Annotated[str, typer.Argument(help="registered LLM")]) -> None:
+    """Drop a model's endpoint: it runs in-process with transformers again."""
+    from domainrag.serving.backends import undeploy_model
+
+    undeploy_model(ws(), name)
+    console.print(f"model [bold]{name}[/] → in-process transformers")
+
+
+def _describe(cfg: object) -> str:
+    from domainrag.serving.backends import LlamaCppEndpoint, OpenAIEndpoint
+
+    if isinstance(cfg, OpenAIEndpoint):
+        return f"OpenAI-compatible server {cfg.base_url} (model {cfg.model}, key from ${cfg.api_key_env})"
+    if isinstance(cfg, LlamaCppEndpoint):
+        return f"llama.cpp {cfg.gguf} (n_ctx {cfg.n_ctx})"
+    return "in-process transformers"

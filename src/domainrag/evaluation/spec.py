@@ -1,0 +1,145 @@
+"""What to evaluate, as typed specifications, and the pass/fail gate on a result's metrics.
+
+A retrieval evaluation scores one or more configurations (mode, embedding model, index) on a data
+set; an answer evaluation asks one or more RAG apps the questions. Validation errors name the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from domainrag.errors import DomainRagError
+from domainrag.evaluation.answers import LOWER_IS_BETTER
+from domainrag.evaluation.result import AnswerRun, RetrievalRun
+from domainrag.evaluation.retrieval import DEFAULT_METRICS, validate_metric
+
+Mode = Literal["bm25", "dense", "hybrid"]
+MODES: tuple[str, ...] = ("dense", "bm25", "hybrid")
+
+
+class RetrievalConfigSpec(BaseModel):
+    """One configuration to score: a retrieval mode, optionally another embedding model or an existing index.
+
+    Without ``index``, a config whose embedding model differs from the evaluated index's gets its own
+    index ``<index>__<model>``; with ``index``, that index is used with the model it was built with.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode
+    embedding_model: str | None = None
+    index: str | None = None
+    label: str | None = Field(None, description="name shown in the report (default: MODE[:MODEL][@INDEX])")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _known_mode(cls, value: Any) -> Any:
+        mode = str(value).strip().lower()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode '{value}' (use bm25, dense or hybrid)")
+        return mode
+
+    @field_validator("embedding_model", "index")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _bm25_has_no_model(self) -> RetrievalConfigSpec:
+        if self.mode == "bm25" and self.embedding_model:
+            raise ValueError("bm25 uses no embedding model")
+        return self
+
+    @property
+    def text(self) -> str:
+        if self.label:
+            return self.label
+        return (self.mode + (f":{self.embedding_model}" if self.embedding_model else "")
+                + (f"@{self.index}" if self.index else ""))
+
+
+DEFAULT_CONFIGS = (RetrievalConfigSpec(mode="bm25"), RetrievalConfigSpec(mode="dense"),
+                   RetrievalConfigSpec(mode="hybrid"))
+
+
+class RetrievalEvalSpec(BaseModel):
+    """A retrieval evaluation of ``index`` (and the indexes its configs name) on one data set."""
+
+    index: str = Field(description="index to evaluate (created when ingest is on and it is missing)")
+    configs: list[RetrievalConfigSpec] = Field(default_factory=lambda: list(DEFAULT_CONFIGS), min_length=1)
+    ingest: bool = Field(False, description="create the indexes and ingest the data set's corpus first")
+    embedding_model: str | None = Field(None, description="embedding model of `index` when ingest creates it")
+    store: str | dict[str, Any] = Field("embedded", description="store type or config of indexes ingest creates")
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1)
+    depth: int | None = Field(None, ge=0, description="chunks fetched per query (default 2 x largest cut-off)")
+    max_words: int = Field(120, gt=0, description="chunk size in words when ingesting")
+    overlap_words: int = Field(20, ge=0, description="chunk overlap in words when ingesting")
+    drill_hits: int = Field(5, ge=0, description="hits per query kept for the report's drill-down")
+    limit: int | None = Field(None, ge=0, description="evaluate only the first N queries")
+
+    @field_validator("metrics")
+    @classmethod
+    def _supported(cls, metrics: list[str]) -> list[str]:
+        for m in metrics:
+            validate_metric(m)  # ValueError naming the bad one
+        return metrics
+
+
+class JudgeSpec(BaseModel):
+    """The faithfulness judge: a catalogue LLM (or base model), or a model at an OpenAI-compatible URL."""
+
+    model: str
+    url: str | None = Field(None, description="OpenAI-compatible endpoint; key from $DOMAINRAG_JUDGE_API_KEY")
+    threshold: float = Field(0.5, description="in-process judges: supported when P(yes) reaches this")
+
+
+class AnswerEvalSpec(BaseModel):
+    """An answer evaluation: each app answers every question (and, with no_retrieval, its model alone)."""
+
+    apps: list[str] = Field(min_length=1)
+    no_retrieval: bool = Field(False, description="add a run per app: its model without retrieval")
+    judge: JudgeSpec | None = None
+    limit: int | None = Field(None, ge=0, description="ask only the first N questions")
+
+    @field_validator("apps")
+    @classmethod
+    def _distinct(cls, apps: list[str]) -> list[str]:
+        twice = sorted({a for a in apps if apps.count(a) > 1})
+        if twice:
+            raise ValueError(f"app named twice: {', '.join(twice)} (no_retrieval adds an app's run without "
+                             "retrieval)")
+        return apps
+
+
+# -- gate -------------------------------------------------------------------------------------------
+def validate_thresholds(thresholds: Mapping[str, float], allowed: Sequence[str]) -> dict[str, float]:
+    """{metric: minimum} with metric names matched to the run's (case-insensitive); unknown ones are an error."""
+    known = {m.lower(): m for m in allowed}
+    out: dict[str, float] = {}
+    for name, minimum in thresholds.items():
+        key = name.strip().lower()
+        if key not in known:
+            raise DomainRagError(f"threshold on unknown metric '{name.strip()}'",
+                                 hint="metrics of this run: " + ", ".join(allowed))
+        if known[key] in LOWER_IS_BETTER:
+            raise DomainRagError(f"thresholds are minimums, but lower {known[key]} is better")
+        out[known[key]] = float(minimum)
+    return out
+
+
+def check_thresholds(runs: Sequence[RetrievalRun | AnswerRun], thresholds: Mapping[str, float]) -> list[str]:
+    """One message per (run, metric) below its minimum; an unmeasured metric fails too (it proves nothing)."""
+    failures = []
+    for run in runs:
+        for metric, minimum in thresholds.items():
+            value = run.metrics.get(metric)
+            if value is None:
+                failures.append(f"{run.label}: {metric} not measured (required ≥ {minimum:g})")
+            elif value < minimum:
+                failures.append(f"{run.label}: {metric} = {value:.4f} < {minimum:g}")
+    return failures

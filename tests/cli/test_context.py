@@ -1,0 +1,51 @@
+"""Shared CLI helpers: the workspace handle, tables, JSON options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from domainrag.cli import _context
+from domainrag.errors import DomainRagError
+from domainrag.workspace import Workspace
+
+
+def test_workspace_opens_once_from_the_configured_folder(tmp_path: Path) -> None:
+    handle = _context.WorkspaceHandle()
+    handle.configure(tmp_path / "a")
+    first = handle.get()
+    assert handle.get() is first and first.settings.workspace == tmp_path / "a"
+    handle.configure(tmp_path / "a")  # same folder: same workspace
+    assert handle.get() is first
+    handle.configure(tmp_path / "b")
+    assert handle.get().settings.workspace == tmp_path / "b"
+
+
+def test_use_keeps_an_opened_workspace_until_reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOMAINRAG_HOME", str(tmp_path / "default"))
+    ws = Workspace.open(tmp_path / "given")
+    handle = _context.WorkspaceHandle()
+    handle.use(ws)
+    handle.configure(None)  # the root callback without --workspace
+    assert handle.get() is ws
+    handle.reset()
+    assert handle.get().settings.workspace == tmp_path / "default"
+
+
+def test_print_table_formats_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    console = Console(record=True, width=200)
+    monkeypatch.setattr(_context, "console", console)
+    _context.print_table([{"name": "a", "created_at": 1.7e9, "spec": {"k": 1}}], ["name", "created_at", "spec", "x"],
+                         "things")
+    text = console.export_text()
+    assert "things" in text and '{"k": 1}' in text and "2023-11-1" in text and " - " in text
+
+
+def test_load_json_names_the_option() -> None:
+    assert _context.load_json('{"a": 1}', "--x") == {"a": 1}
+    with pytest.raises(DomainRagError, match=r"--retrieval is not valid JSON: .* at column 2"):
+        _context.load_json("{a", "--retrieval")
+    assert _context.store_option("embedded") == "embedded"
+    assert _context.store_option(' {"type": "opensearch"}') == {"type": "opensearch"}

@@ -1,0 +1,53 @@
+"""The answer runner: every app asks every question; app errors and unanswerable questions are recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from domainrag.evaluation.answer_eval import run_answer_eval
+from domainrag.evaluation.judge import JUDGE_PROMPT
+from domainrag.evaluation.result import EvalResult
+
+from .test_answers import QUESTIONS, ScriptedApp
+
+
+def test_runner_records_app_errors_and_finishes(tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("x")
+    good = ScriptedApp({QUESTIONS[0]["question"]: "Prime it for 30 seconds [1].",
+                        QUESTIONS[1]["question"]: "The knowledge base does not contain this information.",
+                        QUESTIONS[2]["question"]: "Yes [1]."})
+    flaky = ScriptedApp({QUESTIONS[2]["question"]: "No."})
+    result = run_answer_eval({"good": lambda: good, "flaky": lambda: flaky}, QUESTIONS,
+                             dataset_files={"q.jsonl": qfile}, command="test").to_json()
+    sec = result["answers"]
+    runs = {r["label"]: r for r in sec["runs"]}
+    assert runs["good"]["metrics"]["key_fact_accuracy"] == 1.0
+    assert runs["good"]["metrics"]["label_accuracy"] == 1.0
+    assert runs["good"]["metrics"]["refusal_rate_unanswerable"] == 1.0
+    assert runs["flaky"]["errors"] == 2 and runs["flaky"]["metrics"]["error_rate"] == pytest.approx(2 / 3)
+    assert runs["flaky"]["metrics"]["label_accuracy"] == 0.0
+    assert runs["good"]["metrics"]["faithfulness"] is None
+    assert "not measured" in runs["good"]["status"]["faithfulness"]
+    assert sec["judge"]["configured"] is False and sec["judge"]["prompt"] == JUDGE_PROMPT
+    q_a = sec["questions"][0]["results"]
+    assert q_a["flaky"]["error"] == "RuntimeError: generator crashed"
+    assert q_a["good"]["correct"] and q_a["good"]["passages"][0]["doc_id"] == "pumps"
+    assert sec["dataset"] == {"questions": 3, "answerable": 2, "unanswerable": 1}
+    json.dumps(result)  # JSON-able throughout
+
+
+def test_result_is_typed_and_the_error_entry_scores_wrong(tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("x")
+    result = run_answer_eval({"app": lambda: ScriptedApp({})}, QUESTIONS[:1], dataset_files={"q.jsonl": qfile})
+    assert isinstance(result, EvalResult) and result.answers is not None and result.retrieval is None
+    entry = result.answers.questions[0].results["app"]
+    assert entry.error == "RuntimeError: generator crashed" and not entry.correct and entry.score.key_fact == 0.0
+    assert result.answers.runs[0].errors == 1 and result.metadata.dataset_files["q.jsonl"].sha256
+    with pytest.raises(Exception, match="no question"):
+        run_answer_eval({"app": lambda: ScriptedApp({})}, [{"id": "e", "question": " "}],
+                        dataset_files={"q.jsonl": qfile})
