@@ -30,12 +30,20 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
     (docs / "warranty.md").write_text("# Warranty\n\nEvery Zentro controller has a 36-month warranty.")
     (docs / "office.md").write_text("# Office\n\nThe Zentro office opens at 08:00.")
     (docs / "broken.jsonl").write_text('{"id": 1}\n')
+    (docs / "scan.pdf").write_bytes(b"%PDF-1.4 not a text file")
+    only_unsupported = tmp_path / "images"
+    only_unsupported.mkdir()
+    (only_unsupported / "photo.png").write_bytes(b"\x89PNG")
 
     out = run(["index", "create", "kb", "--embedding-model", "all-minilm-l6-v2"], home).stdout
     assert "384-d" in out  # dimension read from the model, never typed
-    out = run(["ingest", "--index", "kb", str(docs)], home)
+    out = run(["ingest", "--index", "kb", str(docs)], home, check=False)
+    assert out.returncode == 3  # done, but not everything went in: never a silent 0
     assert "2 documents → 2 chunks: 2 written" in out.stdout
-    assert "broken.jsonl:1" in out.stderr  # the bad file is named, the rest continues
+    assert "broken.jsonl:1" in out.stderr and "scan.pdf" in out.stderr  # each skip is named, the rest continues
+    assert "ingest → kb: 2/2 (100%)" in out.stdout  # progress lines when stdout is not a terminal
+    nothing = run(["ingest", "--index", "kb", str(only_unsupported)], home, check=False)
+    assert nothing.returncode == 2 and "photo.png" in nothing.stderr and "Traceback" not in nothing.stderr
     stats = json.loads(run(["index", "stats", "kb"], home).stdout)
     assert stats["chunks"] == 2 and stats["dimension"] == 384
 

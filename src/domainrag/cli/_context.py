@@ -106,9 +106,34 @@ def store_option(text: str) -> Any:
 
 
 def progress_bar() -> Progress:
-    """A progress bar on stdout that stays on screen when done."""
+    """A progress bar on stdout that stays on screen when done; when stdout is not a terminal (CI, nohup,
+    a pipe), a plain progress line every few seconds instead, so long work is never silent."""
+    if not console.is_terminal:
+        return LineProgress(console=console)
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False)
+
+
+class LineProgress(Progress):
+    """rich's Progress without the live display: ``update`` prints ``label: done/total (pct) elapsed`` lines,
+    at most one per ``every`` seconds per task, plus one when a task completes."""
+
+    def __init__(self, *, console: Console, every: float = 5.0) -> None:
+        super().__init__(console=console, disable=True)
+        self._every = every
+        self._printed: dict[Any, tuple[float, float | None]] = {}
+
+    def update(self, task_id: Any, **fields: Any) -> None:  # type: ignore[override]
+        super().update(task_id, **fields)
+        task = self._tasks[task_id]
+        now = time.monotonic()
+        last, last_done = self._printed.get(task_id, (0.0, None))
+        finished = task.total is not None and task.completed >= task.total
+        if task.completed != last_done and (now - last >= self._every or finished):
+            total = f"/{task.total:.0f} ({task.completed / task.total:.0%})" if task.total else ""
+            self.console.print(f"{task.description}: {task.completed:.0f}{total} after {task.elapsed or 0:.0f} s",
+                               highlight=False, markup=False)
+            self._printed[task_id] = (now, task.completed)
 
 
 def labelled_progress() -> tuple[Progress, Callable[[str, int, int], None]]:

@@ -18,8 +18,13 @@ def ingest_cmd(
     batch_size: Annotated[int, typer.Option()] = 64,
     max_words: Annotated[int, typer.Option(help="chunk size in words")] = 120,
     overlap_words: Annotated[int, typer.Option(help="overlap between chunks in words")] = 20,
+    reembed: Annotated[bool, typer.Option(help="rebuild the index from PATHS with its embedding model as it is "
+                                               "now (after the model changed)")] = False,
 ) -> None:
-    """Load, chunk, embed and bulk-write documents (POST /_bulk). Re-running resumes."""
+    """Load, chunk, embed and bulk-write documents (POST /_bulk). Re-running resumes.
+
+    Exit status: 0 all files ingested, 3 some files or lines were skipped (each one listed), 2 an error.
+    """
     from domainrag.workspace import ingest
 
     with progress_bar() as bar:
@@ -32,6 +37,7 @@ def ingest_cmd(
             max_words=max_words,
             overlap_words=overlap_words,
             progress=lambda d, t: bar.update(task, completed=d, total=t),
+            reembed=reembed,
         )
     for e in report.errors:
         err_console.print(f"[yellow]skipped:[/] {e}")
@@ -40,3 +46,5 @@ def ingest_cmd(
         f"{report.skipped_existing} already present, {report.deleted_stale} stale removed, "
         f"{len(report.errors)} errors"
     )
+    if report.errors:
+        raise typer.Exit(3)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from domainrag.data.loaders import SUPPORTED_SUFFIXES, Document, load_file
+from domainrag.data.loaders import Document, load_file
 from domainrag.errors import DatasetError, DomainRagError
 from domainrag.storage.options import open_fs, split_scheme
 from domainrag.storage.preflight import preflight, require
@@ -33,8 +33,13 @@ def _is_remote(path: str | Path) -> bool:
 
 
 def _under(root: Path, uri_root: str) -> list[SourceFile]:
-    """Supported files below ``root`` (sorted), ids relative to it, origins below ``uri_root``."""
-    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES)
+    """Files below ``root`` (sorted), ids relative to it, origins below ``uri_root``.
+
+    Hidden files and folders (``.git``, ``.DS_Store``) are left out; other unsupported files are kept so
+    that loading reports each one instead of skipping it silently.
+    """
+    files = sorted(f for f in root.rglob("*")
+                   if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts))
     out = []
     for f in files:
         rel = f.relative_to(root).as_posix()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from domainrag.data.chunking import Chunk, chunk_document
-from domainrag.data.loaders import Document
+from domainrag.data.loaders import SUPPORTED_SUFFIXES, Document
 from domainrag.data.sources import fetch_sources, load_sources
 from domainrag.errors import DomainRagError
 from domainrag.index.base import VectorStore
@@ -170,7 +170,9 @@ def ingest_paths(
     report = IngestReport()
     with tempfile.TemporaryDirectory(prefix="domainrag-ingest-") as tmp:
         docs = load_sources(fetch_sources(paths, Path(tmp)), report.errors)
-    if not docs and report.errors:
-        raise DomainRagError("no document could be loaded:\n  " + "\n  ".join(report.errors))
+    if not docs:
+        found = "\n  ".join(report.errors) or "no files found"
+        raise DomainRagError(f"no document could be loaded from {', '.join(map(str, paths))}:\n  {found}",
+                             hint=f"supported file types: {', '.join(SUPPORTED_SUFFIXES)}")
     return ingest_documents(docs, store, encoder, batch_size=batch_size, max_words=max_words,
                             overlap_words=overlap_words, progress=progress, report=report)
