@@ -159,3 +159,20 @@ def test_bulk_drops_missing_deletes_and_write_reports_rejections() -> None:
     action = store.helpers.actions[0]
     assert action["_id"] == "a::0::x" and action["_source"]["metadata"] == '{"k": 1}'
     assert action["_source"]["vector"] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
+def test_a_dead_server_is_a_clear_error_not_a_transport_traceback(engine: str) -> None:
+    import socket
+
+    from domainrag.index import open_store, parse_store_config
+    from domainrag.index.search_server import StoreUnavailable
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = open_store("kb", parse_store_config({"type": engine, "hosts": [f"http://127.0.0.1:{port}"]}), "unused")
+    for call in (store.exists, store.count, lambda: store.text_search("pump", 3)):
+        with pytest.raises(StoreUnavailable) as err:
+            call()
+        assert f"127.0.0.1:{port}" in str(err.value) and "'kb'" in str(err.value) and err.value.hint

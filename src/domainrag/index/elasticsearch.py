@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import elastic_transport
+
 from domainrag.index.config import ElasticsearchStoreConfig
-from domainrag.index.search_server import SearchServerStore, credentials
+from domainrag.index.search_server import SearchServerStore, credentials, guard_connection
 
 
+@guard_connection("Elasticsearch", (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout))
 class ElasticsearchStore(SearchServerStore):
     def __init__(self, name: str, config: ElasticsearchStoreConfig) -> None:
         super().__init__(name)

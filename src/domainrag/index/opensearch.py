@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import opensearchpy
 
 from domainrag.index.base import Filters, SearchHit
 from domainrag.index.config import OpenSearchStoreConfig
-from domainrag.index.search_server import SOURCE_FIELDS, SearchServerStore, credentials, term_filters
+from domainrag.index.search_server import SOURCE_FIELDS, SearchServerStore, credentials, guard_connection, term_filters
 
 
+@guard_connection("OpenSearch", (opensearchpy.exceptions.ConnectionError,))
 class OpenSearchStore(SearchServerStore):
     def __init__(self, name: str, config: OpenSearchStoreConfig) -> None:
         super().__init__(name)

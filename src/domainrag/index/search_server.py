@@ -7,11 +7,13 @@ scores mean the same on every backend.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from domainrag.data.chunking import Chunk
 from domainrag.errors import DomainRagError
 from domainrag.index.base import Filters, SearchHit, VectorStore
 
+T = TypeVar("T")
 _FILTER_FIELDS = {"doc_id": "doc_id", "title": "title.raw"}
 SOURCE_FIELDS = ["chunk_id", "doc_id", "title", "text", "metadata"]
 
@@ -32,6 +35,40 @@ def term_filters(filters: Filters | None) -> list[dict[str, Any]]:
         values = list(value) if isinstance(value, (list, tuple, set)) else [value]
         out.append({"terms": {field: values}})
     return out
+
+
+class StoreUnavailable(DomainRagError):
+    """The search server could not be reached (refused, timed out or reset)."""
+
+
+def guard_connection(engine: str, errors: tuple[type[Exception], ...]) -> Callable[[type[T]], type[T]]:
+    """Class decorator: every public method of the store turns the client's connection ``errors`` into a
+    :class:`StoreUnavailable` naming the engine, the index and the hosts, instead of a transport traceback."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except errors as exc:
+                hosts = ", ".join(map(str, getattr(getattr(self, "config", None), "hosts", []))) or "?"
+                raise StoreUnavailable(
+                    f"{engine} at {hosts} did not answer for index '{self.name}' ({type(exc).__name__})",
+                    hint=f"check that {engine} is running and reachable, and the store's hosts",
+                ) from exc
+
+        return call
+
+    def decorate(cls: type[T]) -> type[T]:
+        for name in dir(cls):
+            if name.startswith("_") or isinstance(inspect.getattr_static(cls, name), (property, staticmethod,
+                                                                                     classmethod)):
+                continue
+            if callable(method := getattr(cls, name)):
+                setattr(cls, name, wrap(method))
+        return cls
+
+    return decorate
 
 
 def credentials(username_env: str, password_env: str) -> tuple[str, str] | None:
