@@ -1,4 +1,4 @@
-"""What this machine's processor can do, where it changes which code path is fastest."""
+"""What the host processor can do, where it changes which code path is fastest."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 
 @functools.cache
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    """Whether the host CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             flags = next((line for line in fh if line.startswith("flags")), "").split()

@@ -62,8 +62,8 @@ def build_derived(root: Path = SAMPLE_DIR, n_distractors: int = 1, p_withhold: f
             ev = norm_text(item["evidence"])
             positive = next((c for c in chunks[item["doc"]] if ev in norm_text(c)), item["evidence"])
             fh.write(json.dumps({"query": item["question"], "positive": positive}) + "\n")
-    # Short gold passages (the evidence sentence) keep sequences short enough to train on 2 CPU
-    # cores in the quickstart; the prompt layout is the one serving uses.
+    # Short gold passages (the evidence sentence) keep sequences short, so the quickstart's SFT job
+    # trains quickly on a CPU; the prompt layout is the one serving uses.
     examples = build_rag_sft_examples(qa, None, n_distractors=n_distractors, p_withhold=p_withhold, seed=0)
     write_chat_jsonl(examples, paths.sft_chat)
     return paths

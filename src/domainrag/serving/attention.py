@@ -1,17 +1,16 @@
 """Causal self-attention for long-prompt prefill on CPU, registered with transformers as ``domainrag_blocked``.
 
-Why hand-written: on this 2-core CPU, PyTorch's CPU flash-attention kernel was half of a 1k-token bf16
-prefill of SmolLM2-135M (10.5 ms a layer, about 110 GFLOP/s: it does not use the AVX512-BF16 dot
-products that the linear layers get from oneDNN, at 700+ GFLOP/s). Attention written as bf16 ``bmm``
-calls over 64-query blocks (only the keys a block can see, so the causal half is skipped; the block's
-scores stay in cache) takes 5.5 ms a layer, and the whole prefill goes from ~0.66 s to ~0.48 s
-(``benchmarks/bench_serving.py --only-ttft``). No library offers it: flex attention compiled for CPU
-measured 14 ms in bf16.
+Why hand-written: PyTorch's CPU flash-attention kernel does not use the AVX512-BF16 dot products
+that the linear layers get from oneDNN, so it dominates a long bf16 prefill on CPU. Attention written
+as bf16 ``bmm`` calls over 64-query blocks (only the keys a block can see, so the causal half is
+skipped; the block's scores stay in cache) roughly halves the attention time; no library offered the
+same (flex attention compiled for CPU was slower). Measurements: benchmarks/README.md
+(``benchmarks/bench_serving.py --only-ttft``).
 
 Numerics are those of transformers' own ``eager`` attention: scores in the model dtype, softmax
 accumulated in fp32 (PyTorch's CPU softmax on bf16 input), probabilities rounded to the model dtype.
-It is used for bf16 only: in fp32 the same blocks cost 15 ms a layer against SDPA's 10 ms (fp32 has
-no faster dot product to win). Every other case (fp32, decoding one token, a padding mask, a cached
+It is used for bf16 only: in fp32 the blocks are slower than SDPA (fp32 has no faster dot product
+to win). Every other case (fp32, decoding one token, a padding mask, a cached
 prefix, GPU, training) goes to the standard SDPA path unchanged.
 """
 
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 
 NAME = "domainrag_blocked"
-BLOCK = 64  # queries per block: 64 measured fastest (5.5 ms a layer) against 24/32/48/96/128/256
+BLOCK = 64  # queries per block: the fastest of 24/32/48/64/96/128/256 (benchmarks/README.md)
 MIN_QUERY_LEN = 128  # shorter prompts: SDPA is as fast and Python's per-block overhead would dominate
 
 

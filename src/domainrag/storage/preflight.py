@@ -1,7 +1,7 @@
 """Preflight checks: can we read, list and write the storage locations a command needs?
 
 Run before long work (training, ingest, registering a model) so a missing bucket or a missing
-permission fails in a second with a precise hint, not after an hour. Each check returns a
+permission fails at once with a precise hint, not after model loading or training. Each check returns a
 :class:`CheckResult`; failures are classified (:class:`Failure`) from the exception chain s3fs
 and botocore raise, and messages never contain credentials.
 """
@@ -24,7 +24,7 @@ from domainrag.storage.options import ResolvedStorage, merge_options, open_fs, r
 
 Operation = Literal["read", "list", "write"]
 
-# Fail fast: one connection attempt with a short timeout instead of botocore's retries (2-7 s).
+# Fail fast: one connection attempt with a short timeout instead of botocore's retries.
 FAST_FAIL_S3: dict[str, Any] = {
     "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 10}
 }

@@ -19,7 +19,7 @@ from typing import Any
 from domainrag.errors import DomainRagError
 from domainrag.serving.generator import GenerationConfig
 
-LLAMACPP_INSTALL_HINT = "pip install 'domainrag[llamacpp]'  (compiles llama.cpp: takes several minutes)"
+LLAMACPP_INSTALL_HINT = "pip install 'domainrag[llamacpp]'  (compiles llama.cpp from source)"
 
 
 def import_llama_cpp() -> Any:
