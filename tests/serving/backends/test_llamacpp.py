@@ -132,3 +132,26 @@ def test_llamacpp_convert_reencodes_once_and_answers_like_the_source(
     with pytest.raises(BackendError, match="could not convert"):
         convert_gguf(str(broken), "q8_0")
     assert not list((tmp_path / "cache" / "gguf").glob("broken*.partial"))
+
+
+def test_exit_during_a_generation_frees_the_model_cleanly(tmp_path: Path) -> None:
+    """Interpreter exit while a worker thread is inside llama.cpp used to free the context under it and die
+    with SIGSEGV (exit 139), losing the last log lines and the exit status; close() now waits for it."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    import subprocess
+
+    script = tmp_path / "exit_mid_generation.py"
+    script.write_text(
+        "import sys\n"
+        "from domainrag.serving.backends import LlamaCppGenerator, resolve_gguf\n"
+        "from domainrag.serving.generator import GenerationConfig\n"
+        "gen = LlamaCppGenerator(resolve_gguf('smollm2-135m-instruct'), n_ctx=512)\n"
+        "stream = gen.stream([{'role': 'user', 'content': 'Count from one to fifty in words.'}],\n"
+        "                    GenerationConfig(max_new_tokens=200))\n"
+        "print('first token:', next(stream), flush=True)\n"
+        "sys.exit(0)  # teardown with the generation still running in its worker thread\n"
+    )
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+        assert "first token:" in proc.stdout

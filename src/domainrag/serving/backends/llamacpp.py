@@ -42,9 +42,24 @@ class LlamaCppGenerator:
         self.name = name or Path(gguf_path).stem
         self.llm = llama_cpp.Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=n_threads, flash_attn=flash_attn,
                                    verbose=False)
-        # Freed before interpreter teardown: llama-cpp-python's __del__ fails noisily once modules are gone.
-        atexit.register(self.llm.close)
         self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
+        self._closed = threading.Event()
+        # Freed before interpreter teardown (llama-cpp-python's __del__ fails once modules are gone), and only
+        # once no worker thread is inside the context: freeing it under a running generation crashes the process.
+        atexit.register(self.close)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop new generations, wait for the running one to leave the context, then free the model."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        acquired = self._lock.acquire(timeout=timeout)
+        try:
+            if acquired:
+                self.llm.close()
+        finally:
+            if acquired:
+                self._lock.release()
 
     @functools.cached_property
     def _chat_formatter(self) -> Any:
@@ -86,18 +101,21 @@ class LlamaCppGenerator:
         def _run() -> None:
             try:
                 with self._lock:
-                    if stop.is_set():
+                    if stop.is_set() or self._closed.is_set():
                         return
                     chunks = self.llm.create_chat_completion(
                         messages=list(messages), stream=True, max_tokens=cfg.max_new_tokens,
                         temperature=cfg.temperature, top_p=cfg.top_p, repeat_penalty=cfg.repetition_penalty,
                     )
-                    for chunk in chunks:
-                        if stop.is_set():
-                            break
-                        for choice in chunk.get("choices") or []:
-                            if piece := (choice.get("delta") or {}).get("content"):
-                                pieces.put(piece)
+                    try:
+                        for chunk in chunks:
+                            if stop.is_set() or self._closed.is_set():
+                                break
+                            for choice in chunk.get("choices") or []:
+                                if piece := (choice.get("delta") or {}).get("content"):
+                                    pieces.put(piece)
+                    finally:
+                        chunks.close()  # llama.cpp's stream ends inside the lock, not later in another thread
             except BaseException as exc:  # surfaced to the caller
                 pieces.put(exc)
             finally:
