@@ -19,4 +19,7 @@ def test_job_spec_builds_the_training_spec() -> None:
     spec = job_spec(name="j", algorithm="embedding", base_model="all-minilm-l6-v2", dataset="/data/pairs.jsonl",
                     hyperparameters={"epochs": 1})
     assert (spec.name, spec.algorithm, spec.base_model, spec.launch) == ("j", "embedding", "all-minilm-l6-v2", None)
-    assert spec.hyperparameters["epochs"] == 1
+    assert spec.hyperparameters.epochs == 1  # typed per algorithm
+    with pytest.raises(DomainRagError, match="no_such_option"):
+        job_spec(name="j", algorithm="embedding", base_model="all-minilm-l6-v2", dataset="/data/pairs.jsonl",
+                 hyperparameters={"no_such_option": 1})
