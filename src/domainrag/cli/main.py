@@ -40,7 +40,11 @@ def _root(
 
 
 def _quiet_libraries() -> None:
-    """Library progress bars and deprecation chatter drown our own output on the terminal."""
+    """Library progress bars and deprecation chatter drown our own output on the terminal.
+
+    The command (not the library) also defaults to offline model loading, since the shipped weights are
+    local; ``HF_HUB_OFFLINE=0`` lets hub ids download.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
