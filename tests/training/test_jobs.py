@@ -111,3 +111,20 @@ def test_cancel_then_resume_finishes_the_job(ws, tmp_path: Path) -> None:
     final = wait_job(ws, job_id, timeout=400)
     assert final.state == "succeeded", final.error
     assert ws.lake.exists(f"{final.artifact_key}/model_card.json")
+
+
+def test_a_lake_key_dataset_resolves_to_the_lake_from_any_folder(
+    ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "upload" / "pairs.jsonl"
+    data.parent.mkdir()
+    data.write_text('{"query": "pump flow", "positive": "The pump delivers 12 l/h."}\n' * 4)
+    ws.upload_dataset(data.parent, "pairs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # `raw/pairs/...` is no local path here
+    spec = EmbeddingJobSpec(name="emb", base_model="all-minilm-l6-v2", dataset="raw/pairs/pairs.jsonl")
+    record = create_job(ws, spec, start=False)
+    assert record.spec.dataset == ws.lake.url("raw/pairs/pairs.jsonl")
+    with pytest.raises(DatasetError):  # a key that is not in the lake is still a clear error
+        create_job(ws, spec.model_copy(update={"dataset": "raw/pairs/missing.jsonl"}), start=False)

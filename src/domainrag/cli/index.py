@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from domainrag.cli._context import command_app, console, print_json, print_table, store_option, ws
+from domainrag.errors import DomainRagError
 
 app = command_app("index", "Vector indexes.")
 
@@ -31,10 +32,15 @@ def index_create(
 
 @app.command("list")
 def index_list() -> None:
-    """Indexes with their embedding model, store and size."""
+    """Indexes with their embedding model, store and size (counted in the store, as `index stats` does)."""
     rows = ws().catalog.list("index")
     for r in rows:
         r["store_type"] = r["store"]["type"]
+        try:  # live counts: the catalogue's copy is only refreshed by `ingest`
+            store = ws().store(r["name"])
+            r["chunks"], r["documents"] = store.count(), store.document_count()
+        except DomainRagError as exc:
+            r["chunks"] = r["documents"] = f"unavailable ({exc.message[:40]})"
     print_table(rows, ["name", "embedding_model", "dimension", "store_type", "chunks", "documents"], "indexes")
 
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 from domainrag.errors import DomainRagError
 from domainrag.storage.lake import split_scheme
@@ -32,6 +33,7 @@ def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> JobRecord
     Everything that can be checked without loading a model fails here, before anything is recorded:
     the base model's kind, the dataset's format (or the documents of a corpus), launch files, access.
     """
+    spec = _resolve_lake_dataset(ws, spec)
     spec.check_base_model()
     if not spec.check_corpus_dataset():
         spec.check_dataset()
@@ -48,6 +50,15 @@ def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> JobRecord
     data = {"spec": stored, "state": "queued", "prefix": f"jobs/{job_id}", "uri": ws.lake.url(f"jobs/{job_id}")}
     record = JobRecord.model_validate(ws.catalog.create("job", job_id, data))
     return start_job(ws, job_id) if start else record
+
+
+def _resolve_lake_dataset(ws: Workspace, spec: JobSpec) -> JobSpec:
+    """A ``--dataset`` given as a lake key (``raw/<dataset>/...``, as ``dataset upload`` writes them) that is not
+    a local path means the object in the lake, wherever the command runs from."""
+    key = spec.dataset.strip()
+    if split_scheme(key) != "file" or Path(key).exists() or not key.startswith("raw/") or not ws.lake.exists(key):
+        return spec
+    return spec.model_copy(update={"dataset": ws.lake.url(key)})
 
 
 def load_job(ws: Workspace, job_id: str) -> JobRecord:
