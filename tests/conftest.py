@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 
 from domainrag.data.loaders import Document
@@ -126,3 +131,79 @@ def docs() -> list[Document]:
             "probe.md", "# Probes\n\nThe PX-12 pH probe must be calibrated every 30 days with buffer 7.", "Probes"
         ),
     ]
+
+
+# -- fault injection: a real Toxiproxy between domainrag and its real servers --------------------------
+TOXIPROXY_SH = REPO / "scripts" / "services" / "toxiproxy.sh"
+# name -> (toxic type, stream, attributes): what a bad network or a bad server does.
+FAULTS: dict[str, tuple[str, str, dict[str, int]]] = {
+    "stall": ("timeout", "downstream", {"timeout": 0}),  # accepts, then never answers
+    "reset": ("reset_peer", "downstream", {"timeout": 0}),  # TCP reset on the first reply
+    "cut": ("limit_data", "upstream", {"bytes": 20_000}),  # connection closed mid-upload
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Toxiproxy:
+    """A running toxiproxy-server, driven through its HTTP API."""
+
+    api: str
+
+    def proxy(self, upstream: str) -> tuple[str, str]:
+        """A new proxy to ``host:port``; returns (name, listen host:port)."""
+        name = f"p{uuid.uuid4().hex[:8]}"
+        listen = f"127.0.0.1:{_free_port()}"
+        r = httpx.post(f"{self.api}/proxies", json={"name": name, "listen": listen, "upstream": upstream})
+        r.raise_for_status()
+        return name, r.json()["listen"]
+
+    def toxic(self, proxy: str, fault: str) -> None:
+        kind, stream, attributes = FAULTS[fault]
+        body = {"name": fault, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attributes}
+        httpx.post(f"{self.api}/proxies/{proxy}/toxics", json=body).raise_for_status()
+
+    def latency(self, proxy: str, ms: int) -> None:
+        body = {"name": "latency", "type": "latency", "stream": "downstream", "attributes": {"latency": ms}}
+        httpx.post(f"{self.api}/proxies/{proxy}/toxics", json=body).raise_for_status()
+
+    def enable(self, proxy: str, enabled: bool) -> None:
+        httpx.post(f"{self.api}/proxies/{proxy}", json={"enabled": enabled}).raise_for_status()
+
+    def heal(self, proxy: str) -> None:
+        """Remove every toxic and re-enable the proxy."""
+        for toxic in httpx.get(f"{self.api}/proxies/{proxy}/toxics").json():
+            httpx.delete(f"{self.api}/proxies/{proxy}/toxics/{toxic['name']}").raise_for_status()
+        self.enable(proxy, True)
+
+
+@pytest.fixture(scope="session")
+def toxiproxy() -> Iterator[Toxiproxy]:
+    if shutil.which("go") is None:
+        pytest.skip("Go toolchain not found: it is needed (once) to build toxiproxy for the fault tests")
+    built = subprocess.run([str(TOXIPROXY_SH), "build"], capture_output=True, text=True, timeout=900)
+    if built.returncode != 0:
+        pytest.fail(f"scripts/services/toxiproxy.sh build failed:\n{built.stderr[-3000:]}")
+    port = _free_port()
+    proc = subprocess.Popen([built.stdout.strip(), "-host", "127.0.0.1", "-port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{api}/version", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("toxiproxy-server did not start")
+                time.sleep(0.1)
+        yield Toxiproxy(api)
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -11,7 +11,7 @@ from domainrag.errors import DatasetError
 
 
 def _tree(root: Path) -> Path:
-    for rel in ("a/notes.txt", "b/notes.txt", "top.md", "skip.pdf"):
+    for rel in ("a/notes.txt", "b/notes.txt", "top.md", "skip.pdf", ".git/config.txt", ".DS_Store"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(f"# {rel}\n\nbody of {rel}")
     return root
@@ -20,7 +20,8 @@ def _tree(root: Path) -> Path:
 def test_ids_are_relative_to_the_folder_given_and_origins_are_uris(tmp_path: Path) -> None:
     root = _tree(tmp_path / "docs")
     found = local_sources([root])
-    assert [s.doc_id for s in found] == ["a/notes.txt", "b/notes.txt", "top.md"]  # sorted, .pdf skipped
+    # sorted; the .pdf is listed so that loading reports it, hidden files are not
+    assert [s.doc_id for s in found] == ["a/notes.txt", "b/notes.txt", "skip.pdf", "top.md"]
     assert found[0].uri == (root / "a/notes.txt").resolve().as_uri()
     assert [s.doc_id for s in local_sources([root / "a"])] == ["notes.txt"]
     single = local_sources([f"file://{root / 'b' / 'notes.txt'}"])
@@ -47,5 +48,6 @@ def test_load_sources_reports_bad_files_and_keeps_the_rest(tmp_path: Path) -> No
     errors: list[str] = []
     docs = load_sources(local_sources([root]), errors)
     assert sorted(d.doc_id for d in docs) == ["a/notes.txt", "b/notes.txt", "top.md"]
-    assert len(errors) == 1 and "bin.txt" in errors[0]
+    assert len(errors) == 2 and "bin.txt" in errors[0] and "skip.pdf" in errors[1]  # each skip is named
+    assert "unsupported file type" in errors[1]
     assert docs[0].metadata["source"].startswith("file://")

@@ -5,7 +5,7 @@ The S3 fixtures start ``scripts/services/s3.sh`` once per session (building the 
 the first time), create a fresh bucket for the run, and stop the server only if they started it.
 Credentials are set with monkeypatch and never printed.
 
-Fault injection: ``toxiproxy`` (session) builds the proxy once through
+Fault injection: ``toxiproxy`` (session, from ``tests/conftest.py``) builds the proxy once through
 ``scripts/services/toxiproxy.sh`` (Go) and starts it on a free loopback port; ``faulty_s3`` puts a
 proxy in front of the test S3 server and points the environment at it, with short timeouts so a
 fault ends in seconds. Faults are Toxiproxy "toxics" (latency, a stalled connection, a reset, a
@@ -19,11 +19,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +31,6 @@ import s3fs
 
 REPO = Path(__file__).resolve().parents[2]
 S3_SH = REPO / "scripts" / "services" / "s3.sh"
-TOXIPROXY_SH = REPO / "scripts" / "services" / "toxiproxy.sh"
 _ENV_PREFIXES = ("AWS_", "OSS_")
 _ENV_NAMES = ("DOMAINRAG_STORAGE_OPTIONS", "DOMAINRAG_LAKE", "DOMAINRAG_HOME", "DOMAINRAG_CACHE")
 
@@ -169,78 +168,6 @@ def s3_reader(s3_server: S3Server) -> Iterator[Reader]:
 LAKE_DEADLINE_S = 4
 FAST_CLIENT = {"config_kwargs": {"connect_timeout": 2, "read_timeout": 3}}
 
-# name -> (toxic type, stream, attributes): what a bad network or a bad server does.
-FAULTS: dict[str, tuple[str, str, dict[str, int]]] = {
-    "stall": ("timeout", "downstream", {"timeout": 0}),  # accepts, then never answers
-    "reset": ("reset_peer", "downstream", {"timeout": 0}),  # TCP reset on the first reply
-    "cut": ("limit_data", "upstream", {"bytes": 20_000}),  # connection closed mid-upload
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Toxiproxy:
-    """A running toxiproxy-server, driven through its HTTP API."""
-
-    api: str
-
-    def proxy(self, upstream: str) -> tuple[str, str]:
-        """A new proxy to ``host:port``; returns (name, listen host:port)."""
-        name = f"p{uuid.uuid4().hex[:8]}"
-        listen = f"127.0.0.1:{_free_port()}"
-        r = httpx.post(f"{self.api}/proxies", json={"name": name, "listen": listen, "upstream": upstream})
-        r.raise_for_status()
-        return name, r.json()["listen"]
-
-    def toxic(self, proxy: str, fault: str) -> None:
-        kind, stream, attributes = FAULTS[fault]
-        body = {"name": fault, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attributes}
-        httpx.post(f"{self.api}/proxies/{proxy}/toxics", json=body).raise_for_status()
-
-    def latency(self, proxy: str, ms: int) -> None:
-        body = {"name": "latency", "type": "latency", "stream": "downstream", "attributes": {"latency": ms}}
-        httpx.post(f"{self.api}/proxies/{proxy}/toxics", json=body).raise_for_status()
-
-    def enable(self, proxy: str, enabled: bool) -> None:
-        httpx.post(f"{self.api}/proxies/{proxy}", json={"enabled": enabled}).raise_for_status()
-
-    def heal(self, proxy: str) -> None:
-        """Remove every toxic and re-enable the proxy."""
-        for toxic in httpx.get(f"{self.api}/proxies/{proxy}/toxics").json():
-            httpx.delete(f"{self.api}/proxies/{proxy}/toxics/{toxic['name']}").raise_for_status()
-        self.enable(proxy, True)
-
-
-@pytest.fixture(scope="session")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    if shutil.which("go") is None:
-        pytest.skip("Go toolchain not found: it is needed (once) to build toxiproxy for the fault tests")
-    built = subprocess.run([str(TOXIPROXY_SH), "build"], capture_output=True, text=True, timeout=900)
-    if built.returncode != 0:
-        pytest.fail(f"scripts/services/toxiproxy.sh build failed:\n{built.stderr[-3000:]}")
-    port = _free_port()
-    proc = subprocess.Popen([built.stdout.strip(), "-host", "127.0.0.1", "-port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    api = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{api}/version", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("toxiproxy-server did not start")
-                time.sleep(0.1)
-        yield Toxiproxy(api)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @dataclass(frozen=True)
@@ -255,7 +182,7 @@ class FaultyS3:
 
 @pytest.fixture
 def faulty_s3(
-    s3_server: S3Server, toxiproxy: Toxiproxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    s3_server: S3Server, toxiproxy: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[FaultyS3]:
     upstream = s3_server.url.removeprefix("http://")
     name, listen = toxiproxy.proxy(upstream)

@@ -42,6 +42,8 @@ class OpenSearchStoreConfig(_Base):
     username_env: str = Field("OPENSEARCH_USERNAME", description="env var holding the user name, if any")
     password_env: str = Field("OPENSEARCH_PASSWORD", description="env var holding the password, if any")
     verify_certs: bool = True
+    timeout_s: float = Field(30, gt=0, description="seconds one request may take before it fails (retried once): a "
+                              "stalled server ends in an error naming it, not a hang")
     engine: Literal["lucene", "faiss"] = "lucene"
     m: int = Field(16, ge=2, le=100)
     ef_construction: int = Field(128, ge=2)
@@ -66,6 +68,8 @@ class ElasticsearchStoreConfig(_Base):
     password_env: str = "ELASTICSEARCH_PASSWORD"
     api_key_env: str = "ELASTICSEARCH_API_KEY"
     verify_certs: bool = True
+    timeout_s: float = Field(30, gt=0, description="seconds one request may take before it fails (retried once): a "
+                              "stalled server ends in an error naming it, not a hang")
     index_type: Literal["hnsw", "int8_hnsw", "flat"] = "hnsw"
     m: int = Field(16, ge=2, le=100)
     ef_construction: int = Field(100, ge=2)

@@ -19,7 +19,8 @@ class ElasticsearchStore(SearchServerStore):
 
         self.config = config
         self.helpers = helpers
-        kwargs: dict[str, Any] = {"verify_certs": config.verify_certs, "request_timeout": 60}
+        kwargs: dict[str, Any] = {"verify_certs": config.verify_certs, "request_timeout": config.timeout_s,
+                                  "max_retries": 1, "retry_on_timeout": False}
         if api_key := os.environ.get(config.api_key_env):
             kwargs["api_key"] = api_key
         elif auth := credentials(config.username_env, config.password_env):

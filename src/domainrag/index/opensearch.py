@@ -22,7 +22,8 @@ class OpenSearchStore(SearchServerStore):
         self.helpers = helpers
         self._pipelines: set[str] = set()
         self.client = OpenSearch(hosts=config.hosts, http_auth=credentials(config.username_env, config.password_env),
-                                 verify_certs=config.verify_certs, timeout=60)
+                                 verify_certs=config.verify_certs, timeout=config.timeout_s, max_retries=1,
+                                 retry_on_timeout=False)
 
     def _index_settings(self) -> dict[str, Any]:
         return {"index": {"knn": True, "knn.algo_param.ef_search": self.config.ef_search,
