@@ -272,6 +272,7 @@ def ingest(
     overlap_words: int = 20,
     progress: ProgressFn | None = None,
     reembed: bool = False,
+    strict: bool = False,
 ) -> IngestReport:
     """Load, chunk, embed and upsert files into a catalogued index; records the chunks in the lake.
 
@@ -295,7 +296,7 @@ def ingest(
         embedder = ws.index_embedder(index)
         if record.embedder is None:  # an index from before pinning: pinned to the model that fills it now
             ws.catalog.update("index", index, embedder=ws.embedder_pin(record.embedding_model).model_dump())
-    report = ingest_paths(paths, store, embedder, batch_size=batch_size,
+    report = ingest_paths(paths, store, embedder, batch_size=batch_size, strict=strict,
                           max_words=max_words, overlap_words=overlap_words, progress=progress)
     if report.written or report.deleted_stale:
         lines = "".join(json.dumps(c.to_dict()) + "\n" for c in report.chunk_records)

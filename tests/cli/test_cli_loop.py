@@ -42,6 +42,9 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
     assert "2 documents → 2 chunks: 2 written" in out.stdout
     assert "broken.jsonl:1" in out.stderr and "scan.pdf" in out.stderr  # each skip is named, the rest continues
     assert "ingest → kb: 2/2 (100%)" in out.stdout  # progress lines when stdout is not a terminal
+    assert "4 files: 2 ingested, 0 ingested with warnings, 2 skipped" in out.stdout  # counts add up
+    strict = run(["ingest", "--index", "kb", str(docs), "--strict"], home, check=False)
+    assert strict.returncode == 2 and "nothing was written" in strict.stderr
     nothing = run(["ingest", "--index", "kb", str(only_unsupported)], home, check=False)
     assert nothing.returncode == 2 and "photo.png" in nothing.stderr and "Traceback" not in nothing.stderr
     stats = json.loads(run(["index", "stats", "kb"], home).stdout)

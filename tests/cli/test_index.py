@@ -20,3 +20,28 @@ def test_index_list_counts_chunks_written_outside_ingest(ws, cli_for, docs) -> N
     assert out.exit_code == 0, out.output
     row = next(line for line in out.output.splitlines() if " kb " in line)
     assert f" {len(docs)} " in row and " - " not in row
+
+
+def test_index_search_shows_where_each_hit_comes_from(ws, cli_for, docs) -> None:
+    import json
+
+    from domainrag.data.blocks import Block, markdown_table
+    from domainrag.data.loaders import Document
+
+    report = Document("report.pdf", "", "Annual report", {"source": "file:///r.pdf"}, (
+        Block("text", "The DP-220 dosing pump delivers up to 12 litres per hour.", ("Report", "Pumps"), 3),
+        Block("table", markdown_table([["Model", "Flow"], ["DP-220", "12 l/h"]]), ("Report", "Pumps"), 4,
+              "Table 2: pump flow"),
+    ))
+    create_index(ws, "kb", "all-minilm-l6-v2")
+    ingest_documents([*docs, report], ws.store("kb"), ws.embedder("all-minilm-l6-v2"))
+    out = CliRunner().invoke(cli_for(ws), ["index", "search", "kb", "--query", "DP-220 pump flow litres",
+                                           "--top-k", "3", "--json"])
+    assert out.exit_code == 0, out.output
+    hits = json.loads(out.output)
+    mine = [h for h in hits if h["document"] == "report.pdf"]
+    assert {(h["page"], h["section"], h["kind"]) for h in mine} == {(3, "Report > Pumps", "text"),
+                                                                   (4, "Report > Pumps", "table")}
+    assert all(set(h["scores"]) <= {"dense", "bm25"} and h["scores"] for h in hits)
+    bad = CliRunner().invoke(cli_for(ws), ["index", "search", "kb", "--query", "x", "--mode", "nope"])
+    assert bad.exit_code != 0

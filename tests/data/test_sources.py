@@ -46,7 +46,9 @@ def test_load_sources_reports_bad_files_and_keeps_the_rest(tmp_path: Path) -> No
     root = _tree(tmp_path / "docs")
     (root / "bin.txt").write_bytes(b"\x00\x01")
     errors: list[str] = []
-    docs = load_sources(local_sources([root]), errors)
+    outcomes: dict[str, str] = {}
+    docs = load_sources(local_sources([root]), errors, outcomes)
+    assert sorted(outcomes.values()) == ["ingested"] * 3 + ["skipped"] * 2  # one outcome per file found
     assert sorted(d.doc_id for d in docs) == ["a/notes.txt", "b/notes.txt", "top.md"]
     assert len(errors) == 2 and "bin.txt" in errors[0] and "skip.pdf" in errors[1]  # each skip is named
     assert "unsupported file type" in errors[1]

@@ -90,9 +90,10 @@ def print_answer(rag: Any, query: str, *, stream: bool = True, top_k: int | None
         console.out(text, end="", highlight=False)
     console.print()
     table = Table(title="sources", show_lines=False)
-    for col in ("#", "document", "chunk id", "score"):
+    for col in ("#", "document", "page", "section", "chunk id", "score"):
         table.add_column(col)
     for r in refs:
-        table.add_row(str(r["citation"]), r["document"], r["chunk_id"], f"{r['score']:.4f}")
+        table.add_row(str(r["citation"]), r["document"], str(r.get("page") or "-"), r.get("section") or "-",
+                      r["chunk_id"], f"{r['score']:.4f}")
     console.print(table)
     return text

@@ -59,3 +59,33 @@ def index_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = 
         typer.confirm(f"delete index '{name}' and its chunks?", abort=True)
     delete_index(ws(), name)
     console.print(f"index {name} deleted")
+
+
+@app.command("search")
+def index_search(
+    name: str,
+    query: Annotated[str, typer.Option(help="the question or keywords to retrieve for")],
+    mode: Annotated[str, typer.Option(help="dense | bm25 | hybrid")] = "hybrid",
+    top_k: Annotated[int, typer.Option(min=1, max=100, help="hits to show")] = 5,
+    rerank_model: Annotated[str | None, typer.Option(help="registered reranker to rescore the hits with")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the hits as JSON")] = False,
+) -> None:
+    """Retrieve without the LLM, to debug retrieval: each hit with its document, page, section and the
+    score and rank of every retriever that found it."""
+    from domainrag.retrieval.retriever import RetrievalConfig, Retriever  # start-up time, see _context
+
+    if mode not in ("dense", "bm25", "hybrid"):
+        raise DomainRagError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
+    config = RetrievalConfig(index=name, mode=mode, top_k=top_k, rerank_model=rerank_model)
+    reranker = ws().reranker(rerank_model) if rerank_model else None
+    hits = Retriever(ws().store(name), ws().index_embedder(name), config, reranker=reranker).run(query)
+    rows = [{"rank": i, "document": h.doc_id, "page": h.metadata.get("page"), "section": h.metadata.get("section"),
+             "kind": h.metadata.get("kind", "text"), "score": round(h.score, 4),
+             "scores": {k: round(v, 4) for k, v in h.scores.items()}, "ranks": h.ranks, "chunk_id": h.chunk_id,
+             "text": h.text} for i, h in enumerate(hits, start=1)]
+    if as_json:
+        print_json(rows)
+        return
+    print_table([{**r, "text": " ".join(r["text"].split())[:80]} for r in rows],
+                ["rank", "document", "page", "section", "kind", "score", "scores", "ranks", "text"],
+                f"{name}: {query}")

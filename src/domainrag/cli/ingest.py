@@ -20,6 +20,7 @@ def ingest_cmd(
     overlap_words: Annotated[int, typer.Option(help="overlap between chunks in words")] = 20,
     reembed: Annotated[bool, typer.Option(help="rebuild the index from PATHS with its embedding model as it is "
                                                "now (after the model changed)")] = False,
+    strict: Annotated[bool, typer.Option(help="any skipped file or line is an error, and nothing is written")] = False,
 ) -> None:
     """Load, chunk, embed and bulk-write documents (POST /_bulk). Re-running resumes.
 
@@ -38,9 +39,16 @@ def ingest_cmd(
             overlap_words=overlap_words,
             progress=lambda d, t: bar.update(task, completed=d, total=t),
             reembed=reembed,
+            strict=strict,
         )
+    for origin, status in report.files.items():
+        if status != "ingested":
+            err_console.print(f"[yellow]{status}:[/] {origin}", highlight=False)
     for e in report.errors:
-        err_console.print(f"[yellow]skipped:[/] {e}")
+        err_console.print(f"  {e}", highlight=False)
+    counts = report.file_counts()
+    console.print(f"{len(report.files)} files: {counts['ingested']} ingested, {counts['warned']} ingested with "
+                  f"warnings, {counts['skipped']} skipped")
     console.print(
         f"{report.documents} documents → {report.chunks} chunks: {report.written} written, "
         f"{report.skipped_existing} already present, {report.deleted_stale} stale removed, "

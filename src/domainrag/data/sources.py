@@ -84,12 +84,24 @@ def fetch_sources(paths: Sequence[str | Path], workdir: Path) -> list[SourceFile
     return out
 
 
-def load_sources(sources: Sequence[SourceFile], errors: list[str]) -> list[Document]:
-    """Load every source; a bad file (or bad JSONL line) is appended to ``errors`` and skipped, the rest continue."""
+def load_sources(
+    sources: Sequence[SourceFile], errors: list[str], outcomes: dict[str, str] | None = None
+) -> list[Document]:
+    """Load every source; a bad file (or bad JSONL line) is appended to ``errors`` and skipped, the rest continue.
+
+    ``outcomes`` receives one entry per file, keyed by its origin: ``ingested``, ``warned`` (read in part:
+    a bad line, a page without text) or ``skipped`` (nothing read), so the counts add up to the files found.
+    """
     docs: list[Document] = []
     for src in sources:
+        before = len(errors)
         try:
-            docs.extend(load_file(src.path, src.doc_id, source=src.uri, errors=errors))
+            loaded = load_file(src.path, src.doc_id, source=src.uri, errors=errors)
+            docs.extend(loaded)
+            status = "skipped" if not loaded else "warned" if len(errors) > before else "ingested"
         except DomainRagError as exc:
             errors.append(str(exc))
+            status = "skipped"
+        if outcomes is not None:
+            outcomes[src.uri] = status
     return docs

@@ -37,11 +37,19 @@ class IngestReport:
     deleted_stale: int = 0
     errors: list[str] = field(default_factory=list)
     chunk_records: list[Chunk] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # origin -> ingested | warned | skipped
+
+    def file_counts(self) -> dict[str, int]:
+        """Files by outcome; they add up to the files found."""
+        counts = {"ingested": 0, "warned": 0, "skipped": 0}
+        for status in self.files.values():
+            counts[status] += 1
+        return counts
 
     def to_dict(self) -> dict[str, object]:
         return {"documents": self.documents, "chunks": self.chunks, "written": self.written,
                 "skipped_existing": self.skipped_existing, "deleted_stale": self.deleted_stale,
-                "errors": self.errors}
+                "errors": self.errors, "files": self.files}
 
 
 class DocumentIdCollision(DomainRagError):
@@ -160,16 +168,20 @@ def ingest_paths(
     max_words: int = 120,
     overlap_words: int = 20,
     progress: ProgressFn | None = None,
+    strict: bool = False,
 ) -> IngestReport:
     """Ingest local files/folders and remote URLs (preflighted, downloaded to a temporary folder).
 
     A bad file or JSONL line is reported in ``errors`` and skipped; if nothing could be loaded at all,
-    raises with every error.
+    raises with every error. ``strict``: any skip or warning raises before anything is written.
     """
     store.check_dimension(encoder.dimension, encoder.name)  # before loading anything
     report = IngestReport()
     with tempfile.TemporaryDirectory(prefix="domainrag-ingest-") as tmp:
-        docs = load_sources(fetch_sources(paths, Path(tmp)), report.errors)
+        docs = load_sources(fetch_sources(paths, Path(tmp)), report.errors, report.files)
+    if strict and report.errors:
+        raise DomainRagError("--strict: nothing was written, because these files were not read whole:\n  "
+                             + "\n  ".join(report.errors), hint="fix or remove them, or ingest without --strict")
     if not docs:
         found = "\n  ".join(report.errors) or "no files found"
         raise DomainRagError(f"no document could be loaded from {', '.join(map(str, paths))}:\n  {found}",

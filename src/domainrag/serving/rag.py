@@ -61,8 +61,19 @@ class RagAnswer:
 
 
 def reference(i: int, hit: SearchHit, excerpt_chars: int = 300) -> dict[str, Any]:
-    return {"citation": i, "chunk_id": hit.chunk_id, "document": hit.doc_id, "title": hit.title,
-            "score": round(hit.score, 6), "ranks": hit.ranks, "excerpt": hit.text[:excerpt_chars]}
+    """What an answer cites, in the form a person can check: document, page and section where known."""
+    ref = {"citation": i, "chunk_id": hit.chunk_id, "document": hit.doc_id, "title": hit.title,
+           "score": round(hit.score, 6), "ranks": hit.ranks, "excerpt": hit.text[:excerpt_chars]}
+    for key in ("page", "section"):
+        if hit.metadata.get(key) is not None:
+            ref[key] = hit.metadata[key]
+    return ref
+
+
+def passage_source(hit: SearchHit) -> str:
+    """The source line the model sees for a passage: the document, plus its page where the format has pages."""
+    page = hit.metadata.get("page")
+    return f"{hit.doc_id}, page {page}" if page is not None else hit.doc_id
 
 
 class RagApp:
@@ -94,7 +105,7 @@ class RagApp:
         self, query: str, hits: list[SearchHit], history: Sequence[dict[str, str]] = ()
     ) -> list[dict[str, str]]:
         """The chat messages the model sees: app system prompt, prior turns, fenced passages + question."""
-        passages = [ContextPassage(h.text, h.doc_id) for h in hits]
+        passages = [ContextPassage(h.text, passage_source(h)) for h in hits]
         return build_messages(query, passages, self.generation.system_prompt, history)
 
     def stream_with_hits(
