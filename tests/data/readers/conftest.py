@@ -6,6 +6,7 @@ encrypted PDF, a damaged one, and scans (text drawn into a PNG by Pillow, also p
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -106,6 +107,12 @@ def render_scan(path: Path, lines: list[str], fmt: str | None = None) -> Path:
 
 
 SCAN_LINES = ["Invoice from Hydraulic Pumps Ltd", "Total amount due: 420 euros"]
+
+
+@pytest.fixture(scope="session")
+def sample() -> SimpleNamespace:
+    """What the rendered files say (tests import nothing from here: pytest runs with --import-mode=importlib)."""
+    return SimpleNamespace(**{k: v for k, v in globals().items() if k.isupper()}, render_scan=render_scan)
 
 
 @pytest.fixture(scope="session")
