@@ -90,6 +90,25 @@ def test_outline_gives_sections_that_fonts_cannot(tmp_path: Path) -> None:
     assert plain.blocks[1].text == "Cleaning steps\n\nRinse the filter with water."
 
 
+def test_text_in_a_form_xobject_is_read_from_its_text_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some generators wrap a whole page in a form XObject; its text must not be mistaken for a scan."""
+    from reportlab.pdfgen import canvas
+
+    monkeypatch.setattr(images, "tesseract", lambda: None)  # no OCR to fall back on
+    c = canvas.Canvas(str(tmp_path / "form.pdf"))
+    c.beginForm("page")
+    c.setFont("Helvetica", 10)
+    c.drawString(72, 700, "Text inside a form XObject.")
+    c.drawString(72, 650, "Second paragraph in the form.")
+    c.endForm()
+    c.doForm("page")
+    c.showPage()
+    c.save()
+    result = read_pdf(tmp_path / "form.pdf")
+    assert result.warnings == []
+    assert [b.text for b in result.blocks] == ["Text inside a form XObject.\n\nSecond paragraph in the form."]
+
+
 def test_encrypted_pdf_is_refused_with_what_to_do(encrypted_pdf: Path) -> None:
     with pytest.raises(DatasetError) as info:
         read_pdf(encrypted_pdf)

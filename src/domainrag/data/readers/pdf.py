@@ -125,6 +125,24 @@ def _paragraph(box: Any, height: float) -> _Box:
                 chars > 0 and bold >= 0.9 * chars, len(lines), chars)
 
 
+def _walk(layout: Any) -> tuple[list[Any], int]:
+    """pdfminer text boxes of a page, those inside figures (form XObjects) included, and its count of
+    drawn lines, rectangles and curves."""
+    from pdfminer.layout import LTCurve, LTFigure, LTTextBox
+
+    boxes, rules = [], 0
+    for obj in layout:
+        if isinstance(obj, LTTextBox):
+            boxes.append(obj)
+        elif isinstance(obj, LTCurve):
+            rules += 1
+        elif isinstance(obj, LTFigure):
+            inner, more = _walk(obj)
+            boxes += inner
+            rules += more
+    return boxes, rules
+
+
 def _gaps(boxes: list[_Box], vertical: bool) -> list[tuple[float, float]]:
     """White-space intervals between the boxes along x (``vertical`` cuts) or y."""
     spans = sorted((b.x0, b.x1) if vertical else (b.top, b.bottom) for b in boxes)
@@ -216,16 +234,18 @@ def _ocr_page(pdf: Any, index: int, path: Path) -> str:
 def _pages(path: Path, pdf: Any, result: ReadResult) -> list[list[_Box] | str]:
     """Each page's boxes in reading order, or its OCR'd text; warnings for pages read in part."""
     import pdfplumber
-    from pdfminer.layout import LTTextBox
-
     pages: list[list[_Box] | str] = []
     blind: list[int] = []
-    with pdfplumber.open(path, laparams={"boxes_flow": None}) as plumber:
+    # Paragraphs are grouped by pdfminer (also inside form XObjects); their order is ours (_reading_order).
+    with pdfplumber.open(path, laparams={"boxes_flow": None, "all_texts": True}) as plumber:
         for index, page in enumerate(plumber.pages):
             try:
-                paras = [_paragraph(o, page.height) for o in page.layout if isinstance(o, LTTextBox)]
+                found, rules = _walk(page.layout)
+                paras = [_paragraph(o, page.height) for o in found]
                 paras = [p for p in paras if p.text and not _is_margin_noise(p, page.height)]
-                boxes = _reading_order(paras + _tables(page, paras))
+                # Ruled tables need drawn lines; pages without any skip pdfplumber's per-character objects.
+                ruled = rules >= 2
+                boxes = _reading_order(paras + (_tables(page, paras) if ruled else []))
                 empty, pictured = _needs_ocr(boxes, page)
             except Exception as exc:  # pdfminer raises many types on a broken page; keep the rest
                 text = pdf[index].get_textpage().get_text_range().replace("\r\n", "\n").strip()
