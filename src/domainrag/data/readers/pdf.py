@@ -125,22 +125,25 @@ def _paragraph(box: Any, height: float) -> _Box:
                 chars > 0 and bold >= 0.9 * chars, len(lines), chars)
 
 
-def _walk(layout: Any) -> tuple[list[Any], int]:
-    """pdfminer text boxes of a page, those inside figures (form XObjects) included, and its count of
-    drawn lines, rectangles and curves."""
-    from pdfminer.layout import LTCurve, LTFigure, LTTextBox
+def _walk(layout: Any) -> tuple[list[Any], tuple[int, int], float]:
+    """pdfminer text boxes of a page, those inside figures (form XObjects) included; its counts of drawn
+    horizontal and vertical rules (a rectangle gives both); and the area its images cover."""
+    from pdfminer.layout import LTCurve, LTFigure, LTImage, LTTextBox
 
-    boxes, rules = [], 0
+    boxes, across, down, area = [], 0, 0, 0.0
     for obj in layout:
         if isinstance(obj, LTTextBox):
             boxes.append(obj)
         elif isinstance(obj, LTCurve):
-            rules += 1
+            across += obj.height < 2 or obj.width >= 2
+            down += obj.width < 2 or obj.height >= 2
+        elif isinstance(obj, LTImage):
+            area += obj.width * obj.height
         elif isinstance(obj, LTFigure):
-            inner, more = _walk(obj)
+            inner, (more_across, more_down), covered = _walk(obj)
             boxes += inner
-            rules += more
-    return boxes, rules
+            across, down, area = across + more_across, down + more_down, area + covered
+    return boxes, (across, down), area
 
 
 def _gaps(boxes: list[_Box], vertical: bool) -> list[tuple[float, float]]:
@@ -214,14 +217,12 @@ def _is_margin_noise(box: _Box, height: float) -> bool:
     return (box.bottom < height * MARGIN or box.top > height * (1 - MARGIN)) and bool(_PAGE_NUMBER.match(box.text))
 
 
-def _needs_ocr(boxes: list[_Box], page: Any) -> tuple[bool, bool]:
+def _needs_ocr(boxes: list[_Box], picture: float, page_area: float) -> tuple[bool, bool]:
     """(no usable text layer, mostly a picture): garbled ``(cid:N)`` text counts as none."""
     text = "".join(b.text for b in boxes if b.rows is None) + "".join(c for b in boxes if b.rows for r in b.rows
                                                                     for c in r)
     usable = len(re.sub(r"\(cid:\d+\)|\s", "", text))
-    picture = sum((i["x1"] - i["x0"]) * (i["bottom"] - i["top"]) for i in page.images)
-    pictured = picture >= 0.5 * page.width * page.height
-    return usable < 10, pictured and usable < 200
+    return usable < 10, picture >= 0.5 * page_area and usable < 200
 
 
 def _ocr_page(pdf: Any, index: int, path: Path) -> str:
@@ -240,13 +241,12 @@ def _pages(path: Path, pdf: Any, result: ReadResult) -> list[list[_Box] | str]:
     with pdfplumber.open(path, laparams={"boxes_flow": None, "all_texts": True}) as plumber:
         for index, page in enumerate(plumber.pages):
             try:
-                found, rules = _walk(page.layout)
+                found, rules, picture = _walk(page.layout)
                 paras = [_paragraph(o, page.height) for o in found]
                 paras = [p for p in paras if p.text and not _is_margin_noise(p, page.height)]
-                # Ruled tables need drawn lines; pages without any skip pdfplumber's per-character objects.
-                ruled = rules >= 2
-                boxes = _reading_order(paras + (_tables(page, paras) if ruled else []))
-                empty, pictured = _needs_ocr(boxes, page)
+                # A ruled table needs rules both ways; other pages skip pdfplumber's per-character objects.
+                boxes = _reading_order(paras + (_tables(page, paras) if min(rules) >= 2 else []))
+                empty, pictured = _needs_ocr(boxes, picture, page.width * page.height)
             except Exception as exc:  # pdfminer raises many types on a broken page; keep the rest
                 text = pdf[index].get_textpage().get_text_range().replace("\r\n", "\n").strip()
                 result.warnings.append(f"page {index + 1}: layout analysis failed ({type(exc).__name__}: {exc}); "
