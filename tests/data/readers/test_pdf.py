@@ -109,6 +109,19 @@ def test_text_in_a_form_xobject_is_read_from_its_text_layer(tmp_path: Path, monk
     assert [b.text for b in result.blocks] == ["Text inside a form XObject.\n\nSecond paragraph in the form."]
 
 
+def test_blank_page_is_neither_ocrd_nor_warned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportlab.pdfgen import canvas
+
+    monkeypatch.setattr(images, "ocr_image", lambda *_: pytest.fail("a blank page was sent to OCR"))
+    c = canvas.Canvas(str(tmp_path / "blank.pdf"))
+    c.drawString(72, 700, "Only page one has text.")
+    c.showPage()
+    c.showPage()  # intentionally left blank
+    c.save()
+    result = read_pdf(tmp_path / "blank.pdf")
+    assert result.warnings == [] and [(b.page, b.text) for b in result.blocks] == [(1, "Only page one has text.")]
+
+
 def test_encrypted_pdf_is_refused_with_what_to_do(encrypted_pdf: Path) -> None:
     with pytest.raises(DatasetError) as info:
         read_pdf(encrypted_pdf)

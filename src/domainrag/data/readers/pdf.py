@@ -232,14 +232,25 @@ def _ocr_page(pdf: Any, index: int, path: Path) -> str:
     return images.ocr_image(image, f"{path} (page {index + 1})")
 
 
-def _pages(path: Path, pdf: Any, result: ReadResult) -> list[list[_Box] | str]:
-    """Each page's boxes in reading order, or its OCR'd text; warnings for pages read in part."""
+def _pages(path: Path, pdf: Any, result: ReadResult, heights: list[float]) -> list[list[_Box] | str]:
+    """Each page's boxes in reading order, or its OCR'd text (``heights`` gets each page's height);
+    warnings for pages read in part."""
     import pdfplumber
+
     pages: list[list[_Box] | str] = []
     blind: list[int] = []
     # Paragraphs are grouped by pdfminer (also inside form XObjects); their order is ours (_reading_order).
-    with pdfplumber.open(path, laparams={"boxes_flow": None, "all_texts": True}) as plumber:
-        for index, page in enumerate(plumber.pages):
+    try:
+        plumber = pdfplumber.open(path, laparams={"boxes_flow": None, "all_texts": True})
+        plumbed = plumber.pages
+    except Exception as exc:  # pdfminer cannot parse what PDFium opened: keep PDFium's text
+        result.warnings.append(f"layout analysis failed ({type(exc).__name__}: {exc}); text taken in content order")
+        for index in range(len(pdf)):
+            pages.append(_content_order(pdf, index))
+            heights.append(pdf[index].get_height())
+        return pages
+    with plumber:
+        for index, page in enumerate(plumbed):
             try:
                 found, rules, picture = _walk(page.layout)
                 paras = [_paragraph(o, page.height) for o in found]
@@ -247,27 +258,36 @@ def _pages(path: Path, pdf: Any, result: ReadResult) -> list[list[_Box] | str]:
                 # A ruled table needs rules both ways; other pages skip pdfplumber's per-character objects.
                 boxes = _reading_order(paras + (_tables(page, paras) if min(rules) >= 2 else []))
                 empty, pictured = _needs_ocr(boxes, picture, page.width * page.height)
+                empty = empty and (picture > 0 or sum(rules) > 0)  # a page with nothing drawn is blank, not lost
             except Exception as exc:  # pdfminer raises many types on a broken page; keep the rest
-                text = pdf[index].get_textpage().get_text_range().replace("\r\n", "\n").strip()
                 result.warnings.append(f"page {index + 1}: layout analysis failed ({type(exc).__name__}: {exc}); "
                                        "text taken in content order")
-                boxes, empty, pictured = [_Box(0, 0, 0, 0, text, lines=1, chars=len(text))], not text, False
+                boxes = _content_order(pdf, index) if index < len(pdf) else []
+                empty, pictured = not boxes, False
             finally:
                 page.close()
-            if (empty or pictured) and images.tesseract() is not None:
+            if (empty or pictured) and images.tesseract() is not None and index < len(pdf):
                 try:
                     boxes = _ocr_page(pdf, index, path) or boxes
+                    if not boxes:
+                        result.warnings.append(f"page {index + 1}: no text layer, and OCR recognised no text")
                 except DatasetError as exc:
                     result.warnings.append(f"page {index + 1}: {exc.message}")
-                empty = not boxes
-            if empty:
+            elif empty:
                 blind.append(index + 1)
             pages.append(boxes)
+            heights.append(float(page.height))
     for first, last in _ranges(blind):
         where = f"page {first}" if first == last else f"pages {first}-{last}"
         result.warnings.append(f"{where}: no text layer, and no OCR engine is installed to read it: "
                                f"{images.OCR_INSTALL}")
     return pages
+
+
+def _content_order(pdf: Any, index: int) -> list[_Box]:
+    """PDFium's text of a page in content-stream order, as one paragraph (none if the page has no text)."""
+    text = pdf[index].get_textpage().get_text_range().replace("\r\n", "\n").strip()
+    return [_Box(0, 0, 0, 0, text, lines=1, chars=len(text))] if text else []
 
 
 def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
@@ -353,8 +373,8 @@ def read(path: Path) -> ReadResult:
     pdf = _open(path)
     try:
         outline = _outline(pdf)
-        heights = [pdf[i].get_height() for i in range(len(pdf))]
-        pages = _pages(path, pdf, result)
+        heights: list[float] = []
+        pages = _pages(path, pdf, result, heights)
         _drop_running_heads(pages, heights)
         headings, title_box = _font_headings(pages)
         result.title = _title(pdf, title_box)
