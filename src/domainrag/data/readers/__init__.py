@@ -9,6 +9,10 @@ reader, so listing the supported formats costs nothing.
 
 from __future__ import annotations
 
+from domainrag.data.readers import (
+    images,  # noqa: F401 (registers)
+    pdf,  # noqa: F401 (registers)
+)
 from domainrag.data.readers.registry import READERS, Reader
 
 __all__ = ["READERS", "Reader"]
