@@ -33,8 +33,11 @@ def test_bad_jsonl_names_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_unsupported_and_missing_files(tmp_path: Path) -> None:
-    (tmp_path / "x.pdf").write_bytes(b"%PDF")
+    (tmp_path / "x.xyz").write_bytes(b"data")
     with pytest.raises(DatasetError, match="unsupported file type"):
+        load_file(tmp_path / "x.xyz")
+    (tmp_path / "x.pdf").write_bytes(b"%PDF")
+    with pytest.raises(DatasetError, match="not a valid PDF"):
         load_file(tmp_path / "x.pdf")
     with pytest.raises(DatasetError, match="no such file"):
         iter_files([tmp_path / "missing"])

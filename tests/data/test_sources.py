@@ -51,5 +51,5 @@ def test_load_sources_reports_bad_files_and_keeps_the_rest(tmp_path: Path) -> No
     assert sorted(outcomes.values()) == ["ingested"] * 3 + ["skipped"] * 2  # one outcome per file found
     assert sorted(d.doc_id for d in docs) == ["a/notes.txt", "b/notes.txt", "top.md"]
     assert len(errors) == 2 and "bin.txt" in errors[0] and "skip.pdf" in errors[1]  # each skip is named
-    assert "unsupported file type" in errors[1]
+    assert "not a valid PDF" in errors[1]
     assert docs[0].metadata["source"].startswith("file://")
