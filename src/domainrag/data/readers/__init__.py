@@ -12,3 +12,7 @@ from __future__ import annotations
 from domainrag.data.readers.registry import READERS, Reader
 
 __all__ = ["READERS", "Reader"]
+from domainrag.data.readers import (
+    office,  # noqa: F401 (registers)
+    sheets,  # noqa: F401 (registers)
+)
