@@ -181,7 +181,7 @@ def test_encrypted_legacy_and_corrupt_packages_name_the_file(tmp_path: Path, suf
 def test_truncated_docx_is_corrupt(tmp_path: Path) -> None:
     data = _manual(tmp_path / "m.docx").read_bytes()
     (tmp_path / "cut.docx").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DatasetError, match="cut.docx: .*(corrupt|ZIP)"):
+    with pytest.raises(DatasetError, match=r"cut\.docx: .*(corrupt|ZIP)"):
         load_file(tmp_path / "cut.docx")
 
 
