@@ -73,7 +73,7 @@ def read_docx(path: Path) -> ReadResult:
         doc = docx.Document(str(path))
         items = list(doc.iter_inner_content())
         title = (doc.core_properties.title or "").strip()
-        levels = _DocxLevels()
+        levels = _DocxLevels(doc)
         result = _docx_blocks(items, levels, Table)
     except (PackageNotFoundError, *PACKAGE_ERRORS) as exc:
         raise corrupt(path, exc) from exc
@@ -82,21 +82,35 @@ def read_docx(path: Path) -> ReadResult:
 
 
 class _DocxLevels:
-    """Heading level of a paragraph from its style (0 = Title, n = Heading n, None = body), cached per
-    style; a style based on a heading style is a heading of that level."""
+    """Heading level of a paragraph from its style (0 = Title, n = Heading n, None = body); a style based
+    on a heading style is a heading of that level.
 
-    def __init__(self) -> None:
-        self._by_style: dict[str, int | None] = {}
+    Styles are resolved once per document: python-docx's ``Paragraph.style`` searches the style part on
+    every call (for an unstyled paragraph, a scan of all styles), which made it most of the reading time.
+    """
+
+    def __init__(self, doc: Any) -> None:
+        from docx.enum.style import WD_STYLE_TYPE
+
+        self._styles = {style.style_id: style for style in doc.styles}
+        self._default = doc.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+        self._names: dict[str | None, str] = {}
+        self._levels: dict[str | None, int | None] = {}
         self.title = ""  # the first Title-style paragraph, the document's title when core properties have none
 
+    def _key(self, paragraph: Any) -> str | None:
+        key = paragraph._p.style  # private: the w:pStyle id (None = the default style), read without a search
+        if key not in self._levels:
+            style = self._styles.get(key, self._default) if key is not None else self._default
+            self._names[key] = (style.name or "").strip().lower() if style is not None else ""
+            self._levels[key] = self._level_of(style)
+        return key
+
     def level(self, paragraph: Any) -> int | None:
-        style = paragraph.style
-        if style is None:
-            return None
-        key = style.style_id
-        if key not in self._by_style:
-            self._by_style[key] = self._level_of(style)
-        return self._by_style[key]
+        return self._levels[self._key(paragraph)]
+
+    def style_name(self, paragraph: Any) -> str:
+        return self._names[self._key(paragraph)]
 
     @staticmethod
     def _level_of(style: Any) -> int | None:
@@ -112,12 +126,11 @@ class _DocxLevels:
         return None
 
 
-def _is_caption(paragraph: Any) -> bool:
+def _is_caption(paragraph: Any, levels: _DocxLevels) -> bool:
     text = paragraph.text.strip()
     if not text or len(text) > 300:
         return False
-    style = paragraph.style
-    return bool(_CAPTION.match(text)) or (style is not None and (style.name or "").lower() == "caption")
+    return bool(_CAPTION.match(text)) or levels.style_name(paragraph) == "caption"
 
 
 def _captions(items: list[Any], levels: _DocxLevels, table_type: type) -> dict[int, int]:
@@ -129,7 +142,7 @@ def _captions(items: list[Any], levels: _DocxLevels, table_type: type) -> dict[i
             continue
         for j in (i - 1, i + 1):
             if 0 <= j < len(items) and j not in out.values() and not isinstance(items[j], table_type) \
-                    and levels.level(items[j]) is None and _is_caption(items[j]):
+                    and levels.level(items[j]) is None and _is_caption(items[j], levels):
                 out[i] = j
                 break
     return out
