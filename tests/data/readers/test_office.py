@@ -209,3 +209,14 @@ def test_end_to_end_chunks_carry_kind_section_and_page(tmp_path: Path) -> None:
     assert by_page[1].metadata["kind"] == "slide" and by_page[1].metadata["section"] == "Overview"
     assert "Mention the warranty." in by_page[1].text
     assert by_page[2].metadata["kind"] == "table" and "| Seal | S-1 V-2 |" in by_page[2].text
+
+
+def test_docx_caption_between_two_tables_belongs_to_the_lower_one(tmp_path: Path) -> None:
+    doc = docx.Document()
+    doc.add_table(rows=1, cols=1).cell(0, 0).text = "t1"  # no caption of its own
+    doc.add_paragraph("Table 2: numbers")
+    doc.add_table(rows=1, cols=1).cell(0, 0).text = "t2"
+    doc.save(tmp_path / "two.docx")
+    blocks = READERS[".docx"](tmp_path / "two.docx").blocks
+    assert [(b.kind, b.caption, b.text.splitlines()[0]) for b in blocks] == [
+        ("table", "", "| t1 |"), ("table", "Table 2: numbers", "| t2 |")]

@@ -137,14 +137,14 @@ def _captions(items: list[Any], levels: _DocxLevels, table_type: type) -> dict[i
     """Table index → index of its caption paragraph: the "Table n…" or Caption-style paragraph just above
     the table (the usual place) or else just below it."""
     out: dict[int, int] = {}
-    for i, item in enumerate(items):
-        if not isinstance(item, table_type):
-            continue
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(items) and j not in out.values() and not isinstance(items[j], table_type) \
-                    and levels.level(items[j]) is None and _is_caption(items[j], levels):
+    tables = [i for i, item in enumerate(items) if isinstance(item, table_type)]
+    for offset in (-1, 1):  # every table's caption above first, so one between two tables goes to the lower
+        for i in tables:
+            j = i + offset
+            if i not in out and 0 <= j < len(items) and j not in out.values() \
+                    and not isinstance(items[j], table_type) and levels.level(items[j]) is None \
+                    and _is_caption(items[j], levels):
                 out[i] = j
-                break
     return out
 
 

@@ -34,6 +34,8 @@ _SNIFF_BYTES = 64 * 1024
 def cell_text(value: Any) -> str:
     """A cell value as a spreadsheet shows it by default: whole numbers without ".0", no float noise
     (0.1 + 0.2 is "0.3"), dates without a midnight time, booleans as TRUE/FALSE."""
+    if isinstance(value, str):  # most cells, and every CSV cell: checked first
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -46,7 +48,7 @@ def cell_text(value: Any) -> str:
         return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
-    return str(value).strip()
+    return str(value)
 
 
 def table_rows(rows: Iterable[Iterable[Any]]) -> list[list[str]]:
