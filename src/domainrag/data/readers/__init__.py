@@ -16,3 +16,7 @@ from domainrag.data.readers import (
 from domainrag.data.readers.registry import READERS, Reader
 
 __all__ = ["READERS", "Reader"]
+from domainrag.data.readers import (
+    office,  # noqa: F401 (registers)
+    sheets,  # noqa: F401 (registers)
+)
