@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from domainrag.data.readers import (
     images,  # noqa: F401 (registers)
+    office,  # noqa: F401 (registers)
     pdf,  # noqa: F401 (registers)
+    sheets,  # noqa: F401 (registers)
 )
 from domainrag.data.readers.registry import READERS, Reader
 
 __all__ = ["READERS", "Reader"]
-from domainrag.data.readers import (
-    office,  # noqa: F401 (registers)
-    sheets,  # noqa: F401 (registers)
-)
