@@ -82,3 +82,17 @@ def test_nul_bytes_are_not_indexed_as_text(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="binary content") as err:
         load_file(tmp_path / "zeros.txt")
     assert "zeros.txt" in str(err.value)
+
+
+def test_structured_chunks_start_with_their_section_path() -> None:
+    """A paragraph cut out of "CTL-400 datasheet > Mechanical" still names the product, for BM25 and the embedder."""
+    from domainrag.data.blocks import Block, markdown_table
+
+    doc = Document("ctl.pdf", "", "CTL-400", {}, (
+        Block("text", "The controller weighs 2.1 kg.", ("CTL-400 datasheet", "Mechanical"), 2),
+        Block("table", markdown_table([["a", "b"], ["1", "2"]]), ("Readings",), None, "Readings"),
+    ))
+    text, table = chunk_document(doc)
+    assert text.text == "CTL-400 datasheet > Mechanical\n\nThe controller weighs 2.1 kg."
+    assert text.metadata["section"] == "CTL-400 datasheet > Mechanical" and text.metadata["page"] == 2
+    assert table.text.startswith("Readings\n\n| a | b |")  # a sheet's name is said once, not twice

@@ -117,20 +117,28 @@ def _table_pieces(block: Block, max_words: int) -> list[str]:
     return [caption + "\n".join(head + g) for g in groups]
 
 
+def _headed(block: Block, text: str) -> str:
+    """``text`` under its section path: a chunk cut out of a section still names what it is about (the
+    product a "Mechanical" paragraph belongs to), for BM25 and the embedder alike."""
+    if not block.section or (block.caption and block.section == (block.caption,)):  # a sheet: caption is its name
+        return text
+    return f"{' > '.join(block.section)}\n\n{text}"
+
+
 def _chunk_blocks(doc: Document, max_words: int, overlap_words: int) -> list[Chunk]:
     pieces: list[tuple[str, dict[str, Any]]] = []
     run: list[Block] = []  # consecutive text blocks of one section and page, packed together
 
     def flush() -> None:
         if run:
-            pieces.extend((text, _where(run[0])) for text in
+            pieces.extend((_headed(run[0], text), _where(run[0])) for text in
                           _pack("\n\n".join(b.text for b in run), max_words, overlap_words))
             run.clear()
 
     for block in doc.blocks:
         if block.kind == "table":
             flush()
-            pieces.extend((text, _where(block)) for text in _table_pieces(block, max_words))
+            pieces.extend((_headed(block, text), _where(block)) for text in _table_pieces(block, max_words))
         elif run and (block.kind, block.section, block.page) != (run[0].kind, run[0].section, run[0].page):
             flush()
             run.append(block)

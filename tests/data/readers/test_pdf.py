@@ -181,7 +181,7 @@ def test_pdf_is_ingested_with_page_section_and_kind(outlined_pdf: Path, sample: 
     chunks = chunk_document(doc, max_words=60, overlap_words=10)
     table = next(c for c in chunks if c.metadata["kind"] == "table")
     assert table.metadata["page"] == 1 and table.metadata["section"] == "1 Introduction > 1.1 Scope"
-    assert table.text.startswith(s.CAPTION) and "| P-200 | 16 | 55 |" in table.text
+    assert table.text.startswith(f"1 Introduction > 1.1 Scope\n\n{s.CAPTION}") and "| P-200 | 16 | 55 |" in table.text
     findings = [c for c in chunks if c.metadata.get("section") == s.SECTIONS[2]]
     assert findings and {c.metadata["page"] for c in findings} == {2}
     assert all(c.metadata["kind"] == "text" for c in findings) and "Delta" in findings[-1].text

@@ -16,6 +16,7 @@ A page without a text layer is OCR'd (Tesseract) or reported in a warning naming
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -405,7 +406,13 @@ def read(path: Path) -> ReadResult:
         _flush(result, run, section, number)
         for at, path_ in starts:  # entries that point below the last paragraph
             section = path_ if at >= len(boxes) else section
+    # pdfminer writes "(cid:N)" for glyphs without a Unicode mapping (mostly bullets): noise, not text.
+    result.blocks = [dataclasses.replace(b, text=_CID_RUN.sub("", b.text), caption=_CID_RUN.sub("", b.caption))
+                     for b in result.blocks]
     return result
+
+
+_CID_RUN = re.compile(r" ?\(cid:\d+\) ?")
 
 
 def _flush(result: ReadResult, run: list[str], section: tuple[str, ...], page: int) -> None:
