@@ -198,7 +198,8 @@ def test_end_to_end_chunks_carry_kind_section_and_page(tmp_path: Path) -> None:
     assert doc.title == "Pump Manual" and doc.metadata["format"] == "docx"
     chunks = chunk_document(doc)
     table = next(c for c in chunks if c.metadata["kind"] == "table")
-    assert table.text.startswith("DP-220 Manual > Installation > Mounting\n\nTable 1: Bolt torque\n\n| Bolt | Torque | Note |")
+    assert table.text.startswith(
+        "DP-220 Manual > Installation > Mounting\n\nTable 1: Bolt torque\n\n| Bolt | Torque | Note |")
     assert table.metadata["section"] == "DP-220 Manual > Installation > Mounting"
     assert "page" not in table.metadata
     wiring = next(c for c in chunks if "brown wire" in c.text)
