@@ -1,4 +1,4 @@
-"""PDF → blocks in reading order, with page numbers, section paths and tables (docs/formats-pdf.md).
+"""PDF → blocks in reading order, with page numbers, section paths and tables (docs/formats.md).
 
 Two libraries, each for what it does best (the comparison is benchmarks/bench_readers_pdf.py):
 
@@ -25,17 +25,13 @@ from typing import Any
 
 from domainrag.data.blocks import Block, ReadResult, markdown_table
 from domainrag.data.readers import images
+from domainrag.data.readers.pdf_layout import MARGIN, Box, is_margin_noise, paragraph, reading_order, tables, walk
 from domainrag.data.readers.registry import register
 from domainrag.errors import DatasetError
 
 OCR_DPI = 300
 MAX_OCR_PIXELS = 40_000_000  # caps the render of a huge page (posters, A0 drawings)
-MARGIN = 0.08  # top/bottom share of a page where running headers and page numbers live
-MIN_COLUMN_GAP = 5.0  # points of white space that separate two columns
-_PAGE_NUMBER = re.compile(r"^\W*(page\s*)?(\d+|[ivx]{1,5})(\s*(of|/)\s*\d+)?\W*$", re.I)
-_CAPTION = re.compile(r"^(table|tab\.)\s*[0-9ivx]+\b", re.I)
 _NOT_HEADING = re.compile(r"^(table|tab\.|figure|fig\.)\s*[0-9ivx]+\b", re.I)
-_BOLD = re.compile(r"bold|black|heavy|semibold|demi|cmbx", re.I)
 _PDFIUM_ERRORS = {  # FPDF_ERR_* codes → (problem, hint)
     2: ("file cannot be opened", "check that it exists and is readable"),
     3: ("not a valid PDF (damaged, truncated or another format)",
@@ -44,23 +40,6 @@ _PDFIUM_ERRORS = {  # FPDF_ERR_* codes → (problem, hint)
         "save a copy without the password (e.g. `qpdf --decrypt --password=PW in.pdf out.pdf`) and ingest that"),
     5: ("PDF protected by an unsupported security handler", "save a copy without protection and ingest that"),
 }
-
-
-@dataclass
-class _Box:
-    """A paragraph (pdfminer text box) or a table, in top-down page coordinates."""
-
-    x0: float
-    top: float
-    x1: float
-    bottom: float
-    text: str = ""
-    size: float = 0.0  # dominant font size
-    bold: bool = False
-    lines: int = 0
-    chars: int = 0
-    rows: list[list[str]] | None = None  # a table's cells
-    caption: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,120 +84,7 @@ def _outline(pdf: Any) -> dict[int, list[_Entry]]:
     return by_page
 
 
-def _paragraph(box: Any, height: float) -> _Box:
-    """A pdfminer text box as a paragraph: lines joined, font size and weight of most of its characters."""
-    from pdfminer.layout import LTChar
-
-    lines, sizes, bold = [], Counter(), 0
-    for line in box:
-        text = line.get_text().strip()
-        if text:
-            lines.append(text)
-        for ch in line:
-            if isinstance(ch, LTChar) and not ch.get_text().isspace():
-                sizes[round(ch.size * 2) / 2] += 1
-                bold += bool(_BOLD.search(ch.fontname))
-    text = ""
-    for line in lines:  # a hyphen at a line end joins the words without a space
-        text += line if not text or (text.endswith("-") and text[-2:-1].isalpha()) else " " + line
-    chars = sum(sizes.values())
-    return _Box(box.x0, height - box.y1, box.x1, height - box.y0, text, sizes.most_common(1)[0][0] if sizes else 0.0,
-                chars > 0 and bold >= 0.9 * chars, len(lines), chars)
-
-
-def _walk(layout: Any) -> tuple[list[Any], tuple[int, int], float]:
-    """pdfminer text boxes of a page, those inside figures (form XObjects) included; its counts of drawn
-    horizontal and vertical rules (a rectangle gives both); and the area its images cover."""
-    from pdfminer.layout import LTCurve, LTFigure, LTImage, LTTextBox
-
-    boxes, across, down, area = [], 0, 0, 0.0
-    for obj in layout:
-        if isinstance(obj, LTTextBox):
-            boxes.append(obj)
-        elif isinstance(obj, LTCurve):
-            across += obj.height < 2 or obj.width >= 2
-            down += obj.width < 2 or obj.height >= 2
-        elif isinstance(obj, LTImage):
-            area += obj.width * obj.height
-        elif isinstance(obj, LTFigure):
-            inner, (more_across, more_down), covered = _walk(obj)
-            boxes += inner
-            across, down, area = across + more_across, down + more_down, area + covered
-    return boxes, (across, down), area
-
-
-def _gaps(boxes: list[_Box], vertical: bool) -> list[tuple[float, float]]:
-    """White-space intervals between the boxes along x (``vertical`` cuts) or y."""
-    spans = sorted((b.x0, b.x1) if vertical else (b.top, b.bottom) for b in boxes)
-    gaps, end = [], spans[0][1]
-    for start, stop in spans[1:]:
-        if start > end:
-            gaps.append((end, start))
-        end = max(end, stop)
-    return [g for g in gaps if not vertical or g[1] - g[0] >= MIN_COLUMN_GAP]
-
-
-def _reading_order(boxes: list[_Box]) -> list[_Box]:
-    """Recursive XY cut: split at the widest column gap and read left then right; where no column gap
-    runs through everything, split into horizontal bands, keeping neighbouring bands whose column gaps
-    line up together (a two-column stretch whose paragraphs happen to end level is still two columns)."""
-    if len(boxes) <= 1:
-        return boxes
-    columns = _gaps(boxes, vertical=True)
-    if columns:
-        lo, _ = max(columns, key=lambda g: g[1] - g[0])
-        left = [b for b in boxes if b.x1 <= lo]
-        return _reading_order(left) + _reading_order([b for b in boxes if b.x1 > lo])
-    bands: list[list[_Box]] = [[]]
-    cuts = iter(_gaps(boxes, vertical=False))
-    cut = next(cuts, None)
-    for box in sorted(boxes, key=lambda b: b.top):
-        if cut is not None and box.top >= cut[1]:
-            bands.append([])
-            cut = next(cuts, None)
-        bands[-1].append(box)
-    if len(bands) == 1:  # overlapping boxes: no cut exists
-        return sorted(boxes, key=lambda b: (round(b.top), b.x0))
-    groups: list[tuple[list[_Box], list[tuple[float, float]]]] = []
-    for band in bands:
-        gaps = _gaps(band, vertical=True) if len(band) > 1 else []
-        shared = [(max(a, c), min(b, d)) for a, b in (groups[-1][1] if groups else []) for c, d in gaps
-                  if min(b, d) - max(a, c) >= MIN_COLUMN_GAP]
-        if shared:
-            groups[-1] = (groups[-1][0] + band, shared)
-        else:
-            groups.append((band, gaps))
-    return [b for group, _ in groups for b in _reading_order(group)]
-
-
-def _tables(page: Any, paragraphs: list[_Box]) -> list[_Box]:
-    """Ruled tables (pdfplumber) with at least two rows and columns; the paragraphs inside a table are
-    removed from ``paragraphs``, and a "Table N…" paragraph right above or below becomes its caption."""
-    found = []
-    for table in page.find_tables():
-        rows = [[" ".join((c or "").split()) for c in row] for row in table.extract()]
-        rows = [r for r in rows if any(r)]
-        if sum(sum(bool(c) for c in r) >= 2 for r in rows) < 2:  # a framed paragraph or a chart, not a table
-            continue
-        x0, top, x1, bottom = table.bbox
-        box = _Box(x0, top, x1, bottom, rows=rows)
-        paragraphs[:] = [p for p in paragraphs if not (x0 - 1 <= (p.x0 + p.x1) / 2 <= x1 + 1
-                                                      and top - 1 <= (p.top + p.bottom) / 2 <= bottom + 1)]
-        near = [p for p in paragraphs if _CAPTION.match(p.text) and p.x0 < x1 and p.x1 > x0
-                and (0 <= top - p.bottom <= 30 or 0 <= p.top - bottom <= 30)]
-        if near:
-            caption = min(near, key=lambda p: (p.top > top, abs(p.bottom - top)))  # above first, then nearest
-            box.caption = caption.text
-            paragraphs.remove(caption)
-        found.append(box)
-    return found
-
-
-def _is_margin_noise(box: _Box, height: float) -> bool:
-    return (box.bottom < height * MARGIN or box.top > height * (1 - MARGIN)) and bool(_PAGE_NUMBER.match(box.text))
-
-
-def _needs_ocr(boxes: list[_Box], picture: float, page_area: float) -> tuple[bool, bool]:
+def _needs_ocr(boxes: list[Box], picture: float, page_area: float) -> tuple[bool, bool]:
     """(no usable text layer, mostly a picture): garbled ``(cid:N)`` text counts as none."""
     text = "".join(b.text for b in boxes if b.rows is None) + "".join(c for b in boxes if b.rows for r in b.rows
                                                                     for c in r)
@@ -233,14 +99,14 @@ def _ocr_page(pdf: Any, index: int, path: Path) -> str:
     return images.ocr_image(image, f"{path} (page {index + 1})")
 
 
-def _pages(path: Path, pdf: Any, result: ReadResult, heights: list[float]) -> list[list[_Box] | str]:
+def _pages(path: Path, pdf: Any, result: ReadResult, heights: list[float]) -> list[list[Box] | str]:
     """Each page's boxes in reading order, or its OCR'd text (``heights`` gets each page's height);
     warnings for pages read in part."""
     import pdfplumber
 
-    pages: list[list[_Box] | str] = []
+    pages: list[list[Box] | str] = []
     blind: list[int] = []
-    # Paragraphs are grouped by pdfminer (also inside form XObjects); their order is ours (_reading_order).
+    # Paragraphs are grouped by pdfminer (also inside form XObjects); their order is ours (reading_order).
     try:
         plumber = pdfplumber.open(path, laparams={"boxes_flow": None, "all_texts": True})
         plumbed = plumber.pages
@@ -253,11 +119,11 @@ def _pages(path: Path, pdf: Any, result: ReadResult, heights: list[float]) -> li
     with plumber:
         for index, page in enumerate(plumbed):
             try:
-                found, rules, picture = _walk(page.layout)
-                paras = [_paragraph(o, page.height) for o in found]
-                paras = [p for p in paras if p.text and not _is_margin_noise(p, page.height)]
+                found, rules, picture = walk(page.layout)
+                paras = [paragraph(o, page.height) for o in found]
+                paras = [p for p in paras if p.text and not is_margin_noise(p, page.height)]
                 # A ruled table needs rules both ways; other pages skip pdfplumber's per-character objects.
-                boxes = _reading_order(paras + (_tables(page, paras) if min(rules) >= 2 else []))
+                boxes = reading_order(paras + (tables(page, paras) if min(rules) >= 2 else []))
                 empty, pictured = _needs_ocr(boxes, picture, page.width * page.height)
                 empty = empty and (picture > 0 or sum(rules) > 0)  # a page with nothing drawn is blank, not lost
             except Exception as exc:  # pdfminer raises many types on a broken page; keep the rest
@@ -285,10 +151,10 @@ def _pages(path: Path, pdf: Any, result: ReadResult, heights: list[float]) -> li
     return pages
 
 
-def _content_order(pdf: Any, index: int) -> list[_Box]:
+def _content_order(pdf: Any, index: int) -> list[Box]:
     """PDFium's text of a page in content-stream order, as one paragraph (none if the page has no text)."""
     text = pdf[index].get_textpage().get_text_range().replace("\r\n", "\n").strip()
-    return [_Box(0, 0, 0, 0, text, lines=1, chars=len(text))] if text else []
+    return [Box(0, 0, 0, 0, text, lines=1, chars=len(text))] if text else []
 
 
 def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
@@ -301,9 +167,9 @@ def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _drop_running_heads(pages: list[list[_Box] | str], heights: list[float]) -> None:
+def _drop_running_heads(pages: list[list[Box] | str], heights: list[float]) -> None:
     """Remove lines that repeat in the top or bottom margin of many pages (running headers/footers)."""
-    def key(box: _Box, height: float) -> str | None:
+    def key(box: Box, height: float) -> str | None:
         if box.rows is None and (box.bottom < height * MARGIN or box.top > height * (1 - MARGIN)):
             return re.sub(r"\d+", "#", _norm(box.text))
         return None
@@ -316,7 +182,7 @@ def _drop_running_heads(pages: list[list[_Box] | str], heights: list[float]) -> 
             pages[i] = [b for b in boxes if key(b, heights[i]) not in repeated]
 
 
-def _font_headings(pages: list[list[_Box] | str]) -> tuple[dict[int, int], _Box | None]:
+def _font_headings(pages: list[list[Box] | str]) -> tuple[dict[int, int], Box | None]:
     """Headings from font cues: id(box) → level (0 outermost), and the title box (the one line set in
     the largest type, once, on the first page), which is not a section."""
     paras = [b for boxes in pages if isinstance(boxes, list) for b in boxes if b.rows is None and b.chars]
@@ -340,7 +206,7 @@ def _font_headings(pages: list[list[_Box] | str]) -> tuple[dict[int, int], _Box 
     return {id(b): levels.get(b.size, len(larger)) for b in candidates if b is not title}, title
 
 
-def _outline_starts(boxes: list[_Box], entries: list[_Entry]) -> list[tuple[int, tuple[str, ...]]]:
+def _outline_starts(boxes: list[Box], entries: list[_Entry]) -> list[tuple[int, tuple[str, ...]]]:
     """(box index, heading path) where each outline entry of a page takes effect: at the paragraph that
     starts with its title, else the first one below its target point, else the top of the page."""
     starts, at = [], 0
@@ -360,7 +226,7 @@ def _titled(text: str, want: str) -> bool:
     return want in have[: len(want) + 12] or (len(have) >= 4 and want.startswith(have))
 
 
-def _title(pdf: Any, title_box: _Box | None) -> str:
+def _title(pdf: Any, title_box: Box | None) -> str:
     meta = " ".join((pdf.get_metadata_value("Title") or "").split())
     if meta and not re.search(r"[\\/]|\.(docx?|wpd|tex|dvi|pdf|indd|rtf)\b|^microsoft\b|^untitled", meta, re.I):
         return meta
