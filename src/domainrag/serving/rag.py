@@ -46,11 +46,12 @@ class GenerationSettings(BaseModel):
 
 @dataclass
 class RagEvent:
-    """One streamed event: a text delta, or the final references."""
+    """One streamed event: a text delta, or the final references (``stopped``: a stop sequence ended the answer)."""
 
     type: Literal["token", "references"]
     text: str = ""
     references: list[dict[str, Any]] = field(default_factory=list)
+    stopped: bool = False
 
 
 @dataclass
@@ -138,7 +139,7 @@ class RagApp:
                 yield RagEvent("token", piece)
         cited, _ = extract_citations(text, len(hits))
         chosen = cited or list(range(1, len(hits) + 1))
-        yield RagEvent("references", references=[reference(i, hits[i - 1]) for i in chosen])
+        yield RagEvent("references", references=[reference(i, hits[i - 1]) for i in chosen], stopped=pieces.hit)
 
     def invoke(self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None) -> RagAnswer:
         hits = self.retrieve(query, top_k, filters)

@@ -50,6 +50,13 @@ class _Chat:
     is_app: bool = False
 
 
+def _sampling(body: ChatRequest, config: GenerationConfig) -> GenerationConfig:
+    """``config`` with the request's stop sequences, seed and penalties (every backend honours them)."""
+    return dataclasses.replace(config, stop=body.stop_sequences(), seed=body.seed,
+                               presence_penalty=body.presence_penalty or 0.0,
+                               frequency_penalty=body.frequency_penalty or 0.0)
+
+
 async def _app_chat(body: ChatRequest, app: str, key: ApiKey | None, apps: AppCache, sessions: SessionStore,
                     slot: GenerationSlot) -> _Chat:
     check_app(key, app)
@@ -60,12 +67,12 @@ async def _app_chat(body: ChatRequest, app: str, key: ApiKey | None, apps: AppCa
     history = [{"role": m.role, "content": m.text()} for m in earlier if m.role in ("user", "assistant")]
     base = rag.generation.to_generation_config()
     requested = body.max_completion_tokens or body.max_tokens
-    config = dataclasses.replace(
+    config = _sampling(body, dataclasses.replace(
         base,
         temperature=base.temperature if body.temperature is None else body.temperature,
         top_p=body.top_p or base.top_p,
         max_new_tokens=min(base.max_new_tokens, requested or base.max_new_tokens),
-    )
+    ))
     await slot.acquire()
     session_id = None
     if body.session_id is not None:
@@ -83,9 +90,9 @@ async def _plain_chat(body: ChatRequest, key: ApiKey | None, apps: AppCache, slo
     if not any(m["role"] == "user" for m in messages):
         raise ApiError(400, "messages must include a user message", param="messages")
     requested = body.max_completion_tokens or body.max_tokens
-    config = GenerationConfig(
+    config = _sampling(body, GenerationConfig(
         temperature=GenerationConfig.temperature if body.temperature is None else body.temperature,
-        top_p=body.top_p or GenerationConfig.top_p, max_new_tokens=requested or DEFAULT_CHAT_MAX_TOKENS)
+        top_p=body.top_p or GenerationConfig.top_p, max_new_tokens=requested or DEFAULT_CHAT_MAX_TOKENS))
     await slot.acquire()
     return _Chat(await run_in_threadpool(prepare_plain, generator, messages, config))
 
@@ -96,6 +103,7 @@ async def chat_completions(
     body: ChatRequest, request: Request, key: KeyDep, apps: AppsDep, sessions: SessionsDep, slot: SlotDep,
 ) -> Response:
     """OpenAI chat completions; `model` is an LLM or `app:<name>` (answers grounded in the app's index)."""
+    body.check_supported()
     check_input_chars([m.text() for m in body.messages])
     if body.model.startswith(APP_MODEL_PREFIX):
         chat = await _app_chat(body, body.model[len(APP_MODEL_PREFIX):], key, apps, sessions, slot)
