@@ -180,3 +180,37 @@ def test_bad_stop_is_400(client: TestClient, openai_error) -> None:
     for stop in (["a", "b", "c", "d", "e"], [""], 3):
         resp = client.post("/v1/chat/completions", json={"model": LLM, "messages": DAYS, "stop": stop})
         assert openai_error(resp, 400)["param"] == "stop"
+
+
+def test_app_sources_are_message_annotations_for_openai_clients(
+        client: TestClient, api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``openai`` SDK (as LangChain and other OpenAI clients) reads the sources from
+    ``choices[0].message.annotations``: a url_citation per ``[n]`` marker; ``references`` stays for our clients."""
+    openai = pytest.importorskip("openai")
+    sdk = openai.OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client, max_retries=0)
+    question = [{"role": "user", "content": "How long is the CTL-400 warranty?"}]
+
+    real = sdk.chat.completions.create(model="app:docs", max_tokens=12, temperature=0, messages=question)
+    message, refs = real.choices[0].message, real.model_extra["references"]
+    assert message.annotations and refs  # the real model's answer: cited markers, or the whole answer per source
+    assert {a.url_citation.url for a in message.annotations} <= {r["url"] for r in refs}
+    assert all(a.type == "url_citation" and a.url_citation.title for a in message.annotations)
+
+    generator = api.state.apps.get("docs").generator
+    pieces = ["The CTL-400 warranty lasts ", "36 months [", "1]. Claims go through", " the portal [9]."]
+    monkeypatch.setattr(generator, "stream", lambda messages, config=None, cancel=None: iter(pieces))
+    done = sdk.chat.completions.create(model="app:docs", messages=question)
+    text = done.choices[0].message.content
+    assert text == "The CTL-400 warranty lasts 36 months [1]. Claims go through the portal ."  # [9] was never given
+    (note,) = done.choices[0].message.annotations
+    cited = done.model_extra["references"][0]
+    assert text[note.url_citation.start_index:note.url_citation.end_index] == "[1]"
+    assert note.url_citation.url == cited["url"] == f"domainrag://kb/{cited['document']}"
+    assert note.url_citation.title.startswith(cited["document"])
+
+    chunks = list(sdk.chat.completions.create(model="app:docs", messages=question, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    (note,) = final.choices[0].delta.model_extra["annotations"]
+    span = note["url_citation"]
+    assert streamed[span["start_index"]:span["end_index"]] == "[1]" and final.model_extra["references"]
