@@ -219,14 +219,15 @@ def client_ws(tmp_path_factory: pytest.TempPathFactory, server: SimpleNamespace)
 
 @pytest.fixture
 def server_generator(server: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """Spy on the server's SmolLM2 generator: the messages and cancel event of every generation."""
+    """Spy on the server's SmolLM2 generator: the messages, config and cancel event of every generation."""
     generator = server.api.state.apps.model(LLM)
-    seen = SimpleNamespace(messages=[], cancels=[])
+    seen = SimpleNamespace(messages=[], cancels=[], configs=[])
     real = generator.stream
 
     def stream(messages, config=None, cancel=None):
         seen.messages.append([dict(m) for m in messages])
         seen.cancels.append(cancel)
+        seen.configs.append(config)
         return real(messages, config, cancel)
 
     monkeypatch.setattr(generator, "stream", stream)

@@ -40,7 +40,8 @@ def test_keys_scope_requests_to_their_app(served_ws, docs_key: str, openai_error
 
         assert [a["name"] for a in client.get("/v1/apps", headers=auth).json()["data"]] == ["docs"]
         assert [i["name"] for i in client.get("/v1/indexes", headers=auth).json()["data"]] == ["kb"]
-        assert {m["id"] for m in client.get("/v1/models", headers=auth).json()["data"]} == {"app:docs"}
+        listed = {m["id"]: m["kind"] for m in client.get("/v1/models", headers=auth).json()["data"]}
+        assert listed == {"app:docs": "app", "all-minilm-l6-v2": "embedding"}  # its app and its index's embedder
         ok = client.post("/v1/apps/docs/completion", headers=auth, json={"query": "CTL-400 warranty?"})
         assert ok.status_code == 200, ok.text
 

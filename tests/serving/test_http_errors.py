@@ -1,4 +1,5 @@
-"""Every failure answers in OpenAI's error shape with the right status (404, 422, 400; never 500)."""
+"""Every failure answers in OpenAI's error shape with the right status (404, 400; never 500): validation
+errors too are 400, as OpenAI answers them, never FastAPI's 422."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ def test_unknown_app_and_model_are_404_in_openai_shape(client: TestClient, opena
     {}, {"query": ""}, {"query": "x", "top_k": 0}, {"query": "x", "unknown": 1}, {"query": 3},
     {"query": "x", "stream": "perhaps"},
 ])
-def test_bad_completion_bodies_are_422(client: TestClient, body: dict[str, Any], openai_error) -> None:
-    assert openai_error(client.post("/v1/apps/docs/completion", json=body), 422)["code"] == "validation_error"
+def test_bad_completion_bodies_are_400(client: TestClient, body: dict[str, Any], openai_error) -> None:
+    error = openai_error(client.post("/v1/apps/docs/completion", json=body), 400)
+    assert error["code"] == "validation_error" and error["type"] == "invalid_request_error"
 
 
 def test_bad_input_is_400_never_500(client: TestClient, openai_error) -> None:
@@ -37,9 +39,10 @@ def test_bad_input_is_400_never_500(client: TestClient, openai_error) -> None:
     openai_error(client.post("/v1/apps/docs/completion", json={"query": "x", "filters": {"color": "red"}}), 400)
     openai_error(client.post("/v1/apps/docs/completion", json={"query": "x", "session_id": "bad id!"}), 400)
     chat = "/v1/chat/completions"
-    openai_error(client.post(chat, json={"model": "app:docs", "messages": []}), 422)
-    openai_error(client.post(chat, json={"model": "app:docs", "n": 2,
-                                                "messages": [{"role": "user", "content": "x"}]}), 422)
+    error = openai_error(client.post(chat, json={"model": "app:docs", "messages": []}), 400)
+    assert error["param"] == "messages" and "messages" in error["message"]
+    assert openai_error(client.post(chat, json={"model": "app:docs", "n": 2, "messages": [
+        {"role": "user", "content": "x"}]}), 400)["code"] == "unsupported_parameter"
     openai_error(client.post(chat, json={"model": "app:docs",
                                                 "messages": [{"role": "assistant", "content": "x"}]}), 400)
     openai_error(client.post(chat, json={"model": "app:docs", "messages": [

@@ -31,6 +31,7 @@ class PreparedAnswer:
     max_new_tokens: int
     n_hits: int = 0
     reported: dict[str, int] = field(default_factory=dict)  # a remote server's own counts
+    stopped: bool = False  # a stop sequence ended the text (known once the stream has ended)
 
     def usage(self, text: str) -> dict[str, int]:
         """OpenAI's ``usage`` for the answer ``text``: the backend's own counts, else the local tokenizer's."""
@@ -42,6 +43,9 @@ class PreparedAnswer:
                 "total_tokens": self.prompt_tokens + completion}
 
     def finish_reason(self, usage: dict[str, int]) -> str:
+        """OpenAI's ``finish_reason``: "stop" at a stop sequence or the model's end, "length" at ``max_tokens``."""
+        if self.stopped:
+            return "stop"
         return "length" if usage["completion_tokens"] >= self.max_new_tokens else "stop"
 
 
@@ -66,9 +70,14 @@ def prepare_rag(
     reported: dict[str, int] = {}
 
     def events(cancel: threading.Event) -> Iterator[RagEvent]:
-        return rag.stream_with_hits(question, hits, history=history, config=config, cancel=cancel, usage=reported)
+        stream = rag.stream_with_hits(question, hits, history=history, config=config, cancel=cancel, usage=reported)
+        with closing(stream) as rag_events:
+            for event in rag_events:
+                answer.stopped = answer.stopped or event.stopped
+                yield event
 
-    return PreparedAnswer(events, rag.generator, prompt_tokens, config.max_new_tokens, len(hits), reported)
+    answer = PreparedAnswer(events, rag.generator, prompt_tokens, config.max_new_tokens, len(hits), reported)
+    return answer
 
 
 def prepare_plain(generator: Generator, messages: list[dict[str, str]], config: GenerationConfig) -> PreparedAnswer:
@@ -85,5 +94,7 @@ def prepare_plain(generator: Generator, messages: list[dict[str, str]], config: 
         with closing(stream_reporting_usage(generator, messages, config, cancel, reported)) as pieces:
             for piece in pieces:
                 yield RagEvent("token", piece)
+            answer.stopped = pieces.hit
 
-    return PreparedAnswer(events, generator, prompt_tokens, config.max_new_tokens, reported=reported)
+    answer = PreparedAnswer(events, generator, prompt_tokens, config.max_new_tokens, reported=reported)
+    return answer

@@ -1,6 +1,6 @@
 """The HTTP API over one workspace: RAG apps over SSE, OpenAI-compatible chat and embeddings, keys, a playground.
 
-Endpoints (OpenAPI at ``/docs``), one router each (:mod:`domainrag.serving.routes`):
+Endpoints (OpenAPI at ``/docs`` and ``/redoc``, served offline), one router each (:mod:`domainrag.serving.routes`):
 
 * ``GET /healthz`` (always open), ``GET /`` (playground page)
 * ``GET /v1/models``, ``GET /v1/apps``, ``GET /v1/apps/{app}``, ``GET /v1/indexes``
@@ -21,6 +21,7 @@ from domainrag.serving.budget import BodyLimit
 from domainrag.serving.http_errors import install_error_handlers
 from domainrag.serving.limits import Limiter
 from domainrag.serving.routes import apps, catalogue, meta, openai
+from domainrag.serving.routes.docs import install_docs
 from domainrag.serving.state import install_state
 from domainrag.workspace import Workspace
 
@@ -42,10 +43,13 @@ def create_api(
         title="domainrag",
         summary="RAG apps over your own documents, with an OpenAI-compatible chat endpoint.",
         version="0.1.0",
+        docs_url=None,  # served from local assets instead of a CDN (serving.routes.docs)
+        redoc_url=None,
     )
     install_state(api, ws, Limiter.from_env(max_concurrent, queue_timeout), require_keys)
     install_error_handlers(api)
     api.add_middleware(BodyLimit)  # oversized bodies get 413 before they are read (serving.budget)
     for router in (meta.router, catalogue.router, apps.router, openai.router):
         api.include_router(router)
+    install_docs(api)
     return api

@@ -1,9 +1,11 @@
 """Loaded apps and plain LLMs of a running server, reloaded when their catalogue records change (a redeploy too);
-and the names a client may ask for."""
+the names a client may ask for, and those of them that can be served here (the model list)."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+from typing import Any
 
 from domainrag.serving.apps import get_app, load_app
 from domainrag.serving.backends import generator_for
@@ -11,7 +13,7 @@ from domainrag.serving.generator import Generator
 from domainrag.serving.http_errors import ApiError
 from domainrag.serving.rag import RagApp
 from domainrag.workspace import Workspace
-from domainrag.zoo import BASE_MODELS
+from domainrag.zoo import BASE_MODELS, BaseModel
 
 
 class AppCache:
@@ -68,3 +70,38 @@ def embedding_names(ws: Workspace) -> list[str]:
     names += [n for n, m in BASE_MODELS.items() if m.kind == "embedding"]
     names += [r["embedding_model"] for r in ws.catalog.list("index") if r.get("embedding_model")]
     return list(dict.fromkeys(names))
+
+
+def _installed(model: BaseModel) -> bool:
+    """A base model's weight packages are all installed (nothing is imported)."""
+    return all(importlib.util.find_spec(package) is not None for package in model.packages)
+
+
+def _base_installed(name: str | None) -> bool:
+    """True unless ``name`` is a base model whose packages are absent."""
+    model = BASE_MODELS.get(name or "")
+    return model is None or _installed(model)
+
+
+def _llm_servable(record: dict[str, Any]) -> bool:
+    """A registered LLM can be served here: its backend's package and its base model's weights are present
+    (a remote server is not probed: listing must stay fast)."""
+    endpoint = record.get("endpoint") or {}
+    if endpoint.get("type") == "llamacpp":
+        return importlib.util.find_spec("llama_cpp") is not None and _base_installed(endpoint.get("gguf"))
+    if endpoint.get("type") == "openai":
+        return True
+    return _base_installed(record.get("base_model"))
+
+
+def servable_llms(ws: Workspace) -> list[str]:
+    """The plain LLMs of :func:`llm_names` that this server can serve now (the others answer with an install hint)."""
+    registered = [r for r in ws.catalog.list("model") if r.get("kind") == "llm"]
+    names = [r["name"] for r in registered if _llm_servable(r)]
+    taken = {r["name"] for r in registered}
+    return names + [n for n, m in BASE_MODELS.items() if m.kind == "llm" and n not in taken and _installed(m)]
+
+
+def servable_embedders(ws: Workspace) -> list[str]:
+    """The embedding models of :func:`embedding_names` whose weights are here (base models: packages installed)."""
+    return [name for name in embedding_names(ws) if _base_installed(name)]

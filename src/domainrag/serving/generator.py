@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from domainrag.errors import DomainRagError
+from domainrag.serving.stop_sequences import StopAt
 
 
 class BackendError(DomainRagError):
@@ -20,10 +21,17 @@ class BackendError(DomainRagError):
 
 @dataclass(frozen=True)
 class GenerationConfig:
+    """Sampling settings of one generation; ``stop``, ``seed`` and the two penalties mean what they do in OpenAI's
+    API (penalties on the completion's own tokens: ``presence`` once a token appeared, ``frequency`` per use)."""
+
     temperature: float = 0.1
     max_new_tokens: int = 160
     top_p: float = 0.95
     repetition_penalty: float = 1.1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
 
 @runtime_checkable
@@ -52,13 +60,17 @@ def stream_reporting_usage(
     config: GenerationConfig | None,
     cancel: threading.Event | None,
     usage: dict[str, int] | None = None,
-) -> Iterator[str]:
-    """``generator.stream``, asking backends that count tokens server-side (``reports_usage``) to fill ``usage``.
+) -> StopAt:
+    """``generator.stream`` as the serving paths drive it: cut at ``config.stop``, with token counts.
 
+    Backends cut their own streams at the stop sequences (:class:`StopAt`); any other generator is
+    wrapped here, so ``hit`` of the result always tells whether a stop sequence ended the text.
     Local backends are counted by the caller with their tokenizer; a remote server is the only one
     that knows its own token counts, so it reports them into ``usage`` (``prompt_tokens``,
-    ``completion_tokens``) when the stream ends.
+    ``completion_tokens``) when the stream ends, as does llama.cpp (``reports_usage``).
     """
     if usage is not None and getattr(generator, "reports_usage", False):
-        return generator.stream(messages, config, cancel, usage=usage)  # type: ignore[call-arg]
-    return generator.stream(messages, config, cancel)
+        stream = generator.stream(messages, config, cancel, usage=usage)  # type: ignore[call-arg]
+    else:
+        stream = generator.stream(messages, config, cancel)
+    return stream if isinstance(stream, StopAt) else StopAt(stream, config.stop if config else ())

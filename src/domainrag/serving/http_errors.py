@@ -56,12 +56,15 @@ async def _domain_error(_: Request, exc: DomainRagError) -> JSONResponse:
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """A body, path or query that fails validation: 400 as OpenAI answers it (not FastAPI's 422), naming the field."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return _response(ApiError(400, "request body is not valid JSON", code="invalid_json"))
     parts = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors]
-    first = ".".join(str(p) for p in errors[0]["loc"] if p != "body") if errors else None
-    return _response(ApiError(422, "; ".join(parts), code="validation_error", param=first or None))
+    # param: the top-level field, as OpenAI names it (the message keeps the full path, union branches included)
+    fields = [p for p in errors[0]["loc"] if p not in ("body", "query", "path")] if errors else []
+    return _response(ApiError(400, "; ".join(parts), code="validation_error",
+                              param=str(fields[0]) if fields else None))
 
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,11 +47,12 @@ class GenerationSettings(BaseModel):
 
 @dataclass
 class RagEvent:
-    """One streamed event: a text delta, or the final references."""
+    """One streamed event: a text delta, or the final references (``stopped``: a stop sequence ended the answer)."""
 
     type: Literal["token", "references"]
     text: str = ""
     references: list[dict[str, Any]] = field(default_factory=list)
+    stopped: bool = False
 
 
 @dataclass
@@ -60,10 +62,21 @@ class RagAnswer:
     passages: list[SearchHit]
 
 
-def reference(i: int, hit: SearchHit, excerpt_chars: int = 300) -> dict[str, Any]:
-    """What an answer cites, in the form a person can check: document, page and section where known."""
+def source_url(hit: SearchHit, index: str) -> str:
+    """A link to a passage's document: its source when that is a URI (``https://``, ``s3://`` …), else
+    ``domainrag://<index>/<doc_id>``: a local path or ``file://`` URI is no link another machine can follow."""
+    source = str(hit.metadata.get("source") or "")
+    scheme = urlsplit(source).scheme
+    if len(scheme) > 1 and scheme != "file":  # one letter is a Windows drive, not a scheme
+        return source
+    return f"domainrag://{quote(index, safe='')}/{quote(hit.doc_id, safe='')}"
+
+
+def reference(i: int, hit: SearchHit, excerpt_chars: int = 300, index: str = "") -> dict[str, Any]:
+    """What an answer cites, in the form a person can check: document, page and section where known, and a link."""
     ref = {"citation": i, "chunk_id": hit.chunk_id, "document": hit.doc_id, "title": hit.title,
-           "score": round(hit.score, 6), "ranks": hit.ranks, "excerpt": hit.text[:excerpt_chars]}
+           "score": round(hit.score, 6), "ranks": hit.ranks, "excerpt": hit.text[:excerpt_chars],
+           "url": source_url(hit, index)}
     for key in ("page", "section"):
         if hit.metadata.get(key) is not None:
             ref[key] = hit.metadata[key]
@@ -138,7 +151,9 @@ class RagApp:
                 yield RagEvent("token", piece)
         cited, _ = extract_citations(text, len(hits))
         chosen = cited or list(range(1, len(hits) + 1))
-        yield RagEvent("references", references=[reference(i, hits[i - 1]) for i in chosen])
+        index = self.retriever.config.index
+        yield RagEvent("references", references=[reference(i, hits[i - 1], index=index) for i in chosen],
+                       stopped=pieces.hit)
 
     def invoke(self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None) -> RagAnswer:
         hits = self.retrieve(query, top_k, filters)

@@ -46,8 +46,14 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+MAX_STOP_SEQUENCES = 4
+_UNSUPPORTED = "not supported: a request that sets it is refused with 400 (code unsupported_parameter)"
+
+
 class ChatRequest(BaseModel):
-    """OpenAI chat-completions body; unknown OpenAI parameters are accepted and ignored."""
+    """OpenAI chat-completions body. Parameters that would change the answer's kind and cannot be honoured
+    (tools, functions, structured output, logprobs, several choices) are refused with 400; other unknown
+    parameters (``user``, ``metadata``, ``store`` …) are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -59,11 +65,48 @@ class ChatRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(None, ge=1, le=4096)
-    n: int = Field(1, ge=1, le=1, description="only 1 is supported")
+    stop: str | list[str] | None = Field(
+        None, description=f"up to {MAX_STOP_SEQUENCES} sequences; the text ends before the first one generated")
+    seed: int | None = Field(None, description="same seed, same request: the same sampled text")
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    n: int = Field(1, description="only 1 is supported")
+    tools: Any = Field(None, description=_UNSUPPORTED)
+    tool_choice: Any = Field(None, description=_UNSUPPORTED + ' (except "none")')
+    functions: Any = Field(None, description=_UNSUPPORTED)
+    function_call: Any = Field(None, description=_UNSUPPORTED + ' (except "none")')
+    response_format: Any = Field(None, description=_UNSUPPORTED + ' (except {"type": "text"})')
+    logprobs: bool | None = Field(None, description=_UNSUPPORTED + " (except false)")
+    top_logprobs: int | None = Field(None, description=_UNSUPPORTED)
     # domainrag extensions (apps only)
     session_id: str | None = None
     top_k: int | None = Field(None, ge=1, le=100)
     filters: dict[str, Any] | None = None
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        """``stop`` as a tuple (400 for more than four sequences or an empty one)."""
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stops) > MAX_STOP_SEQUENCES or not all(stops):
+            raise ApiError(400, f"stop must be a non-empty string or a list of at most {MAX_STOP_SEQUENCES} "
+                           "non-empty strings", param="stop", code="invalid_value")
+        return tuple(stops)
+
+    def check_supported(self) -> None:
+        """400 in OpenAI's shape, naming the parameter, for what this server cannot honour."""
+        refused = {
+            "n": self.n != 1,
+            "tools": bool(self.tools),
+            "tool_choice": self.tool_choice not in (None, "none"),
+            "functions": bool(self.functions),
+            "function_call": self.function_call not in (None, "none"),
+            "response_format": self.response_format is not None and self.response_format != {"type": "text"},
+            "logprobs": bool(self.logprobs),
+            "top_logprobs": self.top_logprobs is not None,
+        }
+        for param, bad in refused.items():
+            if bad:
+                what = "n must be 1" if param == "n" else f"'{param}' is not supported by this server"
+                raise ApiError(400, what, param=param, code="unsupported_parameter")
 
 
 class EmbeddingRequest(BaseModel):

@@ -155,3 +155,39 @@ def test_exit_during_a_generation_frees_the_model_cleanly(tmp_path: Path) -> Non
         proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
         assert "first token:" in proc.stdout
+
+
+def test_llamacpp_honours_stop_seed_and_penalties(client_ws: Any) -> None:
+    """llama.cpp cuts at ``stop`` (through the API too, finish_reason "stop"), repeats a seeded sample, and takes
+    the penalties natively."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    from domainrag.serving.models import create_model
+
+    create_model(client_ws, "smol-llamacpp-stop", source="remote",
+                 endpoint={"type": "llamacpp", "gguf": LLM, "n_ctx": 1024})
+    generator = generator_for(client_ws, "smol-llamacpp-stop")
+    days = [{"role": "user", "content": "List the days of the week."}]
+    full = generator.generate(days, GenerationConfig(max_new_tokens=30, temperature=0))
+    assert "Monday" in full, full
+    expected = full[:full.index("Monday")]
+    stream = generator.stream(days, GenerationConfig(max_new_tokens=30, temperature=0, stop=("Monday",)))
+    assert "".join(stream) == expected and stream.hit
+    assert generator._lock.acquire(timeout=30)  # the worker let go of the model after the stop
+    generator._lock.release()
+
+    def sampled(seed: int) -> str:
+        return generator.generate(days, GenerationConfig(max_new_tokens=12, temperature=1.0, top_p=1.0, seed=seed))
+
+    first = sampled(7)
+    assert sampled(7) == first and any(sampled(seed) != first for seed in (8, 9, 10))
+    # the numbered list repeats "\n", "." and digits: a frequency penalty changes the greedy text
+    assert generator.generate(days, GenerationConfig(max_new_tokens=40, temperature=0, frequency_penalty=2.0)) \
+        != generator.generate(days, GenerationConfig(max_new_tokens=40, temperature=0))
+
+    with TestClient(create_api(client_ws, require_keys=False)) as client:
+        resp = client.post("/v1/chat/completions", json={"model": "smol-llamacpp-stop", "messages": days,
+                                                         "max_tokens": 30, "temperature": 0, "stop": "Monday"})
+        assert resp.status_code == 200, resp.text
+        choice = resp.json()["choices"][0]
+        assert choice["message"]["content"] == expected and choice["finish_reason"] == "stop"
+    client_ws.catalog.delete("model", "smol-llamacpp-stop")

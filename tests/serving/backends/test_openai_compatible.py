@@ -86,3 +86,18 @@ def test_remote_errors_are_clear(server: SimpleNamespace, monkeypatch: pytest.Mo
         wrong.check()
     with pytest.raises(BackendError, match="answered 404"):
         wrong.generate(HELLO, SHORT)
+
+
+def test_remote_passes_stop_seed_and_penalties_to_the_server(
+        server: SimpleNamespace, server_generator: SimpleNamespace) -> None:
+    """The server gets ``stop``, ``seed`` and the penalties; it cuts the text at the stop itself."""
+    days = [{"role": "user", "content": "List the days of the week."}]
+    remote = OpenAICompatibleGenerator(server.url, LLM, api_key_env=KEY_ENV)
+    full = remote.generate(days, GenerationConfig(max_new_tokens=30, temperature=0))
+    assert "Monday" in full
+    config = GenerationConfig(max_new_tokens=30, temperature=0, stop=("Monday",), seed=5, presence_penalty=0.25,
+                              frequency_penalty=0.5)
+    assert remote.generate(days, config) == full[:full.index("Monday")]
+    sent = server_generator.configs[-1]
+    assert sent.stop == ("Monday",) and sent.seed == 5
+    assert (sent.presence_penalty, sent.frequency_penalty) == (0.25, 0.5)

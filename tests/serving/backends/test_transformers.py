@@ -71,3 +71,28 @@ def test_transformers_auto_dtype_follows_the_cpu(monkeypatch: pytest.MonkeyPatch
     assert resolve_dtype("auto") == "bfloat16"
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
     assert resolve_dtype("auto") == "float32"
+
+
+def test_transformers_honours_stop_seed_and_penalties(api) -> None:
+    """The real SmolLM2: ``stop`` cuts the streamed text (the model stops too), a seed repeats a sampled text,
+    a frequency penalty changes a greedy one."""
+    generator = api.state.apps.get("docs").generator
+    days = [{"role": "user", "content": "List the days of the week."}]
+    full = generator.generate(days, GenerationConfig(temperature=0, max_new_tokens=30))
+    assert "Monday" in full
+    stream = generator.stream(days, GenerationConfig(temperature=0, max_new_tokens=30, stop=("Monday", "Friday")))
+    pieces = list(stream)
+    assert "".join(pieces) == full[:full.index("Monday")] and stream.hit
+    assert generator._lock.acquire(timeout=30)  # meeting the stop let go of the model
+    generator._lock.release()
+
+    def sampled(seed: int) -> str:
+        return generator.generate(days, GenerationConfig(temperature=1.0, top_p=1.0, max_new_tokens=12, seed=seed))
+
+    first = sampled(1)
+    assert sampled(1) == first
+    assert any(sampled(seed) != first for seed in (2, 3, 4))
+    repeat = [{"role": "user", "content": "Say the word apple twenty times."}]
+    greedy = GenerationConfig(temperature=0, max_new_tokens=30)
+    assert generator.generate(repeat, GenerationConfig(temperature=0, max_new_tokens=30, frequency_penalty=2.0)) \
+        != generator.generate(repeat, greedy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -89,4 +90,127 @@ def test_embeddings_key_rules(server: SimpleNamespace, minilm) -> None:
         assert resp.status_code == 404 and resp.json()["error"]["code"] == "model_not_found"
     assert post(server.star, model=EMBEDDER, input=["ok", ""]).json()["error"]["param"] == "input"
     assert post(server.star, model=EMBEDDER, dimensions=128).status_code == 400
-    assert post(server.star, model=EMBEDDER, input=[1, 2]).status_code == 422
+    invalid = post(server.star, model=EMBEDDER, input=[1, 2])  # validation: 400 in OpenAI's shape, not 422
+    assert invalid.status_code == 400 and invalid.json()["error"]["param"] == "input"
+
+
+DAYS = [{"role": "user", "content": "List the days of the week."}]
+
+
+def test_stop_ends_the_text_streamed_or_not(client: TestClient, sse_payloads) -> None:
+    """``stop`` (a string or a list) ends the answer before the sequence, with finish_reason "stop"; a stream never
+    sends a character past it."""
+    chat = "/v1/chat/completions"
+    full = client.post(chat, json={"model": LLM, "messages": DAYS, "max_tokens": 30, "temperature": 0}).json()
+    text = full["choices"][0]["message"]["content"]
+    assert "Monday" in text and full["choices"][0]["finish_reason"] == "length"
+    expected = text[:text.index("Monday")]
+    for stop in ("Monday", ["Friday", "Monday"]):
+        resp = client.post(chat, json={"model": LLM, "messages": DAYS, "max_tokens": 30, "temperature": 0,
+                                       "stop": stop})
+        assert resp.status_code == 200, resp.text
+        choice = resp.json()["choices"][0]
+        assert choice["message"]["content"] == expected and choice["finish_reason"] == "stop"
+        assert resp.json()["usage"]["completion_tokens"] < 30
+
+    streamed = client.post(chat, json={"model": LLM, "messages": DAYS, "max_tokens": 30, "temperature": 0,
+                                       "stop": ["Monday"], "stream": True})
+    chunks = [json.loads(d) for d in sse_payloads(streamed.text) if d != "[DONE]"]
+    sent = [c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]]
+    assert "".join(sent) == expected and all("Mon" not in piece for piece in sent)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+    app = client.post(chat, json={"model": "app:docs", "max_tokens": 12, "temperature": 0,
+                                  "messages": [{"role": "user", "content": "How long is the CTL-400 warranty?"}]})
+    answer = app.json()["choices"][0]["message"]["content"]
+    assert len(answer.split()) >= 3, answer
+    stop_word = answer.split()[2]
+    cut = client.post(chat, json={"model": "app:docs", "max_tokens": 12, "temperature": 0, "stop": stop_word,
+                                  "messages": [{"role": "user", "content": "How long is the CTL-400 warranty?"}]})
+    assert cut.json()["choices"][0]["message"]["content"] == answer[:answer.index(stop_word)]
+    assert cut.json()["choices"][0]["finish_reason"] == "stop" and cut.json()["references"]
+
+
+def test_seed_and_penalties_through_the_sdk(client: TestClient) -> None:
+    openai = pytest.importorskip("openai")
+    sdk = openai.OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client, max_retries=0)
+
+    def ask(**more: Any) -> str:
+        done = sdk.chat.completions.create(model=LLM, messages=DAYS, max_tokens=12, **more)
+        return done.choices[0].message.content
+
+    seeded = ask(temperature=1.0, seed=11)
+    assert ask(temperature=1.0, seed=11) == seeded
+    assert any(ask(temperature=1.0, seed=s) != seeded for s in (12, 13, 14))
+    repeat = [{"role": "user", "content": "Say the word apple twenty times."}]
+    greedy = sdk.chat.completions.create(model=LLM, messages=repeat, max_tokens=30, temperature=0)
+    penalised = sdk.chat.completions.create(model=LLM, messages=repeat, max_tokens=30, temperature=0,
+                                            frequency_penalty=2.0, presence_penalty=0.5)
+    assert penalised.choices[0].message.content != greedy.choices[0].message.content
+    cut = sdk.chat.completions.create(model=LLM, messages=DAYS, max_tokens=30, temperature=0, stop=["Monday"])
+    assert "Monday" not in cut.choices[0].message.content and cut.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(("param", "value"), [
+    ("tools", [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]),
+    ("tool_choice", "required"),
+    ("functions", [{"name": "f", "parameters": {}}]),
+    ("function_call", "auto"),
+    ("response_format", {"type": "json_object"}),
+    ("logprobs", True),
+    ("top_logprobs", 2),
+    ("n", 2),
+])
+def test_unsupported_parameters_are_refused(client: TestClient, openai_error, param: str, value: Any) -> None:
+    for model in (LLM, "app:docs"):
+        resp = client.post("/v1/chat/completions", json={"model": model, "messages": DAYS, param: value})
+        error = openai_error(resp, 400)
+        assert error["param"] == param and error["code"] == "unsupported_parameter"
+        assert error["type"] == "invalid_request_error"
+
+
+def test_harmless_defaults_of_unsupported_parameters_are_accepted(client: TestClient) -> None:
+    resp = client.post("/v1/chat/completions", json={
+        "model": LLM, "messages": DAYS, "max_tokens": 2, "n": 1, "logprobs": False, "tool_choice": "none",
+        "response_format": {"type": "text"}, "user": "someone"})
+    assert resp.status_code == 200, resp.text
+
+
+def test_bad_stop_is_400(client: TestClient, openai_error) -> None:
+    for stop in (["a", "b", "c", "d", "e"], [""], 3):
+        resp = client.post("/v1/chat/completions", json={"model": LLM, "messages": DAYS, "stop": stop})
+        assert openai_error(resp, 400)["param"] == "stop"
+
+
+def test_app_sources_are_message_annotations_for_openai_clients(
+        client: TestClient, api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``openai`` SDK (as LangChain and other OpenAI clients) reads the sources from
+    ``choices[0].message.annotations``: a url_citation per ``[n]`` marker; ``references`` stays for our clients."""
+    openai = pytest.importorskip("openai")
+    sdk = openai.OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client, max_retries=0)
+    question = [{"role": "user", "content": "How long is the CTL-400 warranty?"}]
+
+    real = sdk.chat.completions.create(model="app:docs", max_tokens=12, temperature=0, messages=question)
+    message, refs = real.choices[0].message, real.model_extra["references"]
+    assert message.annotations and refs  # the real model's answer: cited markers, or the whole answer per source
+    assert {a.url_citation.url for a in message.annotations} <= {r["url"] for r in refs}
+    assert all(a.type == "url_citation" and a.url_citation.title for a in message.annotations)
+
+    generator = api.state.apps.get("docs").generator
+    pieces = ["The CTL-400 warranty lasts ", "36 months [", "1]. Claims go through", " the portal [9]."]
+    monkeypatch.setattr(generator, "stream", lambda messages, config=None, cancel=None: iter(pieces))
+    done = sdk.chat.completions.create(model="app:docs", messages=question)
+    text = done.choices[0].message.content
+    assert text == "The CTL-400 warranty lasts 36 months [1]. Claims go through the portal ."  # [9] was never given
+    (note,) = done.choices[0].message.annotations
+    cited = done.model_extra["references"][0]
+    assert text[note.url_citation.start_index:note.url_citation.end_index] == "[1]"
+    assert note.url_citation.url == cited["url"] == f"domainrag://kb/{cited['document']}"
+    assert note.url_citation.title.startswith(cited["document"])
+
+    chunks = list(sdk.chat.completions.create(model="app:docs", messages=question, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    (note,) = final.choices[0].delta.model_extra["annotations"]
+    span = note["url_citation"]
+    assert streamed[span["start_index"]:span["end_index"]] == "[1]" and final.model_extra["references"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from domainrag.errors import DomainRagError
 from domainrag.serving.generator import GenerationConfig
+from domainrag.serving.stop_sequences import StopAt
 
 LLAMACPP_INSTALL_HINT = "pip install 'domainrag[llamacpp]'  (compiles llama.cpp from source)"
 
@@ -91,9 +92,16 @@ class LlamaCppGenerator:
         config: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
         usage: dict[str, int] | None = None,
-    ) -> Iterator[str]:
-        """Yield text pieces; ``cancel`` stops at the next token; ``usage`` receives the token counts."""
+    ) -> StopAt:
+        """Yield text pieces up to the first of ``config.stop``; ``cancel`` (or closing the iterator, or meeting a
+        stop sequence) stops at the next token; ``usage`` receives the token counts of the text generated."""
         cfg = config or GenerationConfig()
+        return StopAt(self._pieces(messages, cfg, cancel, usage), cfg.stop)
+
+    def _pieces(
+        self, messages: Sequence[dict[str, str]], cfg: GenerationConfig, cancel: threading.Event | None,
+        usage: dict[str, int] | None,
+    ) -> Iterator[str]:
         stop = cancel or threading.Event()
         pieces: queue.Queue[Any] = queue.Queue()
         end = object()
@@ -106,7 +114,8 @@ class LlamaCppGenerator:
                     chunks = self.llm.create_chat_completion(
                         messages=list(messages), stream=True, max_tokens=cfg.max_new_tokens,
                         temperature=cfg.temperature, top_p=cfg.top_p, repeat_penalty=cfg.repetition_penalty,
-                    )
+                        seed=cfg.seed, presence_penalty=cfg.presence_penalty, frequency_penalty=cfg.frequency_penalty,
+                    )  # stop sequences are cut by StopAt, the same for every backend
                     try:
                         for chunk in chunks:
                             if stop.is_set() or self._closed.is_set():

@@ -18,6 +18,7 @@ import openai
 
 from domainrag.serving.backends.config import DEFAULT_API_KEY_ENV
 from domainrag.serving.generator import BackendError, GenerationConfig
+from domainrag.serving.stop_sequences import StopAt
 
 
 class OpenAICompatibleGenerator:
@@ -79,18 +80,34 @@ class OpenAICompatibleGenerator:
         config: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
         usage: dict[str, int] | None = None,
-    ) -> Iterator[str]:
+    ) -> StopAt:
         """Yield content deltas; setting ``cancel`` (or closing the iterator) closes the connection.
 
-        With ``usage`` given, the server is asked for its token counts, which are stored there.
+        ``stop``, ``seed`` and the penalties are passed to the server; the text is also cut at the first
+        stop sequence here, for servers that ignore ``stop``. With ``usage`` given, the server is asked
+        for its token counts, which are stored there.
         """
         cfg = config or GenerationConfig()
+        return StopAt(self._pieces(messages, cfg, cancel, usage), cfg.stop)
+
+    def _pieces(
+        self, messages: Sequence[dict[str, str]], cfg: GenerationConfig, cancel: threading.Event | None,
+        usage: dict[str, int] | None,
+    ) -> Iterator[str]:
         url = f"{self.base_url}/chat/completions"
         if cancel is not None and cancel.is_set():
             return
         options: dict[str, Any] = {}
         if usage is not None and "stream_options" not in self.extra_body:
             options["stream_options"] = {"include_usage": True}
+        if cfg.stop:
+            options["stop"] = list(cfg.stop)
+        if cfg.seed is not None:
+            options["seed"] = cfg.seed
+        if cfg.presence_penalty:
+            options["presence_penalty"] = cfg.presence_penalty
+        if cfg.frequency_penalty:
+            options["frequency_penalty"] = cfg.frequency_penalty
         try:
             stream = self._client.chat.completions.create(
                 model=self.model, messages=list(messages), stream=True,  # type: ignore[arg-type]

@@ -15,7 +15,9 @@ import torch
 
 from domainrag import hardware
 from domainrag.serving.attention import register
+from domainrag.serving.backends.sampling import sampling_kwargs
 from domainrag.serving.generator import GenerationConfig
+from domainrag.serving.stop_sequences import StopAt
 
 
 class TransformersGenerator:
@@ -60,15 +62,21 @@ class TransformersGenerator:
         messages: Sequence[dict[str, str]],
         config: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
-        """Yield text pieces as they are generated.
+    ) -> StopAt:
+        """Yield text pieces as they are generated, up to the first of ``config.stop``.
 
         Setting ``cancel`` (or closing the iterator) stops ``generate`` at the next token, so an
-        abandoned request (client gone) frees the model instead of generating to ``max_new_tokens``.
+        abandoned request (client gone) frees the model instead of generating to ``max_new_tokens``;
+        meeting a stop sequence closes it the same way.
         """
+        cfg = config or GenerationConfig()
+        return StopAt(self._pieces(messages, cfg, cancel), cfg.stop)
+
+    def _pieces(
+        self, messages: Sequence[dict[str, str]], cfg: GenerationConfig, cancel: threading.Event | None
+    ) -> Iterator[str]:
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-        cfg = config or GenerationConfig()
         stop = cancel or threading.Event()
         input_ids = self.prompt_ids(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
@@ -80,11 +88,8 @@ class TransformersGenerator:
             streamer=streamer,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             stopping_criteria=StoppingCriteriaList([_cancel_criteria(stop)]),
+            **sampling_kwargs(cfg, input_ids.shape[1]),
         )
-        if cfg.temperature > 0:
-            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
-        else:
-            kwargs.update(do_sample=False)
         errors: list[BaseException] = []
 
         def _run() -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from domainrag.serving.apps import AppRecord, get_app
 from domainrag.serving.auth import KeyDep, check_app, visible_apps
-from domainrag.serving.cache import llm_names
+from domainrag.serving.cache import servable_embedders, servable_llms
 from domainrag.serving.http_errors import ApiError
 from domainrag.serving.schemas import APP_MODEL_PREFIX
 from domainrag.serving.state import WorkspaceDep
@@ -18,17 +18,28 @@ router = APIRouter(tags=["catalogue"])
 
 @router.get("/v1/models")
 def list_models(ws: WorkspaceDep, key: KeyDep) -> dict[str, Any]:
-    """OpenAI model list: plain LLMs (for `*` keys or open servers) and `app:<name>` entries."""
+    """OpenAI model list of exactly what this key can use here, each with its `kind`: plain LLMs (`llm`) and
+    embedding models (`embedding`) whose weights and packages are present, and `app:<name>` entries (`app`).
+
+    App keys see their apps and their indexes' embedding models only."""
+    records = {r["name"]: r for r in ws.catalog.list("model")}
+    apps = visible_apps(ws, key)
+
+    def entry(name: str, kind: str) -> dict[str, Any]:
+        rec = records.get(name)
+        return {"id": name, "object": "model", "created": int(rec["created_at"]) if rec else 0,
+                "owned_by": "domainrag" if rec else "base-model", "kind": kind}
+
     data = []
     if key is None or key.allows_models:
-        records = {r["name"]: r for r in ws.catalog.list("model")}
-        for name in llm_names(ws):
-            rec = records.get(name)
-            data.append({"id": name, "object": "model", "created": int(rec["created_at"]) if rec else 0,
-                         "owned_by": "domainrag" if rec else "base-model"})
-    for app in visible_apps(ws, key):
-        data.append({"id": APP_MODEL_PREFIX + app.name, "object": "model", "created": int(app.created_at),
-                     "owned_by": "domainrag-app"})
+        data += [entry(name, "llm") for name in servable_llms(ws)]
+        embedders = servable_embedders(ws)
+    else:
+        embedders = [idx["embedding_model"] for a in apps
+                     if (idx := ws.catalog.get("index", a.retrieval.index)) and idx.get("embedding_model")]
+    data += [entry(name, "embedding") for name in dict.fromkeys(embedders)]
+    data += [{"id": APP_MODEL_PREFIX + app.name, "object": "model", "created": int(app.created_at),
+              "owned_by": "domainrag-app", "kind": "app"} for app in apps]
     return {"object": "list", "data": data}
 
 

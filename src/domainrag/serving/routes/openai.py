@@ -1,7 +1,8 @@
 """OpenAI-compatible endpoints: ``POST /v1/chat/completions`` and ``POST /v1/embeddings``.
 
 Chat: ``model`` is an LLM (plain chat) or ``app:<name>`` (RAG: the last user message is the question,
-earlier ones are history, references ride along in an extra ``references`` field). A client's system
+earlier ones are history; the cited sources are the message's ``annotations``, OpenAI's ``url_citation``
+objects, and ride along in full in an extra ``references`` field). A client's system
 messages are dropped for apps: the app's grounding prompt is never replaced. Embeddings: ``model`` is a
 registered or base embedding model (or one an index uses), ``input`` a string or a list of strings;
 ``encoding_format`` float or base64.
@@ -26,6 +27,7 @@ from domainrag.serving.answer import PreparedAnswer, prepare_plain, prepare_rag
 from domainrag.serving.auth import KeyDep, check_app, check_models, visible_apps
 from domainrag.serving.budget import check_input_chars
 from domainrag.serving.cache import AppCache, embedding_names
+from domainrag.serving.citations import url_citations
 from domainrag.serving.generator import GenerationConfig
 from domainrag.serving.http_errors import ApiError
 from domainrag.serving.keys import ApiKey
@@ -50,6 +52,13 @@ class _Chat:
     is_app: bool = False
 
 
+def _sampling(body: ChatRequest, config: GenerationConfig) -> GenerationConfig:
+    """``config`` with the request's stop sequences, seed and penalties (every backend honours them)."""
+    return dataclasses.replace(config, stop=body.stop_sequences(), seed=body.seed,
+                               presence_penalty=body.presence_penalty or 0.0,
+                               frequency_penalty=body.frequency_penalty or 0.0)
+
+
 async def _app_chat(body: ChatRequest, app: str, key: ApiKey | None, apps: AppCache, sessions: SessionStore,
                     slot: GenerationSlot) -> _Chat:
     check_app(key, app)
@@ -60,12 +69,12 @@ async def _app_chat(body: ChatRequest, app: str, key: ApiKey | None, apps: AppCa
     history = [{"role": m.role, "content": m.text()} for m in earlier if m.role in ("user", "assistant")]
     base = rag.generation.to_generation_config()
     requested = body.max_completion_tokens or body.max_tokens
-    config = dataclasses.replace(
+    config = _sampling(body, dataclasses.replace(
         base,
         temperature=base.temperature if body.temperature is None else body.temperature,
         top_p=body.top_p or base.top_p,
         max_new_tokens=min(base.max_new_tokens, requested or base.max_new_tokens),
-    )
+    ))
     await slot.acquire()
     session_id = None
     if body.session_id is not None:
@@ -83,9 +92,9 @@ async def _plain_chat(body: ChatRequest, key: ApiKey | None, apps: AppCache, slo
     if not any(m["role"] == "user" for m in messages):
         raise ApiError(400, "messages must include a user message", param="messages")
     requested = body.max_completion_tokens or body.max_tokens
-    config = GenerationConfig(
+    config = _sampling(body, GenerationConfig(
         temperature=GenerationConfig.temperature if body.temperature is None else body.temperature,
-        top_p=body.top_p or GenerationConfig.top_p, max_new_tokens=requested or DEFAULT_CHAT_MAX_TOKENS)
+        top_p=body.top_p or GenerationConfig.top_p, max_new_tokens=requested or DEFAULT_CHAT_MAX_TOKENS))
     await slot.acquire()
     return _Chat(await run_in_threadpool(prepare_plain, generator, messages, config))
 
@@ -96,6 +105,7 @@ async def chat_completions(
     body: ChatRequest, request: Request, key: KeyDep, apps: AppsDep, sessions: SessionsDep, slot: SlotDep,
 ) -> Response:
     """OpenAI chat completions; `model` is an LLM or `app:<name>` (answers grounded in the app's index)."""
+    body.check_supported()
     check_input_chars([m.text() for m in body.messages])
     if body.model.startswith(APP_MODEL_PREFIX):
         chat = await _app_chat(body, body.model[len(APP_MODEL_PREFIX):], key, apps, sessions, slot)
@@ -118,14 +128,16 @@ async def chat_completions(
         if not await collect(answer.events, request, got):
             return Response(status_code=499)
         text, refs = got.text, got.references
+        message: dict[str, Any] = {"role": "assistant", "content": text}
         if refs is not None:
             text = strip_invalid_citations(text, answer.n_hits)
+            message.update(content=text, annotations=url_citations(text, refs))
             extra["references"] = refs
         await remember(text)
         usage = await run_in_threadpool(answer.usage, text)
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": created, "model": body.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": "length" if got.cut else answer.finish_reason(usage)}],
             "usage": usage, **extra,
         })
@@ -138,11 +150,13 @@ async def chat_completions(
         if not got.complete:
             return
         text, refs = got.text, got.references
-        if refs is not None:
+        last: dict[str, Any] = {}
+        if refs is not None:  # the spans are those of the text streamed
+            last["annotations"] = url_citations(text, refs)
             extra["references"] = refs
         await remember(strip_invalid_citations(text, answer.n_hits) if refs is not None else text)
         usage = await run_in_threadpool(answer.usage, text)
-        yield chunk({}, "length" if got.cut else answer.finish_reason(usage), **extra)
+        yield chunk(last, "length" if got.cut else answer.finish_reason(usage), **extra)
         if body.stream_options and body.stream_options.include_usage:
             yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
                        "choices": [], "usage": usage})

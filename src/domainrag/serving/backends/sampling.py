@@ -1,0 +1,69 @@
+"""OpenAI's ``seed`` and ``presence_penalty``/``frequency_penalty`` for the transformers backend, as logits processors.
+
+* Penalties are mapped exactly as OpenAI defines them: each token's logit is lowered by
+  ``frequency_penalty`` times the times it appeared in the completion so far, plus ``presence_penalty``
+  once it appeared at all (the prompt does not count).
+* ``seed``: transformers samples with torch's process-wide generator, which other generations running
+  at the same time also draw from. A seeded request instead samples from its own ``torch.Generator``
+  after temperature and top-p, and hands ``generate`` a one-token distribution to pick greedily: the
+  same seed and prompt give the same text whatever else the process does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from domainrag.serving.generator import GenerationConfig
+
+
+class OpenAIPenalties:
+    """``logits -= frequency * count + presence * (count > 0)`` over the tokens generated after ``prompt_len``."""
+
+    def __init__(self, presence: float, frequency: float, prompt_len: int) -> None:
+        self.presence, self.frequency, self.prompt_len = presence, frequency, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_len:]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
+
+
+class SeededSample:
+    """Draws the next token from ``softmax(scores)`` with a private generator; returns scores only it can win."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.float(), dim=-1).cpu()
+        token = torch.multinomial(probs, num_samples=1, generator=self.generator).to(scores.device)
+        return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
+
+
+def sampling_kwargs(cfg: GenerationConfig, prompt_len: int) -> dict[str, Any]:
+    """The ``generate`` arguments for ``cfg``'s temperature, top-p, seed and penalties."""
+    processors: list[Any] = []
+    if cfg.presence_penalty or cfg.frequency_penalty:
+        processors.append(OpenAIPenalties(cfg.presence_penalty, cfg.frequency_penalty, prompt_len))
+    if cfg.temperature <= 0:
+        kwargs: dict[str, Any] = {"do_sample": False}
+    elif cfg.seed is None:
+        kwargs = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
+    else:
+        # transformers is imported where a model is generated with, not at import (see .transformers)
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        processors.append(TemperatureLogitsWarper(cfg.temperature))
+        if cfg.top_p < 1.0:
+            processors.append(TopPLogitsWarper(cfg.top_p))
+        processors.append(SeededSample(cfg.seed))
+        kwargs = {"do_sample": False}  # greedy over the one token SeededSample left
+    if processors:
+        from transformers import LogitsProcessorList
+
+        kwargs["logits_processor"] = LogitsProcessorList(processors)
+    return kwargs
