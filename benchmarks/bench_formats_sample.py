@@ -35,7 +35,6 @@ Written as JSON with the command, ``lscpu`` and versions.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
 import os
 import platform
@@ -57,6 +56,9 @@ from domainrag.data.loaders import load_file
 from domainrag.data.sample import read_qa, sample_paths
 from domainrag.retrieval.retriever import RetrievalConfig, Retriever
 from domainrag.workspace import Workspace, create_index, ingest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared benchmark helpers
+from _machine import lscpu, version
 
 MODEL = "all-minilm-l6-v2"
 MODES = ("dense", "bm25", "hybrid")
@@ -366,21 +368,8 @@ def worst(per: dict[str, dict[str, Any]], variant: str, questions: list[dict[str
 # ---------------------------------------------------------------- report
 
 
-def _lscpu() -> dict[str, str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    keep = ("Model name", "CPU(s)", "Thread(s) per core", "Flags")
-    return {k: fields[k].strip() for k in keep if k in fields}
 
 
-def _version(name: str) -> str | None:
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
 
 
 def _git_commit() -> str | None:
@@ -431,9 +420,9 @@ def main() -> None:
         "total_s": round(time.perf_counter() - t0, 1),
         "load_average_at_start": [round(x, 2) for x in load_start],
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "lscpu": _lscpu()},
+                    "lscpu": lscpu()},
         "versions": {"domainrag_commit": _git_commit(),
-                     **{p: _version(p) for p in ("reportlab", "python-docx", "markdown-it-py", "pdfplumber",
+                     **{p: version(p) for p in ("reportlab", "python-docx", "markdown-it-py", "pdfplumber",
                                                  "pdfminer.six", "pypdfium2", "sentence-transformers", "torch",
                                                  "onnxruntime", "lancedb")}},
         "date": time.strftime("%Y-%m-%d"),

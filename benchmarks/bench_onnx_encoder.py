@@ -16,16 +16,17 @@ vectors to ``st-torch``'s. Written as JSON with the command, the CPU flags (``ls
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared benchmark helpers
+from _machine import lscpu, version
 
 QUESTIONS = [
     "how long is the warranty on the CTL-400 controller?",
@@ -39,21 +40,8 @@ QUESTIONS = [
 ]
 
 
-def _version(name: str) -> str | None:
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
 
 
-def _lscpu() -> dict[str, str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    keep = ("Model name", "CPU(s)", "Thread(s) per core", "Flags")
-    return {k: fields[k].strip() for k in keep if k in fields}
 
 
 def _time(encode: Callable[[str], np.ndarray], rounds: int) -> tuple[dict[str, float], list[np.ndarray]]:
@@ -122,8 +110,8 @@ def main() -> None:
         "model": args.model,
         "torch_threads": torch.get_num_threads(),
         "results": results,
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "lscpu": _lscpu()},
-        "versions": {p: _version(p) for p in ("sentence-transformers", "torch", "onnxruntime", "onnx", "optimum",
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "lscpu": lscpu()},
+        "versions": {p: version(p) for p in ("sentence-transformers", "torch", "onnxruntime", "onnx", "optimum",
                                                "transformers")},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.metadata as md
 import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +36,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared benchmark helpers
+from _machine import lscpu, version
 
 WORDS = ["pump", "seal", "valve", "flow", "pressure", "torque", "bolt", "motor", "housing", "impeller", "bearing",
          "shaft", "gasket", "inlet", "outlet", "litre", "hour", "maximum", "minimum", "check", "replace",
@@ -192,21 +193,8 @@ def _time(read: Callable[[Path], list[str]], path: Path, rounds: int) -> tuple[f
     return best, kept(texts)
 
 
-def _lscpu() -> dict[str, str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    keep = ("Model name", "CPU(s)", "Thread(s) per core", "Flags")
-    return {k: fields[k].strip() for k in keep if k in fields}
 
 
-def _version(name: str) -> str | None:
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
 
 
 def main() -> None:
@@ -239,8 +227,8 @@ def main() -> None:
         "load_average_at_start": [round(x, 2) for x in load_start],
         "results": results,
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "lscpu": _lscpu()},
-        "versions": {p: _version(p) for p in ("python-docx", "python-pptx", "openpyxl", "pandas", "lxml")},
+                    "lscpu": lscpu()},
+        "versions": {p: version(p) for p in ("python-docx", "python-pptx", "openpyxl", "pandas", "lxml")},
         "date": time.strftime("%Y-%m-%d"),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ Written as JSON with the command, the CPU flags (``lscpu``) and versions.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
 import platform
 import shutil
@@ -39,6 +38,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared benchmark helpers
+from _machine import lscpu, version
+
 REAL_PDFS = [Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf"),
              Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")]
 WORDS = ["pump", "valve", "seal", "bearing", "impeller", "flow", "pressure", "filter", "coupling", "motor", "housing",
@@ -48,21 +50,8 @@ TABLE = [["Model", "Pressure", "Flow", "Power"]] + [[f"P-{i}00", str(10 + i), st
                                                      for i in range(1, 5)]
 
 
-def _version(name: str) -> str | None:
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
 
 
-def _lscpu() -> dict[str, str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    keep = ("Model name", "CPU(s)", "Thread(s) per core", "Flags")
-    return {k: fields[k].strip() for k in keep if k in fields}
 
 
 def _paragraph(tag: str, seed: int, n: int = 26) -> str:
@@ -283,8 +272,8 @@ def main() -> None:
         ocr = _ocr_seconds(folder)
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "lscpu": _lscpu()},
-        "versions": {n: _version(n) for n in ("pypdfium2", "pdfplumber", "pdfminer.six", "reportlab", "pillow")},
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "lscpu": lscpu()},
+        "versions": {n: version(n) for n in ("pypdfium2", "pdfplumber", "pdfminer.six", "reportlab", "pillow")},
         "pages_per_second": speed,
         "reading_order_two_column_page": order,
         "table_cells_exact": tables,
