@@ -54,3 +54,14 @@ class DimensionMismatchError(DomainRagError):
 
 class StorageError(DomainRagError):
     """A data-lake location cannot be read or written."""
+
+
+def model_load_error(kind: str, name: str, exc: BaseException) -> DomainRagError:
+    """A model that would not load (missing folder, unknown name, no network for a hub id), said in one line
+    instead of the loading library's traceback."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+    return DomainRagError(
+        f"cannot load {kind} model '{name}': {first}",
+        hint="use a registered model (`domainrag model list`), a base model name, a local model folder, or a hub "
+        "id with network access (HF_HUB_OFFLINE=0)",
+    )

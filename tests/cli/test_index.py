@@ -45,3 +45,15 @@ def test_index_search_shows_where_each_hit_comes_from(ws, cli_for, docs) -> None
     assert all(set(h["scores"]) <= {"dense", "bm25"} and h["scores"] for h in hits)
     bad = CliRunner().invoke(cli_for(ws), ["index", "search", "kb", "--query", "x", "--mode", "nope"])
     assert bad.exit_code != 0
+
+
+def test_an_unloadable_embedding_model_is_one_clear_error_and_nothing_is_recorded(ws, cli_for, tmp_path) -> None:
+    from domainrag.errors import DomainRagError
+
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    for model in ("nope-model", str(empty)):
+        out = CliRunner().invoke(cli_for(ws), ["index", "create", "bad", "--embedding-model", model])
+        assert isinstance(out.exception, DomainRagError), out.output  # the CLI prints it as one message
+        assert f"cannot load embedding model '{model}'" in out.exception.message and out.exception.hint
+    assert ws.catalog.get("index", "bad") is None

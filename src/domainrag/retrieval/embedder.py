@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from domainrag.errors import model_load_error
 from domainrag.hardware import native_bf16
 
 if TYPE_CHECKING:
@@ -51,7 +52,10 @@ class Embedder:
 
         self.name = name or path
         self.path = path
-        self.model = SentenceTransformer(path, device=device)
+        try:
+            self.model = SentenceTransformer(path, device=device)
+        except (OSError, ValueError) as exc:  # not a model folder, or a hub id that cannot be fetched
+            raise model_load_error("embedding", self.name, exc) from exc
         self.model.eval()
         self.query_threads = query_threads
         on_cpu = self.model.device.type == "cpu"

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from domainrag.errors import model_load_error
 from domainrag.hardware import native_bf16
 from domainrag.index.base import SearchHit
 
@@ -24,7 +25,10 @@ def load_reranker(path: str, device: str = "cpu") -> Any:
     """Process-wide cache of loaded ``CrossEncoder`` models."""
     from sentence_transformers import CrossEncoder  # lazy: torch start-up kept off light CLI paths
 
-    return CrossEncoder(path, device=device)
+    try:
+        return CrossEncoder(path, device=device)
+    except (OSError, ValueError) as exc:  # not a cross-encoder folder, or a hub id that cannot be fetched
+        raise model_load_error("reranker", path, exc) from exc
 
 
 def reranker_text(text: str, context: str | None = None) -> str:
