@@ -82,6 +82,10 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
     res = json.loads(run(["app", "invoke", "A", "--query", "How long is the warranty?", "--json"], home).stdout)
     assert res["answer"].strip()
     assert [r["document"] for r in res["references"]] == ["warranty.md"]
+    short = json.loads(run(["app", "invoke", "A", "--query", "How long is the warranty?", "--json",
+                            "--max-tokens", "2", "--temperature", "0"], home).stdout)
+    assert 0 < len(short["answer"].split()) <= 2 < len(res["answer"].split())  # this call only:
+    assert json.loads(run(["app", "show", "A"], home).stdout)["generation"]["max_new_tokens"] != 2  # stored stays
 
 
 def test_dimension_mismatch_refused_at_index_create(tmp_path: Path) -> None:

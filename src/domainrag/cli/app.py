@@ -63,13 +63,20 @@ def app_invoke(
     name: str,
     query: Annotated[str, typer.Option(help="the question")],
     stream: Annotated[bool, typer.Option(help="print tokens as they are generated")] = True,
-    top_k: Annotated[int | None, typer.Option()] = None,
+    top_k: Annotated[int | None, typer.Option(min=1, max=100, help="passages to retrieve (default: the app's)")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, max=4096, help="answer length cap in tokens "
+                                                                        "(default: the app's)")] = None,
+    temperature: Annotated[float | None, typer.Option(min=0.0, max=2.0, help="sampling temperature "
+                                                                            "(default: the app's)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the answer and references as JSON")] = False,
 ) -> None:
     """Ask an app a question (InvokeApplication --stream)."""
     from domainrag.serving.apps import load_app
 
     rag = load_app(ws(), name)
+    overrides = {k: v for k, v in (("max_new_tokens", max_tokens), ("temperature", temperature)) if v is not None}
+    if overrides:  # this call only: the app's stored defaults stay as they are
+        rag.generation = rag.generation.model_copy(update=overrides)
     print_answer(rag, query, stream=stream and not as_json, top_k=top_k, as_json=as_json)
 
 
