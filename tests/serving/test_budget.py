@@ -26,6 +26,17 @@ def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient, open
     assert openai_error(resp, 413)["code"] == "request_too_large"
 
 
+def test_an_oversized_body_without_content_length_is_refused_as_it_streams_in(client: TestClient, openai_error) -> None:
+    def chunks():  # a chunked upload: no Content-Length to check up front
+        yield b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}]}'
+
+    resp = client.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    assert openai_error(resp, 413)["code"] == "request_too_large"
+
+
 @pytest.mark.parametrize("model", [LLM, "app:docs"])
 def test_an_oversized_message_is_refused_and_the_next_request_is_served(
     client: TestClient, openai_error, model: str

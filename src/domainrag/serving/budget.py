@@ -14,15 +14,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domainrag.index.base import SearchHit
-from domainrag.serving.http_errors import ApiError, error_body
+from domainrag.serving.http_errors import ApiError, body_too_large, too_large_message
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_INPUT_CHARS = 32_000
@@ -109,7 +109,12 @@ def fit_rag_prompt(
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over the limit gets 413 (by Content-Length, or as it streams in)."""
+    """ASGI middleware: a request body over the limit gets 413 in OpenAI's error shape, by its Content-Length
+    before anything is read, or as it streams in (a ``413`` HTTPException that the API's handlers answer).
+
+    Written here because Starlette's own ``max_body_size`` answers an over-long Content-Length with a plain-text
+    413 that bypasses the app's exception handlers.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -121,10 +126,9 @@ class BodyLimit:
         limit = max_body_bytes()
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(send, limit)
+            await body_too_large(limit)(scope, receive, send)
             return
         seen = 0
-        started = False
 
         async def counted() -> Message:
             nonlocal seen
@@ -132,28 +136,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge
+                    raise StarletteHTTPException(413, detail=too_large_message(limit))
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _refuse(send, limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps(error_body(f"request body exceeds {limit} bytes (DOMAINRAG_MAX_BODY_BYTES)",
-                                 "invalid_request_error", "request_too_large")).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+        await self.app(scope, counted, send)

@@ -67,8 +67,18 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
                               param=str(fields[0]) if fields else None))
 
 
+def too_large_message(limit: int) -> str:
+    return f"request body exceeds {limit} bytes (DOMAINRAG_MAX_BODY_BYTES)"
+
+
+def body_too_large(limit: int) -> JSONResponse:
+    """The 413 answer to a request body over ``limit`` bytes (see serving.budget.BodyLimit)."""
+    return _response(ApiError(413, too_large_message(limit), code="request_too_large"))
+
+
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return _response(ApiError(exc.status_code, str(exc.detail), code=None, headers=exc.headers))
+    code = "request_too_large" if exc.status_code == 413 else None
+    return _response(ApiError(exc.status_code, str(exc.detail), code=code, headers=exc.headers))
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
