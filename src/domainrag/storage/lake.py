@@ -28,11 +28,18 @@ from typing import IO, Any
 import fsspec
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
-from fsspec.asyn import AsyncFileSystem
 from fsspec.exceptions import FSTimeoutError
 
 from domainrag.errors import StorageError
-from domainrag.storage.options import SUPPORTED_SCHEMES, open_fs, redact, resolve, split_scheme, write_deadline
+from domainrag.storage.options import (
+    SUPPORTED_SCHEMES,
+    deadline,
+    open_fs,
+    redact,
+    resolve,
+    split_scheme,
+    write_deadline,
+)
 
 __all__ = ["SUPPORTED_SCHEMES", "Lake", "open_url", "sha256_file", "split_scheme", "validate_key"]
 
@@ -112,7 +119,7 @@ class Lake:
 
     def _deadline(self, nbytes: int = 0) -> dict[str, float]:
         """``timeout=`` for fsspec's blocking wrapper of an async backend (local files need none)."""
-        return {"timeout": write_deadline(nbytes)} if isinstance(self.fs, AsyncFileSystem) else {}
+        return deadline(self.fs, write_deadline(nbytes))
 
     def path(self, key: str) -> str:
         """Backend path (no scheme) of a key."""
@@ -211,7 +218,7 @@ class Lake:
 
     def _discard(self, tmp: str) -> None:
         with contextlib.suppress(Exception):
-            self.fs.rm_file(tmp, **({"timeout": 10} if isinstance(self.fs, AsyncFileSystem) else {}))
+            self.fs.rm_file(tmp, **deadline(self.fs, 10))
 
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write an object atomically: readers never see a half-written object."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsspec import AbstractFileSystem
+from fsspec.asyn import AsyncFileSystem
 from fsspec.core import url_to_fs
 
 from domainrag.errors import StorageError
@@ -72,6 +73,12 @@ S3FS_RETRIES = 2
 # written; ``DOMAINRAG_LAKE_TIMEOUT`` overrides the base.
 WRITE_DEADLINE_S = 60.0
 ENV_WRITE_DEADLINE = "DOMAINRAG_LAKE_TIMEOUT"
+
+
+def deadline(fs: AbstractFileSystem, seconds: float) -> dict[str, float]:
+    """Keyword arguments that bound one blocking call of ``fs`` to ``seconds``: fsspec's wrapper of an async
+    backend (s3fs) takes ``timeout=``; local files need none."""
+    return {"timeout": seconds} if isinstance(fs, AsyncFileSystem) else {}
 
 
 def write_deadline(nbytes: int = 0, env: Mapping[str, str] | None = None) -> float:

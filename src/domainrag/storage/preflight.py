@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from fsspec.asyn import AsyncFileSystem
-
 from domainrag.errors import StorageError
-from domainrag.storage.options import ResolvedStorage, merge_options, open_fs, resolve, scrub
+from domainrag.storage.options import ResolvedStorage, deadline, merge_options, open_fs, resolve, scrub
 
 Operation = Literal["read", "list", "write"]
 
@@ -177,7 +175,7 @@ def _write(fs: Any, path: str, resolved: ResolvedStorage) -> str:
         fs.makedirs(path, exist_ok=True)  # on object stores this would create a missing bucket
     # fsspec's blocking wrapper takes a deadline: a write can wait forever on an endpoint that
     # accepts the connection and never answers (see storage.options.WRITE_DEADLINE_S).
-    fs.pipe_file(probe, PROBE_DATA, **({"timeout": PROBE_DEADLINE_S} if isinstance(fs, AsyncFileSystem) else {}))
+    fs.pipe_file(probe, PROBE_DATA, **deadline(fs, PROBE_DEADLINE_S))
     try:
         fs.rm_file(probe)
     except Exception as exc:
