@@ -105,6 +105,31 @@ def serve_api() -> Callable[[Any], AbstractContextManager[str]]:
 
 
 @pytest.fixture
+def chromium() -> Callable[..., Any]:
+    """``chromium(offline=False)``: a headless Debian chromium driven by Selenium (skips without them).
+    ``offline``: every host but 127.0.0.1 fails to resolve, and anything else goes to a closed local port."""
+
+    def start(offline: bool = False) -> Any:
+        binary = shutil.which("chromium") or shutil.which("chromium-browser")
+        chromedriver = shutil.which("chromedriver")
+        if not binary or not chromedriver:
+            pytest.skip("needs Debian's chromium and chromium-driver on PATH "
+                        "(apt-get install chromium chromium-driver)")
+        webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+        options = webdriver.ChromeOptions()
+        options.binary_location = binary
+        args = ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
+        if offline:
+            args += ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                     "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"]
+        for arg in args:
+            options.add_argument(arg)
+        return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=chromedriver))
+
+    return start
+
+
+@pytest.fixture
 def cli_for(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], Any]:
     """``cli_for(ws)``: the real ``domainrag`` Typer app acting on an already opened workspace."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,22 +20,13 @@ def test_healthz_playground_and_docs(client: TestClient) -> None:
     assert {"/v1/chat/completions", "/v1/apps/{app}/completion", "/v1/models"} <= set(spec["paths"])
 
 
-def test_playground_in_headless_chromium(served_ws, serve_api) -> None:
+def test_playground_in_headless_chromium(served_ws, serve_api, chromium) -> None:
     """Pick an app, ask, watch the streamed answer and open its sources (Debian chromium + Selenium)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    if not chromium or not chromedriver:
-        pytest.skip("needs Debian's chromium and chromium-driver on PATH (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
     with serve_api(create_api(served_ws, require_keys=False)) as url:
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=chromedriver))
+        driver = chromium()
         try:
             wait = WebDriverWait(driver, 60)
             driver.get(f"{url}/")

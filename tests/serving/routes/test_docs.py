@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 from fastapi.testclient import TestClient
@@ -34,29 +33,13 @@ def test_docs_pages_reference_only_local_assets(client: TestClient) -> None:
     assert client.get("/docs/oauth2-redirect").status_code == 200
 
 
-def _offline_chromium():  # -> selenium webdriver, networking limited to loopback
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    if not chromium or not chromedriver:
-        pytest.skip("needs Debian's chromium and chromium-driver on PATH (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                # every host name but the loopback address fails to resolve: a CDN asset could not load
-                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                # and whatever is not loopback goes to a closed local port
-                "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"):
-        options.add_argument(arg)
-    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=chromedriver))
 
-
-def test_docs_render_in_chromium_without_network(served_ws, serve_api) -> None:
+def test_docs_render_in_chromium_without_network(served_ws, serve_api, chromium) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     with serve_api(create_api(served_ws, require_keys=False)) as url:
-        driver = _offline_chromium()
+        driver = chromium(offline=True)
         try:
             wait = WebDriverWait(driver, 60)
             driver.get(f"{url}/docs")
