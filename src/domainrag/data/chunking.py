@@ -139,10 +139,9 @@ def _chunk_blocks(doc: Document, max_words: int, overlap_words: int) -> list[Chu
         if block.kind == "table":
             flush()
             pieces.extend((_headed(block, text), _where(block)) for text in _table_pieces(block, max_words))
-        elif run and (block.kind, block.section, block.page) != (run[0].kind, run[0].section, run[0].page):
+            continue
+        if run and (block.kind, block.section, block.page) != (run[0].kind, run[0].section, run[0].page):
             flush()
-            run.append(block)
-        else:
-            run.append(block)
+        run.append(block)
     flush()
     return _make_chunks(doc, pieces)
