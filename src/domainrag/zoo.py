@@ -24,6 +24,7 @@ from pydantic import ConfigDict
 
 from domainrag.errors import DomainRagError
 from domainrag.settings import cache_dir
+from domainrag.storage.lake import sha256_file
 
 ModelKind = Literal["llm", "embedding"]
 RecordKind = Literal["llm", "embedding", "reranker"]
@@ -202,10 +203,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".gguf", ".pt")
 def _folder_digest(folder: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256()
     for rel, size, _ in stamp:
-        h.update(f"{rel}\0{size}\0".encode())
-        with open(Path(folder) / rel, "rb") as fh:
-            while block := fh.read(1 << 20):
-                h.update(block)
+        h.update(f"{rel}\0{size}\0{sha256_file(Path(folder) / rel)}\n".encode())
     return h.hexdigest()
 
 
