@@ -64,6 +64,11 @@ class BaseModel:
     install_hint: str
     description: str
 
+    @property
+    def installed(self) -> bool:
+        """All its weight packages are installed (found, not imported)."""
+        return all(importlib.util.find_spec(package) is not None for package in self.packages)
+
 
 BASE_MODELS: dict[str, BaseModel] = {
     m.name: m

@@ -13,7 +13,7 @@ from domainrag.serving.generator import Generator
 from domainrag.serving.http_errors import ApiError
 from domainrag.serving.rag import RagApp
 from domainrag.workspace import Workspace
-from domainrag.zoo import BASE_MODELS, BaseModel
+from domainrag.zoo import BASE_MODELS
 
 
 class AppCache:
@@ -72,15 +72,10 @@ def embedding_names(ws: Workspace) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _installed(model: BaseModel) -> bool:
-    """A base model's weight packages are all installed (nothing is imported)."""
-    return all(importlib.util.find_spec(package) is not None for package in model.packages)
-
-
 def _base_installed(name: str | None) -> bool:
     """True unless ``name`` is a base model whose packages are absent."""
     model = BASE_MODELS.get(name or "")
-    return model is None or _installed(model)
+    return model is None or model.installed
 
 
 def _llm_servable(record: dict[str, Any]) -> bool:
@@ -99,7 +94,7 @@ def servable_llms(ws: Workspace) -> list[str]:
     registered = [r for r in ws.catalog.list("model") if r.get("kind") == "llm"]
     names = [r["name"] for r in registered if _llm_servable(r)]
     taken = {r["name"] for r in registered}
-    return names + [n for n, m in BASE_MODELS.items() if m.kind == "llm" and n not in taken and _installed(m)]
+    return names + [n for n, m in BASE_MODELS.items() if m.kind == "llm" and n not in taken and m.installed]
 
 
 def servable_embedders(ws: Workspace) -> list[str]:
