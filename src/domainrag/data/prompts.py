@@ -7,7 +7,7 @@ the model a format it never sees at inference time.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -72,12 +72,17 @@ def build_messages(
     return [{"role": "system", "content": system_prompt}, *history, {"role": "user", "content": user}]
 
 
+def citation_markers(answer: str) -> Iterator[tuple[int, int, int]]:
+    """``(n, start, end)`` of every ``[n]`` marker in an answer, in order."""
+    for m in _CITATION.finditer(answer):
+        yield int(m.group(1)), m.start(), m.end()
+
+
 def extract_citations(answer: str, n_passages: int) -> tuple[list[int], list[int]]:
     """Citation numbers found in an answer: (valid 1-based indices in order, invalid ones)."""
     valid: list[int] = []
     invalid: list[int] = []
-    for m in _CITATION.finditer(answer):
-        n = int(m.group(1))
+    for n, _, _ in citation_markers(answer):
         bucket = valid if 1 <= n <= n_passages else invalid
         if n not in bucket:
             bucket.append(n)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from domainrag.data.prompts import citation_markers
+
 
 def citation_title(ref: dict[str, Any]) -> str:
     """The document, with its page and section where known: ``manual.pdf, page 4, Safety``."""
@@ -29,13 +31,8 @@ def _annotation(ref: dict[str, Any], start: int, end: int) -> dict[str, Any]:
 
 def url_citations(text: str, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """OpenAI ``url_citation`` annotations of ``text`` for ``references``, in the order of the text."""
-    found: list[tuple[int, int, dict[str, Any]]] = []
-    for ref in references:
-        marker = f"[{ref['citation']}]"
-        start = text.find(marker)
-        while start >= 0:
-            found.append((start, start + len(marker), ref))
-            start = text.find(marker, start + len(marker))
+    by_number = {ref["citation"]: ref for ref in references}
+    found = [(by_number[n], start, end) for n, start, end in citation_markers(text) if n in by_number]
     if not found:  # nothing cited: the answer as a whole rests on every reference
         return [_annotation(ref, 0, len(text)) for ref in references]
-    return [_annotation(ref, start, end) for start, end, ref in sorted(found, key=lambda f: f[0])]
+    return [_annotation(ref, start, end) for ref, start, end in found]
