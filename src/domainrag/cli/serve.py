@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+from typing import Annotated, Any
 
 import typer
 
@@ -10,15 +11,51 @@ from domainrag.cli._context import command_app, ws
 
 app = command_app()
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def log_config(access: str) -> dict[str, Any]:
+    """uvicorn's logging, with the request id on every line of a request; access lines from our middleware
+    (with request id, key id, duration and tokens) replace uvicorn's own."""
+    filters = {"request_id": {"()": "domainrag.serving.tracing.RequestIdFilter"}}
+    access_format = "%(message)s" if access == "json" else "%(asctime)s [%(request_id)s] %(message)s"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": filters,
+        "formatters": {"default": {"format": LOG_FORMAT}, "access": {"format": access_format}},
+        "handlers": {
+            "default": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["request_id"],
+                        "stream": "ext://sys.stderr"},
+            "access": {"class": "logging.StreamHandler", "formatter": "access", "filters": ["request_id"],
+                       "stream": "ext://sys.stdout"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "domainrag": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "domainrag.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+
 
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    access_log: Annotated[str | None, typer.Option(
+        help="one line per request on stdout: text, json or off (default: $DOMAINRAG_ACCESS_LOG, else text)")] = None,
+    key_rpm: Annotated[int | None, typer.Option(
+        min=0, help="requests per minute of a key without its own limit (0: none; default $DOMAINRAG_KEY_RPM)")] = None,
+    key_max_streams: Annotated[int | None, typer.Option(
+        min=0, help="generations at once of a key without its own limit (0: none; default "
+        "$DOMAINRAG_KEY_MAX_STREAMS)")] = None,
 ) -> None:
-    """Run the HTTP API (FastAPI; OpenAPI docs at /docs)."""
+    """Run the HTTP API (FastAPI; OpenAPI docs at /docs, Prometheus metrics at /metrics)."""
     import uvicorn
 
     from domainrag.serving.api import create_api
+    from domainrag.serving.tracing import access_log_mode
 
-    uvicorn.run(create_api(ws()), host=host, port=port, log_level="info")
+    mode = access_log_mode(access_log if access_log is not None else os.environ.get("DOMAINRAG_ACCESS_LOG") or "text")
+    api = create_api(ws(), key_rpm=key_rpm, key_max_streams=key_max_streams, access_log=mode)
+    uvicorn.run(api, host=host, port=port, log_level="info", log_config=log_config(mode), access_log=False)

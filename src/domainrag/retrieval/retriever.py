@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +17,20 @@ from domainrag.retrieval.reranker import PairScorer, rerank_hits
 
 Mode = Literal["dense", "bm25", "hybrid"]
 RerankFusion = Literal["replace", "rrf"]
+OnStage = Callable[[str, float], None]
+"""``on_stage(stage, seconds)``: told the time of each stage of a query (for a server's metrics)."""
+T = TypeVar("T")
+
+
+def _timed(on_stage: OnStage | None, stage: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, its time reported to ``on_stage`` (if any) as ``stage``."""
+    if on_stage is None:
+        return fn(*args)
+    start = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        on_stage(stage, time.perf_counter() - start)
 
 
 @functools.cache
@@ -75,44 +91,49 @@ class Retriever:
         self.config = config
         self.reranker = reranker
 
-    def run(self, query: str, top_k: int | None = None, filters: Filters | None = None) -> list[SearchHit]:
-        cfg = self.config
+    def run(
+        self, query: str, top_k: int | None = None, filters: Filters | None = None, on_stage: OnStage | None = None
+    ) -> list[SearchHit]:
+        """The top hits for ``query``; ``on_stage(stage, seconds)`` is told each stage's time: ``embed``, ``dense``,
+        ``bm25``, ``fusion``, ``hybrid`` (fused by the engine), ``expand`` and ``rerank``."""
+        cfg, on = self.config, on_stage
         k = top_k or cfg.top_k
         flt = filters if filters is not None else cfg.filters
         n = max(cfg.candidates, k, cfg.rerank_top_n if self.reranker is not None else 0)
         vector = None  # embedded once: a server that declines to fuse gets the same vector for dense search
         if cfg.mode == "hybrid" and self.store.fuses_on_server:
-            vector = self.embedder.encode_query(query)
-            server = self.store.hybrid_search(query, vector, n, flt, cfg.rank_constant)
+            vector = _timed(on, "embed", self.embedder.encode_query, query)
+            server = _timed(on, "hybrid", self.store.hybrid_search, query, vector, n, flt, cfg.rank_constant)
             if server is not None:
-                return self._rerank(query, self._expand(query, server, vector, flt), k)
+                return self._rerank(query, self._expand(query, server, vector, flt, on), k, on)
         results: dict[str, list[SearchHit]] = {}
         if cfg.mode == "bm25":
-            results["bm25"] = self.store.text_search(query, n, flt)
+            results["bm25"] = _timed(on, "bm25", self.store.text_search, query, n, flt)
         elif cfg.mode == "dense":
-            vector = self.embedder.encode_query(query)
-            results["dense"] = self.store.dense_search(vector, n, flt)
+            vector = _timed(on, "embed", self.embedder.encode_query, query)
+            results["dense"] = _timed(on, "dense", self.store.dense_search, vector, n, flt)
         else:
             # BM25 needs no query vector: it runs on a worker thread while this one embeds the query and
             # searches the vectors (torch and the engines release the GIL), so hybrid costs about
             # max(BM25, embed + dense) instead of the sum.
-            bm25 = _pool().submit(self.store.text_search, query, n, flt)
+            bm25 = _pool().submit(_timed, on, "bm25", self.store.text_search, query, n, flt)
             try:
                 if vector is None:
-                    vector = self.embedder.encode_query(query)
-                results["dense"] = self.store.dense_search(vector, n, flt)
+                    vector = _timed(on, "embed", self.embedder.encode_query, query)
+                results["dense"] = _timed(on, "dense", self.store.dense_search, vector, n, flt)
             finally:
                 results["bm25"] = bm25.result()
-            hits = reciprocal_rank_fusion(
-                results, {"dense": cfg.dense_weight, "bm25": cfg.bm25_weight}, cfg.rank_constant
-            )
+            hits = _timed(on, "fusion", reciprocal_rank_fusion,
+                          results, {"dense": cfg.dense_weight, "bm25": cfg.bm25_weight}, cfg.rank_constant)
         if cfg.mode != "hybrid":
             hits = next(iter(results.values()))
         if cfg.score_threshold is not None and cfg.mode != "bm25":
             hits = [h for h in hits if h.scores.get("dense", -1.0) >= cfg.score_threshold]
-        return self._rerank(query, self._expand(query, hits, vector, flt), k)
+        return self._rerank(query, self._expand(query, hits, vector, flt, on), k, on)
 
-    def _expand(self, query: str, hits: list[SearchHit], vector: Any, filters: Filters | None) -> list[SearchHit]:
+    def _expand(
+        self, query: str, hits: list[SearchHit], vector: Any, filters: Filters | None, on_stage: OnStage | None = None
+    ) -> list[SearchHit]:
         """Children of the top ``expand_children`` hits placed right after their parent (see the config field).
 
         A child already further down the list moves up; the other hits keep their order. Children are
@@ -141,7 +162,8 @@ class Retriever:
             return hits
         flt = {**(filters or {}), "doc_id": list(owner)}
         k = min(8 * len(owner), 200 * len(set(owner.values())))  # a child document may hold several chunks
-        found = self.store.dense_search(vector, k, flt) if vector is not None else self.store.text_search(query, k, flt)
+        search = (self.store.dense_search, vector) if vector is not None else (self.store.text_search, query)
+        found = _timed(on_stage, "expand", search[0], search[1], k, flt)
         children: dict[str, list[SearchHit]] = {}
         for child in found:
             if child.doc_id in owner:
@@ -159,11 +181,12 @@ class Retriever:
                     placed.add(child.chunk_id)
         return out
 
-    def _rerank(self, query: str, hits: list[SearchHit], k: int) -> list[SearchHit]:
+    def _rerank(self, query: str, hits: list[SearchHit], k: int, on_stage: OnStage | None = None) -> list[SearchHit]:
         """Top ``max(rerank_top_n, k)`` hits reordered by the reranker (if any), cut to ``k``."""
         if self.reranker is None:
             return hits[:k]
         cfg = self.config
         top = hits[: max(cfg.rerank_top_n, k)]
         fusion = (cfg.rank_constant, cfg.rerank_retrieval_weight) if cfg.rerank_fusion == "rrf" else None
-        return rerank_hits(self.reranker, query, top, context=cfg.rerank_context, fusion=fusion)[:k]
+        rerank = functools.partial(rerank_hits, context=cfg.rerank_context, fusion=fusion)
+        return _timed(on_stage, "rerank", rerank, self.reranker, query, top)[:k]

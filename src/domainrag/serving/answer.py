@@ -19,6 +19,7 @@ from domainrag.serving.http_errors import ApiError
 from domainrag.serving.rag import RagApp, RagEvent
 from domainrag.serving.sessions import condense_query
 from domainrag.serving.streaming import Events
+from domainrag.serving.tracing import current_trace
 
 
 @dataclass
@@ -34,13 +35,18 @@ class PreparedAnswer:
     stopped: bool = False  # a stop sequence ended the text (known once the stream has ended)
 
     def usage(self, text: str) -> dict[str, int]:
-        """OpenAI's ``usage`` for the answer ``text``: the backend's own counts, else the local tokenizer's."""
+        """OpenAI's ``usage`` for the answer ``text``: the backend's own counts, else the local tokenizer's.
+
+        Also counted on the request's trace (``/metrics``, the access log): call it once per answer.
+        """
         if self.reported.get("completion_tokens") is not None:
             prompt, completion = self.reported.get("prompt_tokens", 0), self.reported["completion_tokens"]
-            return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-        completion = _count_tokens(self.generator, text) if self.generator is not None and self.prompt_tokens else 0
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
-                "total_tokens": self.prompt_tokens + completion}
+        else:
+            prompt = self.prompt_tokens
+            completion = _count_tokens(self.generator, text) if self.generator is not None and prompt else 0
+        if (trace := current_trace()) is not None:
+            trace.usage(prompt, completion)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def finish_reason(self, usage: dict[str, int]) -> str:
         """OpenAI's ``finish_reason``: "stop" at a stop sequence or the model's end, "length" at ``max_tokens``."""
@@ -55,11 +61,18 @@ def _count_tokens(generator: Generator, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else 0
 
 
+def _trace_model(generator: Generator | None) -> None:
+    """Name the request's model on its trace (the ``model`` label of its token metrics)."""
+    if (trace := current_trace()) is not None:
+        trace.model = getattr(generator, "name", None) or "none"
+
+
 def prepare_rag(
     rag: RagApp, question: str, history: list[dict[str, str]], top_k: int | None, filters: dict[str, Any] | None,
     config: GenerationConfig,
 ) -> PreparedAnswer:
     """Retrieve (with the follow-up condensed against history) and build the answer stream."""
+    _trace_model(rag.generator)
     try:
         hits: list[SearchHit] = rag.retrieve(condense_query(question, history), top_k, filters)
     except ValueError as exc:  # empty query, unsupported filter field
@@ -82,6 +95,7 @@ def prepare_rag(
 
 def prepare_plain(generator: Generator, messages: list[dict[str, str]], config: GenerationConfig) -> PreparedAnswer:
     """A plain chat answer (no retrieval) from ``generator``."""
+    _trace_model(generator)
     try:
         prompt_tokens = check_plain_fits(generator, messages, config.max_new_tokens)
     except ApiError:

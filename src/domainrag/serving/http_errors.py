@@ -81,9 +81,12 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return _response(ApiError(exc.status_code, str(exc.detail), code=code, headers=exc.headers))
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
-    return _response(ApiError(500, "internal server error", type="server_error", code="internal_error"))
+    # answered outside the request-id middleware (Starlette's outermost error middleware): add the id here
+    request_id = getattr(request.state, "request_id", None)
+    return _response(ApiError(500, "internal server error", type="server_error", code="internal_error",
+                              headers={"X-Request-ID": request_id} if request_id else None))
 
 
 def install_error_handlers(api: FastAPI) -> None:

@@ -2,7 +2,9 @@
 
 Only a SHA-256 hash of a key is stored (catalogue kind ``key``); the token itself is shown once at
 creation. A key's catalogue name is its id, ``key_`` + the first 12 hex digits of the hash, so a
-presented token is found with one lookup and then compared in full in constant time.
+presented token is found with one lookup and then compared in full in constant time. A key may carry
+its own limits (``rpm``, ``max_streams``; None: the server's defaults, 0: none), enforced by
+:mod:`domainrag.serving.quotas`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from domainrag.errors import NotFoundError
+from domainrag.errors import DomainRagError, NotFoundError
 from domainrag.workspace import Workspace
 
 KEY_PREFIX = "dr-"
@@ -27,6 +29,8 @@ class ApiKey:
 
     id: str
     app: str
+    rpm: int | None = None  # requests per minute; None: the server's default, 0: no limit
+    max_streams: int | None = None  # concurrent generations; None: the server's default, 0: no limit
 
     def allows_app(self, app: str) -> bool:
         return self.app in (ALL_APPS, app)
@@ -45,16 +49,36 @@ def key_id(digest: str) -> str:
     return f"key_{digest[:12]}"
 
 
-def create_key(ws: Workspace, app: str, *, note: str = "") -> tuple[str, dict[str, Any]]:
-    """Create a key for ``app`` (must exist, or ``*``); returns (token, stored record). Store nothing else."""
+def _check_limits(rpm: int | None, max_streams: int | None) -> None:
+    for name, value in (("rpm", rpm), ("max_streams", max_streams)):
+        if value is not None and value < 0:
+            raise DomainRagError(f"{name} must be >= 0 (0: no limit), got {value}",
+                                 hint="leave it out to use the server's default")
+
+
+def create_key(
+    ws: Workspace, app: str, *, note: str = "", rpm: int | None = None, max_streams: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Create a key for ``app`` (must exist, or ``*``) with optional own limits; returns (token, stored record).
+
+    Store nothing else.
+    """
+    _check_limits(rpm, max_streams)
     if app != ALL_APPS:
         ws.catalog.require("app", app)
     token = KEY_PREFIX + secrets.token_urlsafe(32)
     digest = hash_key(token)
-    record = ws.catalog.create(
-        "key", key_id(digest), {"app": app, "sha256": digest, "note": note, "revoked_at": None}
-    )
+    record = ws.catalog.create("key", key_id(digest), {"app": app, "sha256": digest, "note": note, "revoked_at": None,
+                                                       "rpm": rpm, "max_streams": max_streams})
     return token, record
+
+
+def set_key_limits(ws: Workspace, kid: str, *, rpm: int | None, max_streams: int | None) -> dict[str, Any]:
+    """Set a key's own limits (None: the server's default); a running server applies them at the next request."""
+    _check_limits(rpm, max_streams)
+    if ws.catalog.get("key", kid) is None:
+        raise NotFoundError(f"key '{kid}' not found", hint="run `domainrag key list` to see key ids")
+    return ws.catalog.update("key", kid, rpm=rpm, max_streams=max_streams)
 
 
 def verify_key(ws: Workspace, token: str) -> ApiKey | None:
@@ -65,7 +89,7 @@ def verify_key(ws: Workspace, token: str) -> ApiKey | None:
     record = ws.catalog.get("key", key_id(digest))
     if record is None or record.get("revoked_at") or not hmac.compare_digest(record["sha256"], digest):
         return None
-    return ApiKey(record["name"], record["app"])
+    return ApiKey(record["name"], record["app"], record.get("rpm"), record.get("max_streams"))
 
 
 def revoke_key(ws: Workspace, kid: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ passages the answer cites (all passages given, if it cites none).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from domainrag.data.prompts import (
 from domainrag.index.base import SearchHit
 from domainrag.retrieval.retriever import Retriever
 from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
+from domainrag.serving.tracing import retrieval_timer
 
 
 class GenerationSettings(BaseModel):
@@ -99,9 +101,15 @@ class RagApp:
         self.generation = generation
 
     def retrieve(self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None) -> list[SearchHit]:
+        """The passages for ``query``; within a served request each stage is timed on its trace (``/metrics``)."""
         if not query.strip():
             raise ValueError("query is empty")
-        return self.retriever.run(query, top_k=top_k, filters=filters)
+        on_stage = retrieval_timer()
+        start = time.perf_counter()
+        hits = self.retriever.run(query, top_k=top_k, filters=filters, on_stage=on_stage)
+        if on_stage is not None:
+            on_stage("total", time.perf_counter() - start)
+        return hits
 
     def stream(
         self,

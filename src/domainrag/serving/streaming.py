@@ -20,6 +20,7 @@ from fastapi import Request
 from domainrag.serving.budget import generation_timeout
 from domainrag.serving.http_errors import error_body
 from domainrag.serving.rag import RagEvent
+from domainrag.serving.tracing import current_trace
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,16 @@ class Streamed:
 
 
 async def _tokens(events: Events, request: Request, out: Streamed) -> AsyncIterator[str]:
-    """Each token's text as it comes (see :func:`pump`); ``out`` collects the text and the references."""
+    """Each token's text as it comes (see :func:`pump`); ``out`` collects the text and the references.
+
+    Each piece is timed on the request's trace (time to first token, inter-token latency).
+    """
+    trace = current_trace()
     try:
         async for ev in pump(events, request):
             if ev.type == "token":
+                if trace is not None and ev.text:
+                    trace.token()
                 out.text += ev.text
                 yield ev.text
             else:

@@ -44,6 +44,7 @@ async def completion(
             return Response(status_code=499)
         text = strip_invalid_citations(got.text, answer.n_hits)
         await run_in_threadpool(sessions.append, session_id, body.query, text)
+        await run_in_threadpool(answer.usage, got.text)  # counted for /metrics and the access log
         return JSONResponse({"answer": text, "references": got.references, "session_id": session_id})
 
     async def events() -> AsyncIterator[str]:
@@ -53,6 +54,7 @@ async def completion(
             yield event
         if not got.complete:
             return
+        await run_in_threadpool(answer.usage, got.text)  # counted for /metrics and the access log
         await run_in_threadpool(sessions.append, session_id, body.query,
                                 strip_invalid_citations(got.text, answer.n_hits))
         yield sse({"type": "references", "references": got.references, "session_id": session_id})
