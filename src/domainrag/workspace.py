@@ -39,8 +39,11 @@ from domainrag.zoo import BASE_MODELS, ModelRecord, gguf_parts, resolve_embedder
 class Workspace:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.resolve()
-        self.catalog = Catalog(self.settings.catalog_path)
         self.lake = Lake(self.settings.lake)
+        # Paths under the lake or the workspace folder are catalogued relative to them: a moved, copied or
+        # synced workspace resolves them against wherever it is opened.
+        self.catalog = Catalog(self.settings.catalog_path,
+                               roots={"lake": self.lake.root, "workspace": str(self.settings.workspace)})
 
     @classmethod
     def open(cls, workspace: str | Path | None = None, lake: str | None = None) -> Workspace:
