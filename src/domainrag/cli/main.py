@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from domainrag.cli import _context, dataset, doctor, index, ingest, job, key, model, quickstart, serve
+from domainrag.cli import _context, apply, dataset, doctor, index, ingest, job, key, model, quickstart, serve
 from domainrag.cli import app as app_group
 from domainrag.cli import eval as eval_group
 from domainrag.errors import DomainRagError
@@ -24,7 +24,7 @@ HELP = ("domainrag: one CLI over the data lake, training jobs, indexes and RAG a
 # Every command module defines `app` (see _context.command_app): a named one is a command group, an
 # unnamed one adds its commands at the top level. Heavy imports stay inside the commands, for start-up
 # time (see _context.py).
-COMMANDS = (dataset, job, model, index, ingest, app_group, key, eval_group, serve, doctor, quickstart)
+COMMANDS = (dataset, job, model, index, ingest, app_group, key, eval_group, serve, doctor, quickstart, apply)
 
 app = typer.Typer(help=HELP, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 for module in COMMANDS:

@@ -17,6 +17,7 @@ from domainrag.serving.backends import (
     validate_endpoint,
 )
 from domainrag.workspace import ResolvedLLM, Workspace
+from domainrag.zoo import portable_base_id
 
 _JOB_KIND = {"sft": "llm", "embedding": "embedding", "reranker": "reranker"}
 
@@ -39,7 +40,7 @@ def _detect(path: Path) -> tuple[str, str, str | None]:
     """(kind, format, base model) of a model folder."""
     if (path / "adapter_config.json").exists():
         base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        return "llm", "lora-adapter", base
+        return "llm", "lora-adapter", portable_base_id(base) if base else None
     if _is_cross_encoder(path):
         meta = path / "domainrag_reranker.json"
         base = json.loads(meta.read_text()).get("args", {}).get("base_model") if meta.exists() else None

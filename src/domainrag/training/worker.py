@@ -24,9 +24,10 @@ import matplotlib
 
 from domainrag import zoo
 from domainrag.settings import Settings
-from domainrag.storage.lake import Lake, sha256_file
+from domainrag.storage.lake import Lake
 from domainrag.training import embedding, reranker, sft
 from domainrag.training.inputs import local_dataset
+from domainrag.training.model_card import write_model_card
 from domainrag.training.reporting import FileReporter, Reporter
 from domainrag.training.spec import EmbeddingJobSpec, JobRecord, JobSpec, RerankerJobSpec, SFTJobSpec
 from domainrag.workspace import Workspace
@@ -85,42 +86,6 @@ def fit(
     return _as_dict(rr), rr.output_dir, "cross-encoder"
 
 
-def write_model_card(artifact: Path, spec: JobSpec, dataset: Path, metrics: dict[str, Any]) -> None:
-    """model_card.json and README.md in the artifact folder: base model, data hash, hyper-parameters, metrics."""
-    given = spec.hyperparameters.model_dump(mode="json", exclude_unset=True)
-    card = {
-        "base_model": spec.base_model,
-        "algorithm": spec.algorithm,
-        "dataset": {"uri": spec.dataset, "sha256": sha256_file(dataset), "bytes": dataset.stat().st_size},
-        "hyperparameters": given,
-        "metrics": metrics,
-    }
-    if spec.algorithm == "embedding":
-        card["output_dimension"] = metrics.get("dimension")
-    elif spec.algorithm == "sft":
-        tpl = artifact / "chat_template.jinja"
-        card["chat_template"] = tpl.read_text() if tpl.exists() else "from tokenizer_config.json"
-        if metrics.get("stop_reason"):  # why training ended: all steps, or early stopping (with the losses)
-            card["stopped"] = {"reason": metrics["stop_reason"], "detail": metrics.get("stop_detail")}
-    (artifact / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
-    lines = [
-        f"# Model card: {spec.name}",
-        "",
-        f"- base model: `{spec.base_model}`",
-        f"- algorithm: `{spec.algorithm}`",
-        f"- dataset: `{spec.dataset}` (sha256 {card['dataset']['sha256'][:12]}, {card['dataset']['bytes']} bytes)",
-        f"- hyper-parameters: `{json.dumps(given)}`",
-        *([f"- training stopped: {metrics.get('stop_detail') or metrics['stop_reason']}"] if "stopped" in card else []),
-        "",
-        "## Metrics",
-        "",
-        "```json",
-        json.dumps(metrics, indent=2, default=str),
-        "```",
-    ]
-    (artifact / "README.md").write_text("\n".join(lines) + "\n")
-
-
 def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
     ws = Workspace(Settings.resolve(workspace, lake))
     spec = JobRecord.model_validate(ws.catalog.require("job", job_id)).job_spec()
@@ -150,7 +115,10 @@ def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
         metrics, artifact, fmt = fit(spec, dataset, workdir, reporter, resume)
         if not is_main:
             return 0
-        write_model_card(artifact, spec, dataset, metrics)
+        # A LoRA adapter names its base by the portable id (not this machine's cache folder), with its checksum.
+        base = zoo.make_adapter_portable(artifact, spec.base_model) if fmt == "lora-adapter" else {}
+        write_model_card(artifact, spec, dataset, metrics, lake_root=ws.lake.root, workdir=workdir,
+                         base_weights_sha256=base.get("weights_sha256"))
         plot_metrics(workdir)
         if not local:
             ws.lake.upload(workdir, prefix)
