@@ -43,3 +43,14 @@ def test_langchain_chat_openai_reads_an_apps_citations(server: SimpleNamespace) 
     assert [a.model_dump(exclude_none=True) for a in done.choices[0].message.annotations] == citations
     cited = {r["url"] for r in done.model_extra["references"]}
     assert {note["url_citation"]["url"] for note in citations} <= cited
+
+
+def test_citations_header_is_ascii_json_and_bounded() -> None:
+    from domainrag.serving.routes.openai import CITATIONS_HEADER, MAX_CITATIONS_HEADER, citations_header
+
+    note = {"type": "url_citation", "url_citation": {"url": "domainrag://kb/ü.md", "title": "ü.md, page 2",
+                                                     "start_index": 0, "end_index": 3}}
+    header = citations_header([note])
+    assert header[CITATIONS_HEADER].isascii() and json.loads(header[CITATIONS_HEADER]) == [note]
+    many = [note] * (MAX_CITATIONS_HEADER // len(header[CITATIONS_HEADER]) + 1)
+    assert citations_header(many) == {}  # left out rather than a header block clients refuse

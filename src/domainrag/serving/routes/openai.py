@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -48,7 +49,9 @@ from domainrag.serving.streaming import SSE_HEADERS, Streamed, collect, sse, sse
 DEFAULT_CHAT_MAX_TOKENS = 256
 CITATIONS_HEADER = "X-Domainrag-Citations"
 """Response header of a non-streamed app answer: its ``annotations`` as JSON (for clients that drop them)."""
+MAX_CITATIONS_HEADER = 8192
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"])
 
 
@@ -126,7 +129,11 @@ async def prepare_chat(body: ChatRequest, key: ApiKey | None, apps: AppCache, se
 def citations_header(annotations: list[dict[str, Any]]) -> dict[str, str]:
     """The annotations again as an ASCII JSON header: LangChain's ChatOpenAI drops message annotations and extra
     fields but keeps response headers (``include_response_headers=True``) in ``response_metadata["headers"]``."""
-    return {CITATIONS_HEADER: json.dumps(annotations, ensure_ascii=True, separators=(",", ":"))}
+    value = json.dumps(annotations, ensure_ascii=True, separators=(",", ":"))
+    if len(value) > MAX_CITATIONS_HEADER:  # HTTP clients refuse oversized header blocks (h11: 16 KiB in all)
+        log.warning("citations header left out: %d bytes (limit %d)", len(value), MAX_CITATIONS_HEADER)
+        return {}
+    return {CITATIONS_HEADER: value}
 
 
 @router.post("/v1/chat/completions", responses={
