@@ -12,11 +12,12 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
+from domainrag.data.prompts import extract_citations
 from domainrag.index.base import SearchHit
 from domainrag.serving.budget import check_plain_fits, fit_rag_prompt
 from domainrag.serving.generator import GenerationConfig, Generator, stream_reporting_usage
 from domainrag.serving.http_errors import ApiError
-from domainrag.serving.rag import RagApp, RagEvent
+from domainrag.serving.rag import RagApp, RagEvent, reference
 from domainrag.serving.sessions import condense_query
 from domainrag.serving.streaming import Events
 from domainrag.serving.tracing import current_trace
@@ -33,6 +34,8 @@ class PreparedAnswer:
     n_hits: int = 0
     reported: dict[str, int] = field(default_factory=dict)  # a remote server's own counts
     stopped: bool = False  # a stop sequence ended the text (known once the stream has ended)
+    hits: list[SearchHit] = field(default_factory=list)  # the passages the model is given (apps)
+    index: str = ""  # the app's index (the passages' links name it)
 
     def usage(self, text: str) -> dict[str, int]:
         """OpenAI's ``usage`` for the answer ``text``: the backend's own counts, else the local tokenizer's.
@@ -47,6 +50,11 @@ class PreparedAnswer:
         if (trace := current_trace()) is not None:
             trace.usage(prompt, completion)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def passages(self, text: str) -> list[dict[str, Any]]:
+        """Every passage the model was given, as a reference, marked ``cited`` where the answer ``text`` cites it."""
+        cited, _ = extract_citations(text, self.n_hits)
+        return [{**reference(i, hit, index=self.index), "cited": i in cited} for i, hit in enumerate(self.hits, 1)]
 
     def finish_reason(self, usage: dict[str, int]) -> str:
         """OpenAI's ``finish_reason``: "stop" at a stop sequence or the model's end, "length" at ``max_tokens``."""
@@ -89,7 +97,8 @@ def prepare_rag(
                 answer.stopped = answer.stopped or event.stopped
                 yield event
 
-    answer = PreparedAnswer(events, rag.generator, prompt_tokens, config.max_new_tokens, len(hits), reported)
+    answer = PreparedAnswer(events, rag.generator, prompt_tokens, config.max_new_tokens, len(hits), reported,
+                            hits=hits, index=rag.retriever.config.index)
     return answer
 
 

@@ -5,7 +5,7 @@ Endpoints (OpenAPI at ``/docs`` and ``/redoc``, served offline), one router each
 * ``GET /healthz`` (always open), ``GET /`` (playground page), ``GET /metrics`` (Prometheus; ``*`` key)
 * ``GET /v1/models``, ``GET /v1/apps``, ``GET /v1/apps/{app}``, ``GET /v1/indexes``
 * ``POST /v1/apps/{app}/completion``: ``{query, session_id?, stream?, top_k?, filters?}``
-* ``POST /v1/chat/completions`` and ``POST /v1/embeddings``: OpenAI-compatible
+* ``POST /v1/chat/completions``, ``POST /v1/completions`` (legacy) and ``POST /v1/embeddings``: OpenAI-compatible
 
 Each LLM is served by its catalogue endpoint (:mod:`domainrag.serving.backends`); keys
 (:mod:`domainrag.serving.auth`), sessions (:mod:`domainrag.serving.sessions`) and the bounded generation
@@ -23,7 +23,7 @@ from domainrag.serving.http_errors import install_error_handlers
 from domainrag.serving.limits import Limiter
 from domainrag.serving.metrics import Metrics
 from domainrag.serving.quotas import KeyQuotas
-from domainrag.serving.routes import apps, catalogue, meta, metrics, openai
+from domainrag.serving.routes import apps, catalogue, completions, meta, metrics, openai
 from domainrag.serving.routes.docs import install_docs
 from domainrag.serving.state import install_state
 from domainrag.serving.tracing import AccessLog, Observe, access_log_mode
@@ -64,7 +64,7 @@ def create_api(
     install_error_handlers(api)
     api.add_middleware(BodyLimit)  # oversized bodies get 413 before they are read (serving.budget)
     api.add_middleware(Observe, metrics=meters, access=access_log_mode(access_log))  # outermost: sees every answer
-    for router in (meta.router, catalogue.router, apps.router, openai.router, metrics.router):
+    for router in (meta.router, catalogue.router, apps.router, openai.router, completions.router, metrics.router):
         api.include_router(router)
     install_docs(api)
     return api

@@ -1,10 +1,11 @@
 """An app answer's references as OpenAI message ``annotations``, where OpenAI-compatible clients keep them.
 
 OpenAI's chat API puts sources in ``choices[0].message.annotations`` as ``url_citation`` objects, each with
-the span of the answer it supports; clients such as LangChain keep that field and drop unknown top-level
-ones (our ``references``, still sent for our own clients). Each ``[n]`` marker of a cited reference gets
-one annotation spanning the marker; an answer that cites nothing rests on every passage it was given, so
-each reference then spans the whole answer.
+the span of the answer it supports; OpenAI-compatible clients (the ``openai`` SDK) keep that field and may drop
+unknown top-level ones (our ``references``, still sent for our own clients). LangChain's ChatOpenAI drops both;
+it reads a non-streamed answer's annotations from a response header (see serving.routes.openai).
+Each ``[n]`` marker of a cited reference gets one annotation spanning the marker; an answer that cites
+nothing rests on every passage it was given, so each reference then spans the whole answer.
 """
 
 from __future__ import annotations

@@ -75,10 +75,11 @@ def source_url(hit: SearchHit, index: str) -> str:
 
 
 def reference(i: int, hit: SearchHit, excerpt_chars: int = 300, index: str = "") -> dict[str, Any]:
-    """What an answer cites, in the form a person can check: document, page and section where known, and a link."""
+    """What an answer cites, in the form a person can check: document, page and section where known, a link, and
+    the full passage (``text``) besides its ``excerpt``."""
     ref = {"citation": i, "chunk_id": hit.chunk_id, "document": hit.doc_id, "title": hit.title,
            "score": round(hit.score, 6), "ranks": hit.ranks, "excerpt": hit.text[:excerpt_chars],
-           "url": source_url(hit, index)}
+           "text": hit.text, "url": source_url(hit, index)}
     for key in ("page", "section"):
         if hit.metadata.get(key) is not None:
             ref[key] = hit.metadata[key]

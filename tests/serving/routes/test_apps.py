@@ -27,8 +27,14 @@ def test_completion_stream_is_tokens_then_references_then_done(client: TestClien
     assert set(types[:-1]) == {"token"} and len(types) >= 2
     refs = events[-1]["references"]
     assert refs and refs[0]["document"].endswith(".md")
-    assert set(refs[0]) >= {"citation", "document", "chunk_id", "score", "excerpt"}
+    assert set(refs[0]) >= {"citation", "document", "chunk_id", "score", "excerpt", "text"}
     assert events[-1]["session_id"] == resp.headers["x-session-id"]
+    # every passage the model was given (top_k 3), in full, numbered as in the prompt, cited ones marked
+    passages = events[-1]["passages"]
+    assert [p["citation"] for p in passages] == [1, 2, 3] and all(p["text"] for p in passages)
+    answer = "".join(e["text"] for e in events if e["type"] == "token")
+    assert [p["cited"] for p in passages] == [f"[{p['citation']}]" in answer for p in passages]
+    assert events[-1]["finish_reason"] in ("stop", "length")
 
 
 def test_completion_json_and_session_follow_up(
@@ -68,11 +74,13 @@ def test_not_found_answer_skips_the_model(
     monkeypatch.setattr(generator, "stream", boom)
     resp = client.post("/v1/apps/strict/completion", json={"query": "How long is the CTL-400 warranty?"})
     assert resp.status_code == 200, resp.text
-    assert resp.json()["answer"] == NOT_FOUND_ANSWER and resp.json()["references"] == []
+    assert resp.json()["answer"] == NOT_FOUND_ANSWER and resp.json()["references"] == resp.json()["passages"] == []
+    assert resp.json()["finish_reason"] == "stop"
     streamed = client.post("/v1/apps/strict/completion", json={"query": "warranty?", "stream": True})
     events = [json.loads(d) for d in sse_payloads(streamed.text)[:-1]]
     assert events == [{"type": "token", "text": NOT_FOUND_ANSWER},
-                      {"type": "references", "references": [], "session_id": events[-1]["session_id"]}]
+                      {"type": "references", "references": [], "passages": [], "finish_reason": "stop",
+                       "session_id": events[-1]["session_id"]}]
 
 
 def test_injected_document_stays_inside_the_context_block(client: TestClient, spy_generator, injection) -> None:

@@ -2,7 +2,8 @@
 
 Chat: ``model`` is an LLM (plain chat) or ``app:<name>`` (RAG: the last user message is the question,
 earlier ones are history; the cited sources are the message's ``annotations``, OpenAI's ``url_citation``
-objects, and ride along in full in an extra ``references`` field). A client's system
+objects, and ride along in full in an extra ``references`` field; LangChain, which drops both, reads them from
+the ``X-Domainrag-Citations`` header of a non-streamed answer). A client's system
 messages are dropped for apps: the app's grounding prompt is never replaced. Embeddings: ``model`` is a
 registered or base embedding model (or one an index uses), ``input`` a string or a list of strings;
 ``encoding_format`` float or base64.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,24 +35,38 @@ from domainrag.serving.generator import GenerationConfig
 from domainrag.serving.http_errors import ApiError
 from domainrag.serving.keys import ApiKey
 from domainrag.serving.limits import GenerationSlot, SlotDep
-from domainrag.serving.schemas import APP_MODEL_PREFIX, ChatRequest, EmbeddingRequest
+from domainrag.serving.schemas import (
+    APP_MODEL_PREFIX,
+    GENERATION_ERRORS,
+    ChatCompletion,
+    ChatRequest,
+    EmbeddingRequest,
+)
 from domainrag.serving.sessions import SessionStore
 from domainrag.serving.state import AppsDep, SessionsDep, WorkspaceDep
 from domainrag.serving.streaming import SSE_HEADERS, Streamed, collect, sse, sse_tokens
 
 DEFAULT_CHAT_MAX_TOKENS = 256
+CITATIONS_HEADER = "X-Domainrag-Citations"
+"""Response header of a non-streamed app answer: its ``annotations`` as JSON (for clients that drop them)."""
+MAX_CITATIONS_HEADER = 8192
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"])
 
 
 @dataclasses.dataclass
-class _Chat:
+class PreparedChat:
     """A chat request made ready: its answer, and the app session it continues (apps only)."""
 
     answer: PreparedAnswer
     question: str = ""
     session_id: str | None = None
     is_app: bool = False
+
+    def finish_reason(self, got: Streamed, usage: dict[str, int]) -> str:
+        """"length" when cut at ``max_tokens`` or the generation deadline, else "stop"."""
+        return "length" if got.cut else self.answer.finish_reason(usage)
 
 
 def _sampling(body: ChatRequest, config: GenerationConfig) -> GenerationConfig:
@@ -60,7 +77,7 @@ def _sampling(body: ChatRequest, config: GenerationConfig) -> GenerationConfig:
 
 
 async def _app_chat(body: ChatRequest, app: str, key: ApiKey | None, apps: AppCache, sessions: SessionStore,
-                    slot: GenerationSlot) -> _Chat:
+                    slot: GenerationSlot) -> PreparedChat:
     check_app(key, app)
     rag = await run_in_threadpool(apps.get, app)
     *earlier, last = body.messages
@@ -81,10 +98,10 @@ async def _app_chat(body: ChatRequest, app: str, key: ApiKey | None, apps: AppCa
         session_id = await run_in_threadpool(sessions.open, body.session_id, app, key.id if key else "")
         history = await run_in_threadpool(sessions.history, session_id) + history
     answer = await run_in_threadpool(prepare_rag, rag, last.text(), history, body.top_k, body.filters, config)
-    return _Chat(answer, last.text(), session_id, is_app=True)
+    return PreparedChat(answer, last.text(), session_id, is_app=True)
 
 
-async def _plain_chat(body: ChatRequest, key: ApiKey | None, apps: AppCache, slot: GenerationSlot) -> _Chat:
+async def _plain_chat(body: ChatRequest, key: ApiKey | None, apps: AppCache, slot: GenerationSlot) -> PreparedChat:
     check_models(key)
     generator = await run_in_threadpool(apps.model, body.model)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
@@ -96,21 +113,39 @@ async def _plain_chat(body: ChatRequest, key: ApiKey | None, apps: AppCache, slo
         temperature=GenerationConfig.temperature if body.temperature is None else body.temperature,
         top_p=body.top_p or GenerationConfig.top_p, max_new_tokens=requested or DEFAULT_CHAT_MAX_TOKENS))
     await slot.acquire()
-    return _Chat(await run_in_threadpool(prepare_plain, generator, messages, config))
+    return PreparedChat(await run_in_threadpool(prepare_plain, generator, messages, config))
+
+
+async def prepare_chat(body: ChatRequest, key: ApiKey | None, apps: AppCache, sessions: SessionStore,
+                       slot: GenerationSlot) -> PreparedChat:
+    """Check a chat request (or a legacy completion made one) and make its answer ready to stream."""
+    body.check_supported()
+    check_input_chars([m.text() for m in body.messages])
+    if body.model.startswith(APP_MODEL_PREFIX):
+        return await _app_chat(body, body.model[len(APP_MODEL_PREFIX):], key, apps, sessions, slot)
+    return await _plain_chat(body, key, apps, slot)
+
+
+def citations_header(annotations: list[dict[str, Any]]) -> dict[str, str]:
+    """The annotations again as an ASCII JSON header: LangChain's ChatOpenAI drops message annotations and extra
+    fields but keeps response headers (``include_response_headers=True``) in ``response_metadata["headers"]``."""
+    value = json.dumps(annotations, ensure_ascii=True, separators=(",", ":"))
+    if len(value) > MAX_CITATIONS_HEADER:  # HTTP clients refuse oversized header blocks (h11: 16 KiB in all)
+        log.warning("citations header left out: %d bytes (limit %d)", len(value), MAX_CITATIONS_HEADER)
+        return {}
+    return {CITATIONS_HEADER: value}
 
 
 @router.post("/v1/chat/completions", responses={
-    200: {"content": {"text/event-stream": {}}, "description": "chat.completion, or chunks when stream=true"}})
+    200: {"model": ChatCompletion, "content": {"text/event-stream": {}},
+          "description": "a chat.completion, or with stream=true server-sent chat.completion.chunk events and "
+                         f"[DONE]; an app's non-streamed answer also sends its annotations in {CITATIONS_HEADER}"},
+    **GENERATION_ERRORS})
 async def chat_completions(
     body: ChatRequest, request: Request, key: KeyDep, apps: AppsDep, sessions: SessionsDep, slot: SlotDep,
 ) -> Response:
     """OpenAI chat completions; `model` is an LLM or `app:<name>` (answers grounded in the app's index)."""
-    body.check_supported()
-    check_input_chars([m.text() for m in body.messages])
-    if body.model.startswith(APP_MODEL_PREFIX):
-        chat = await _app_chat(body, body.model[len(APP_MODEL_PREFIX):], key, apps, sessions, slot)
-    else:
-        chat = await _plain_chat(body, key, apps, slot)
+    chat = await prepare_chat(body, key, apps, sessions, slot)
     answer = chat.answer
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     extra: dict[str, Any] = {"session_id": chat.session_id} if chat.session_id else {}
@@ -129,18 +164,20 @@ async def chat_completions(
             return Response(status_code=499)
         text, refs = got.text, got.references
         message: dict[str, Any] = {"role": "assistant", "content": text}
+        headers: dict[str, str] = {}
         if refs is not None:
             text = strip_invalid_citations(text, answer.n_hits)
             message.update(content=text, annotations=url_citations(text, refs))
             extra["references"] = refs
+            headers = citations_header(message["annotations"])
         await remember(text)
         usage = await run_in_threadpool(answer.usage, text)
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": "length" if got.cut else answer.finish_reason(usage)}],
+                         "finish_reason": chat.finish_reason(got, usage)}],
             "usage": usage, **extra,
-        })
+        }, headers=headers)
 
     async def events() -> AsyncIterator[str]:
         got = Streamed()
@@ -156,7 +193,7 @@ async def chat_completions(
             extra["references"] = refs
         await remember(strip_invalid_citations(text, answer.n_hits) if refs is not None else text)
         usage = await run_in_threadpool(answer.usage, text)
-        yield chunk(last, "length" if got.cut else answer.finish_reason(usage), **extra)
+        yield chunk(last, chat.finish_reason(got, usage), **extra)
         if body.stream_options and body.stream_options.include_usage:
             yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
                        "choices": [], "usage": usage})
@@ -173,7 +210,7 @@ def _embed(embedder: Any, texts: list[str]) -> tuple[np.ndarray, int]:
     return embedder.encode(texts), sum(len(t) for t in tokens)
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", responses=GENERATION_ERRORS)
 async def embeddings(body: EmbeddingRequest, ws: WorkspaceDep, key: KeyDep, slot: SlotDep) -> dict[str, Any]:
     """OpenAI embeddings with a registered or base embedding model (app keys: their index's model only)."""
     texts = body.texts()
