@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from domainrag.cli._context import command_app, console, print_table, ws
+from domainrag.cli._context import JsonFlag, command_app, console, print_rows, ws
 
 app = command_app("key", "API keys for 'domainrag serve' (one app per key, or '*').")
 
@@ -26,14 +26,14 @@ def key_create(
 
 
 @app.command("list")
-def key_list() -> None:
+def key_list(as_json: JsonFlag = False) -> None:
     """Keys with their app and status (never the key itself)."""
     from domainrag.serving.keys import list_keys
 
     rows = list_keys(ws())
     for r in rows:
         r["status"] = "revoked" if r.get("revoked_at") else "active"
-    print_table(rows, ["name", "app", "status", "note", "created_at", "revoked_at"], "API keys")
+    print_rows(rows, ["name", "app", "status", "note", "created_at", "revoked_at"], "API keys", as_json)
 
 
 @app.command("revoke")
