@@ -151,8 +151,11 @@ def print_rich(renderable: Any) -> None:
     if console.is_terminal:
         console.print(renderable)
     else:
+        # console.print never renders wider than the console (80 columns in a pipe), so render the lines
+        # at the table's natural width and write them as plain text.
         width = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
-        console.print(renderable, width=max(width, 20), crop=False)
+        lines = console.render_lines(renderable, console.options.update_width(max(width, 20)), pad=False)
+        console.out("\n".join("".join(seg.text for seg in line).rstrip() for line in lines), highlight=False)
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
