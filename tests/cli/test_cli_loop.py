@@ -85,7 +85,8 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
     short = json.loads(run(["app", "invoke", "A", "--query", "How long is the warranty?", "--json",
                             "--max-tokens", "2", "--temperature", "0"], home).stdout)
     assert 0 < len(short["answer"].split()) <= 2 < len(res["answer"].split())  # this call only:
-    assert json.loads(run(["app", "show", "A", "--json"], home).stdout)["generation"]["max_new_tokens"] != 2  # stored stays
+    stored = json.loads(run(["app", "show", "A", "--json"], home).stdout)
+    assert stored["generation"]["max_new_tokens"] != 2  # the stored default stays
 
 
 def test_dimension_mismatch_refused_at_index_create(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_an_unloadable_embedding_model_is_one_clear_error_and_nothing_is_recorde
     for model in ("nope-model", str(empty)):
         out = CliRunner().invoke(cli_for(ws), ["index", "create", "bad", "--embedding-model", model])
         assert out.exit_code == 1, out.output  # a failed operation, not a usage error
+        assert out.output.startswith(f"loading embedding model {model} ...\n")  # said before the slow load
         errors = [line for line in out.output.splitlines() if line.startswith("error:")]
         assert errors == [errors[0]] and f"cannot load embedding model '{model}'" in errors[0]
         assert "hint:" in out.output and "Traceback" not in out.output and len(out.output.splitlines()) <= 4

@@ -69,7 +69,8 @@ def test_exit_status_per_group(ws: Workspace, cli_for) -> None:
     runner = CliRunner()
     not_found = [["app", "show", "ghost"], ["app", "invoke", "ghost", "--query", "q"], ["index", "stats", "ghost"],
                  ["job", "show", "ghost"], ["job", "logs", "ghost"], ["model", "show", "ghost"],
-                 ["key", "create", "--app", "ghost"], ["eval", "answers", "--app", "ghost", "--dataset", "/ghost.jsonl"],
+                 ["key", "create", "--app", "ghost"],
+                 ["eval", "answers", "--app", "ghost", "--dataset", "/ghost.jsonl"],
                  ["ingest", "--index", "ghost", "/nope"], ["dataset", "upload", "/ghost", "--name", "d"]]
     for args in not_found:
         res = runner.invoke(cli_for(ws), args)
