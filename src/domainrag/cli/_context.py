@@ -123,18 +123,6 @@ def local_time(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def duration(seconds: float | None) -> str:
-    """Seconds as a duration: 42s, 1m 23s, 2h 05m."""
-    if seconds is None:
-        return "-"
-    s = round(seconds)
-    if s < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

@@ -17,7 +17,6 @@ from domainrag.cli._context import (
     Waiting,
     command_app,
     console,
-    duration,
     err_console,
     local_time,
     print_json,
@@ -26,6 +25,7 @@ from domainrag.cli._context import (
     ws,
 )
 from domainrag.errors import DomainRagError
+from domainrag.evaluation.display import format_duration as duration
 
 if TYPE_CHECKING:
     from domainrag.training.launch import LaunchConfig
