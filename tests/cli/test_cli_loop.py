@@ -41,7 +41,8 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
     assert out.returncode == 3  # done, but not everything went in: never a silent 0
     assert "2 documents → 2 chunks: 2 written" in out.stdout
     assert "broken.jsonl:1" in out.stderr and "scan.pdf" in out.stderr  # each skip is named, the rest continues
-    assert "ingest → kb: 2/2 (100%)" in out.stdout  # progress lines when stdout is not a terminal
+    assert out.stdout.startswith("ingest → kb: loading the embedding model")  # said before the model loads
+    assert "ingest → kb: embedding chunks: 2/2 (100%)" in out.stdout  # progress lines when stdout is not a terminal
     assert "4 files: 2 ingested, 0 ingested with warnings, 2 skipped" in out.stdout  # counts add up
     strict = run(["ingest", "--index", "kb", str(docs), "--strict"], home, check=False)
     assert strict.returncode == 1 and "nothing was written" in strict.stderr

@@ -58,7 +58,7 @@ def test_every_option_and_argument_has_a_description() -> None:
             if not text.strip():
                 missing.append(f"{' '.join(path)} {param.opts[0]}")
             assert "``" not in text and "`" not in text, (path, param.name, text)
-        assert "``" not in (cmd.help or ""), path
+        assert "`" not in (cmd.help or ""), path  # quotes, not reST or Markdown code marks
     assert not missing, missing
 
 

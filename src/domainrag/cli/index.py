@@ -45,7 +45,7 @@ def index_create(
 
 @app.command("list")
 def index_list(as_json: JsonFlag = False) -> None:
-    """Indexes with their embedding model, store and size (counted in the store, as `index stats` does)."""
+    """Indexes with their embedding model, store and size (counted in the store, as 'index stats' does)."""
     rows = ws().catalog.list("index")
     for r in rows:
         r["store_type"] = r["store"]["type"]

@@ -77,7 +77,7 @@ def draw(chart: BarChart) -> Any:
                 ax.bar(x, top - bottom, width, bottom=bottom, fill=False, hatch="//", edgecolor=color, linewidth=0.5,
                        gid=NOT_MEASURED)
                 ax.text(x, bottom + (top - bottom) / 2, NOT_MEASURED, rotation=90, ha="center", va="center",
-                        fontsize=7, color="0.35")
+                        fontsize=7, color="0.3", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     ax.set_xticks(range(len(chart.metrics)), chart.metrics, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(bottom, top)
     ax.set_ylabel(chart.ylabel, fontsize=8)
