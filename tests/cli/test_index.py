@@ -38,7 +38,7 @@ def test_index_search_shows_where_each_hit_comes_from(ws, cli_for, docs) -> None
     out = CliRunner().invoke(cli_for(ws), ["index", "search", "kb", "--query", "DP-220 pump flow litres",
                                            "--top-k", "3", "--json"])
     assert out.exit_code == 0, out.output
-    hits = json.loads(out.output)
+    hits = json.loads(out.stdout)  # progress lines go to stderr
     mine = [h for h in hits if h["document"] == "report.pdf"]
     assert {(h["page"], h["section"], h["kind"]) for h in mine} == {(3, "Report > Pumps", "text"),
                                                                    (4, "Report > Pumps", "table")}

@@ -46,10 +46,10 @@ def test_list_and_show_json_are_the_records(ws: Workspace, cli_for) -> None:
     runner = CliRunner()
     listed = runner.invoke(cli_for(ws), ["app", "list", "--json"])
     assert listed.exit_code == 0, listed.output
-    rows = json.loads(listed.output)
+    rows = json.loads(listed.stdout)
     assert [r["name"] for r in rows] == [LONG] and rows[0]["retrieval"] == {"index": "kb", "top_k": 3}
     shown = runner.invoke(cli_for(ws), ["app", "show", LONG, "--json"])
-    assert json.loads(shown.output)["model"] == "smollm2-135m-instruct"
+    assert json.loads(shown.stdout)["model"] == "smollm2-135m-instruct"
     readable = runner.invoke(cli_for(ws), ["app", "show", LONG])
     assert readable.exit_code == 0 and "smollm2-135m-instruct" in readable.output
     assert not readable.output.lstrip().startswith("{")  # a table by default, JSON only when asked

@@ -95,8 +95,9 @@ def index_search(
     if mode not in ("dense", "bm25", "hybrid"):
         raise OptionError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
     config = RetrievalConfig(index=name, mode=mode, top_k=top_k, rerank_model=rerank_model)
-    reranker = ws().reranker(rerank_model) if rerank_model else None
-    hits = Retriever(ws().store(name), ws().index_embedder(name), config, reranker=reranker).run(query)
+    with Waiting(f"loading the models of index {name} and searching"):
+        reranker = ws().reranker(rerank_model) if rerank_model else None
+        hits = Retriever(ws().store(name), ws().index_embedder(name), config, reranker=reranker).run(query)
     rows = [{"rank": i, "document": h.doc_id, "page": h.metadata.get("page"), "section": h.metadata.get("section"),
              "kind": h.metadata.get("kind", "text"), "score": round(h.score, 4),
              "scores": {k: round(v, 4) for k, v in h.scores.items()}, "ranks": h.ranks, "chunk_id": h.chunk_id,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from domainrag.cli._context import JsonFlag, command_app, console, load_json, print_record, print_rows, ws
+from domainrag.cli._context import JsonFlag, Waiting, command_app, console, load_json, print_record, print_rows, ws
 
 app = command_app("model", "Registered models (versioned artifacts in the lake).")
 
@@ -30,10 +30,11 @@ def model_create(
     """Register a model from a job's artifact or a local folder (CreateModel)."""
     from domainrag.serving.models import create_model
 
-    record = create_model(
-        ws(), name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model,
-        new_version=new_version, endpoint=load_json(endpoint, "--endpoint") if endpoint else None,
-    )
+    with Waiting(f"registering model {name} (copying and hashing its weights)"):
+        record = create_model(
+            ws(), name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model,
+            new_version=new_version, endpoint=load_json(endpoint, "--endpoint") if endpoint else None,
+        )
     where = record.get("uri") or json.dumps(record.get("endpoint"))
     console.print(f"model [bold]{name}[/] v{record['version']} ({record['kind']}) at {where}")
 
@@ -68,7 +69,8 @@ def model_deploy(
     """
     from domainrag.serving.backends import deploy_model, endpoint_for
 
-    deploy_model(ws(), name, endpoint)
+    with Waiting(f"checking the endpoint of {name}"):
+        deploy_model(ws(), name, endpoint)
     console.print(f"model [bold]{name}[/] → {_describe(endpoint_for(ws(), name))}")
 
 
