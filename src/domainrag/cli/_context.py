@@ -64,13 +64,18 @@ def report_error(exc: DomainRagError | ValidationError) -> int:
 
 class CliGroup(TyperGroup):
     """The root command group: a DomainRagError or pydantic ValidationError raised by any command is printed
-    by report_error and becomes its exit status, so the CLI (and typer's CliRunner) never shows a traceback."""
+    by report_error and becomes its exit status, so the CLI (and typer's CliRunner) never shows a traceback.
+    An OSError that no layer turned into a DomainRagError (a file, a disk, a model library's loader) is
+    printed as one line too, exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (DomainRagError, ValidationError) as exc:
             raise typer.Exit(report_error(exc)) from exc
+        except OSError as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise typer.Exit(report_error(DomainRagError(f"{type(exc).__name__}: {first}"))) from exc
 
 
 def command_app(name: str | None = None, help: str | None = None) -> typer.Typer:
