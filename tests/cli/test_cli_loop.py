@@ -41,25 +41,26 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
     assert out.returncode == 3  # done, but not everything went in: never a silent 0
     assert "2 documents → 2 chunks: 2 written" in out.stdout
     assert "broken.jsonl:1" in out.stderr and "scan.pdf" in out.stderr  # each skip is named, the rest continues
-    assert "ingest → kb: 2/2 (100%)" in out.stdout  # progress lines when stdout is not a terminal
+    assert out.stdout.startswith("ingest → kb: loading the embedding model")  # said before the model loads
+    assert "ingest → kb: embedding chunks: 2/2 (100%)" in out.stdout  # progress lines when stdout is not a terminal
     assert "4 files: 2 ingested, 0 ingested with warnings, 2 skipped" in out.stdout  # counts add up
     strict = run(["ingest", "--index", "kb", str(docs), "--strict"], home, check=False)
-    assert strict.returncode == 2 and "nothing was written" in strict.stderr
+    assert strict.returncode == 1 and "nothing was written" in strict.stderr
     nothing = run(["ingest", "--index", "kb", str(only_unsupported)], home, check=False)
-    assert nothing.returncode == 2 and "photo.png" in nothing.stderr and "Traceback" not in nothing.stderr
-    stats = json.loads(run(["index", "stats", "kb"], home).stdout)
+    assert nothing.returncode == 1 and "photo.png" in nothing.stderr and "Traceback" not in nothing.stderr
+    stats = json.loads(run(["index", "stats", "kb", "--json"], home).stdout)
     assert stats["chunks"] == 2 and stats["dimension"] == 384
 
     bad = run(
         ["app", "create", "--name", "A", "--model", "no-such-llm", "--retrieval", '{"index": "kb"}'], home, check=False
     )
-    assert bad.returncode == 2 and "no-such-llm" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and "no-such-llm" in bad.stderr and "Traceback" not in bad.stderr
     bad = run(
         ["app", "create", "--name", "A", "--model", "smollm2-135m-instruct", "--retrieval", '{"index": "nope"}'],
         home,
         check=False,
     )
-    assert bad.returncode == 2 and "index 'nope' not found" in bad.stderr
+    assert bad.returncode == 1 and "index 'nope' not found" in bad.stderr
 
     run(
         [
@@ -76,7 +77,7 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
         ],
         home,
     )
-    shown = json.loads(run(["app", "show", "A"], home).stdout)
+    shown = json.loads(run(["app", "show", "A", "--json"], home).stdout)
     assert shown["generation"]["temperature"] == 0.1
     assert "ONLY from the numbered context" in shown["generation"]["system_prompt"]
     res = json.loads(run(["app", "invoke", "A", "--query", "How long is the warranty?", "--json"], home).stdout)
@@ -85,7 +86,8 @@ def test_index_ingest_app_invoke(tmp_path: Path) -> None:
     short = json.loads(run(["app", "invoke", "A", "--query", "How long is the warranty?", "--json",
                             "--max-tokens", "2", "--temperature", "0"], home).stdout)
     assert 0 < len(short["answer"].split()) <= 2 < len(res["answer"].split())  # this call only:
-    assert json.loads(run(["app", "show", "A"], home).stdout)["generation"]["max_new_tokens"] != 2  # stored stays
+    stored = json.loads(run(["app", "show", "A", "--json"], home).stdout)
+    assert stored["generation"]["max_new_tokens"] != 2  # the stored default stays
 
 
 def test_dimension_mismatch_refused_at_index_create(tmp_path: Path) -> None:
@@ -97,5 +99,5 @@ def test_dimension_mismatch_refused_at_index_create(tmp_path: Path) -> None:
     home.mkdir()
     EmbeddedStore("kb", EmbeddedStoreConfig(), str(home / "indexes")).create(768)
     bad = run(["index", "create", "kb", "--embedding-model", "all-minilm-l6-v2"], home, check=False)
-    assert bad.returncode == 2
+    assert bad.returncode == 1
     assert "768" in bad.stderr and "384" in bad.stderr

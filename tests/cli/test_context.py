@@ -49,3 +49,32 @@ def test_load_json_names_the_option() -> None:
         _context.load_json("{a", "--retrieval")
     assert _context.store_option("embedded") == "embedded"
     assert _context.store_option(' {"type": "opensearch"}') == {"type": "opensearch"}
+
+
+def test_cli_group_prints_errors_with_their_exit_status() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    cli = typer.Typer(cls=_context.CliGroup)
+
+    @cli.command("fail")
+    def fail(kind: str) -> None:
+        if kind == "option":
+            raise _context.OptionError("--x [a] is not valid", hint="use --x b")
+        if kind == "os":
+            raise FileNotFoundError("[Errno 2] No such file: 'weights.bin'\nlong library detail")
+        raise DomainRagError("index 'kb' [embedded] not found")
+
+    @cli.command("ok")
+    def ok() -> None:
+        pass
+
+    runner = CliRunner()
+    usage = runner.invoke(cli, ["fail", "option"])
+    assert usage.exit_code == 2 and usage.output == "error: --x [a] is not valid\nhint: use --x b\n"  # [a] kept
+    failed = runner.invoke(cli, ["fail", "other"])
+    assert failed.exit_code == 1 and failed.output == "error: index 'kb' [embedded] not found\n"
+    oserror = runner.invoke(cli, ["fail", "os"])
+    assert oserror.exit_code == 1
+    assert oserror.output == "error: FileNotFoundError: [Errno 2] No such file: 'weights.bin'\n"  # one line
+    assert runner.invoke(cli, ["nope"]).exit_code == 2  # click's own usage error

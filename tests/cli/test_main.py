@@ -44,6 +44,24 @@ def test_help_is_plain_text() -> None:
     assert "MODE[:EMBEDDING_MODEL][@INDEX]" in config_help  # square brackets are not eaten as markup
 
 
+def test_every_option_and_argument_has_a_description() -> None:
+    """Walk the click command tree: each parameter of each command says what it is for, in plain text."""
+    tree = typer.main.get_command(main.app)  # type: ignore[arg-type]
+    missing = []
+    for path in [(), *_commands(tree)]:
+        cmd: Any = tree
+        for name in path:
+            cmd = cmd.commands[name]
+        assert (cmd.help or "").strip(), path
+        for param in cmd.params:
+            text = getattr(param, "help", None) or ""
+            if not text.strip():
+                missing.append(f"{' '.join(path)} {param.opts[0]}")
+            assert "``" not in text and "`" not in text, (path, param.name, text)
+        assert "`" not in (cmd.help or ""), path  # quotes, not reST or Markdown code marks
+    assert not missing, missing
+
+
 def test_user_error_exits_2_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(sys, "argv", ["domainrag", "-w", str(tmp_path / "ws"), "app", "create", "--name", "a",

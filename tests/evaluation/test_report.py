@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from domainrag.evaluation.charts import NOT_MEASURED, chart_data, draw
+from domainrag.evaluation.display import format_duration, plain
 from domainrag.evaluation.report import render_html, write_report
 from domainrag.evaluation.result import new_result
 
@@ -74,6 +76,40 @@ def test_answers_report_renders(tmp_path: Path) -> None:
     assert "Does the context support the statement? Answer yes or no." in page  # the judge prompt is stored
     assert "strict fact checker" in page  # and its system message
     assert len(p.tags["img"]) == 1
+
+
+def test_chart_axis_starts_near_the_data_and_not_measured_is_not_zero() -> None:
+    runs = [{"label": "bm25", "metrics": {"ndcg@10": 0.92, "recall@5": 0.95, "mrr@10": None}},
+            {"label": "dense", "metrics": {"ndcg@10": 0.97, "recall@5": 0.99, "mrr@10": 0.0}}]
+    chart = chart_data(runs, ["ndcg@10", "recall@5", "mrr@10"], "retrieval")
+    assert chart.values == [[0.92, 0.95, None], [0.97, 0.99, 0.0]]  # not measured stays None, a measured 0 stays 0
+    close = chart_data(runs[:1], ["ndcg@10", "recall@5"], "retrieval")
+    assert close.ylim[0] == 0.9 and 0.95 < close.ylim[1] <= 1.0  # 0.92 vs 0.95 is visible
+    assert "starts at 0.90" in close.ylabel
+    assert chart.ylim[0] == 0.0 and chart.ylabel == "score"  # a 0 among the values: the axis starts at 0
+    fig = draw(chart)
+    ax = fig.axes[0]
+    hatched = [p for p in ax.patches if p.get_gid() == NOT_MEASURED]
+    assert len(hatched) == 1 and hatched[0].get_hatch() == "//" and not hatched[0].get_fill()
+    assert [t.get_text() for t in ax.texts].count(NOT_MEASURED) == 1
+    value_labels = [t.get_text() for t in ax.texts if t.get_text() != NOT_MEASURED]
+    assert sorted(value_labels) == ["0.00", "0.92", "0.95", "0.97", "0.99"]  # the 0 is labelled as a value
+    assert ax.get_xlabel() == "metric" and ax.get_ylabel() == "score"
+
+
+def test_durations_and_names_read_as_words(tmp_path: Path) -> None:
+    assert [format_duration(s) for s in (0.42, 42.4, 83, 3725, None)] == ["0.4s", "42s", "1m 23s", "1h 02m", "-"]
+    assert plain({"source": "base model", "kind": "embedding", "x": None}) == "source: base model, kind: embedding"
+    result = _retrieval_result(tmp_path)
+    result["metadata"]["elapsed_s"] = 83.2
+    result["metadata"]["models"] = {"all-minilm-l6-v2": {"name": "all-minilm-l6-v2", "source": "base model",
+                                                         "kind": "embedding", "description": "MiniLM, 384-d"}}
+    result["retrieval"]["runs"][0]["seconds"] = 95.0
+    page = render_html(result)
+    assert "1m 23s" in page and "1m 35s" in page and "<th>duration</th>" in page and "elapsed_s" not in page
+    assert "<td>all-minilm-l6-v2</td><td>base model</td><td>embedding</td>" in page
+    assert "description: MiniLM, 384-d" in page
+    assert "&quot;" not in page and '{"' not in page  # no JSON quoting anywhere in the report
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="`which chromium` finds no headless Chromium")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from domainrag.data.raft import write_chat_jsonl
 from domainrag.training.spec import EmbeddingJobSpec, SFTJobSpec
-from domainrag.training.worker import plot_metrics, write_model_card
+from domainrag.training.worker import metric_series, metrics_figure, plot_metrics, write_model_card
 
 
 def test_model_card_says_why_training_stopped(tmp_path: Path) -> None:
@@ -76,3 +76,25 @@ def test_model_card_of_a_local_base_and_a_local_dataset_names_files_only(tmp_pat
     assert "base_model" not in meta and "license" not in meta  # no hub id for a local folder
     assert meta["library_name"] == "sentence-transformers" and meta["datasets"] == ["pairs.jsonl"]
     assert str(tmp_path) not in readme + (tmp_path / "model_card.json").read_text()
+
+
+def test_loss_plot_has_every_eval_step_labelled_axes_and_metrics_apart() -> None:
+    rows = [{"step": s, "loss": 3.0 - s / 40, "learning_rate": 1e-4, "grad_norm": 1.0} for s in range(1, 61)]
+    rows += [{"step": s, "eval_loss": 3.0 - s / 50} for s in (0, 20, 40, 60)]
+    rows += [{"step": 60, "eval_loss": 1.75}]  # the best adapter restored at the end: that step's last value
+    rows += [{"step": s, "eval_ndcg@10": 0.5 + s / 200, "eval_runtime": 12.0, "epoch": 1.0} for s in (20, 40)]
+    rows += [{"step": 60, "train_loss": 2.2, "train_runtime": 80.0}]  # the trainer's summary
+    losses, metrics = metric_series(rows)
+    assert set(losses) == {"loss", "eval_loss"} and len(losses["loss"]) == 60
+    assert losses["eval_loss"] == [(0, 3.0), (20, 2.6), (40, 2.2), (60, 1.75)]  # every evaluation, in step order
+    assert metrics == {"eval_ndcg@10": [(20, 0.6), (40, 0.7)]}  # runtimes, epochs and rates are not metrics
+    fig = metrics_figure(losses, metrics, "job")
+    loss_ax, metric_ax = fig.axes
+    assert (loss_ax.get_ylabel(), metric_ax.get_ylabel(), metric_ax.get_xlabel()) == ("loss", "held-out metric",
+                                                                                      "training step")
+    lines = {line.get_label(): line for line in loss_ax.get_lines()}
+    assert list(lines["eval_loss"].get_xdata()) == [0, 20, 40, 60] and lines["eval_loss"].get_marker() == "o"
+    assert lines["loss"].get_marker() in ("None", None, "")  # 60 training steps: a line, no markers
+    assert [line.get_label() for line in metric_ax.get_lines()] == ["eval_ndcg@10"]
+    only_loss = metrics_figure({"loss": [(1, 2.0), (2, 1.0)]}, {}, "job")
+    assert len(only_loss.axes) == 1 and only_loss.axes[0].get_xlabel() == "training step"

@@ -7,14 +7,25 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from domainrag.cli._context import command_app, console, load_json, print_json, print_table, ws
+from domainrag.cli._context import (
+    JsonFlag,
+    Waiting,
+    command_app,
+    console,
+    load_json,
+    print_json,
+    print_record,
+    print_rich,
+    print_rows,
+    ws,
+)
 
 app = command_app("app", "RAG applications.")
 
 
 @app.command("create")
 def app_create(
-    name: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option(help="app name (what 'app invoke' and API keys refer to)")],
     model: Annotated[str, typer.Option(help="registered LLM or base model")],
     retrieval: Annotated[
         str, typer.Option(help='JSON, e.g. {"vector_store": "embedded", "index": "rag_vectors", "top_k": 5}')
@@ -43,24 +54,22 @@ def app_create(
 
 
 @app.command("list")
-def app_list() -> None:
+def app_list(as_json: JsonFlag = False) -> None:
     """Apps with their model and index."""
     rows = ws().catalog.list("app")
-    for r in rows:
-        r["index"] = r["retrieval"]["index"]
-        r["top_k"] = r["retrieval"]["top_k"]
-    print_table(rows, ["name", "model", "index", "top_k", "created_at"], "apps")
+    table = [{**r, "index": r["retrieval"]["index"], "top_k": r["retrieval"]["top_k"]} for r in rows]
+    print_rows(rows if as_json else table, ["name", "model", "index", "top_k", "created_at"], "apps", as_json)
 
 
 @app.command("show")
-def app_show(name: str) -> None:
-    """An app's record as JSON."""
-    print_json(ws().catalog.require("app", name))
+def app_show(name: Annotated[str, typer.Argument(help="app name")], as_json: JsonFlag = False) -> None:
+    """An app's settings: model, retrieval and generation."""
+    print_record(ws().catalog.require("app", name), f"app {name}", as_json)
 
 
 @app.command("invoke")
 def app_invoke(
-    name: str,
+    name: Annotated[str, typer.Argument(help="app to ask")],
     query: Annotated[str, typer.Option(help="the question")],
     stream: Annotated[bool, typer.Option(help="print tokens as they are generated")] = True,
     top_k: Annotated[int | None, typer.Option(min=1, max=100, help="passages to retrieve (default: the app's)")] = None,
@@ -73,23 +82,34 @@ def app_invoke(
     """Ask an app a question (InvokeApplication --stream)."""
     from domainrag.serving.apps import load_app
 
-    rag = load_app(ws(), name)
-    overrides = {k: v for k, v in (("max_new_tokens", max_tokens), ("temperature", temperature)) if v is not None}
-    if overrides:  # this call only: the app's stored defaults stay as they are
-        rag.generation = rag.generation.model_copy(update=overrides)
-    print_answer(rag, query, stream=stream and not as_json, top_k=top_k, as_json=as_json)
+    # A spinner from here to the first token: loading the embedder and the LLM, retrieving and the
+    # model's first forward pass take seconds to a minute on a CPU.
+    with Waiting(f"loading app {name}") as wait:
+        rag = load_app(ws(), name)
+        overrides = {k: v for k, v in (("max_new_tokens", max_tokens), ("temperature", temperature)) if v is not None}
+        if overrides:  # this call only: the app's stored defaults stay as they are
+            rag.generation = rag.generation.model_copy(update=overrides)
+        print_answer(rag, query, stream=stream and not as_json, top_k=top_k, as_json=as_json, wait=wait)
 
 
-def print_answer(rag: Any, query: str, *, stream: bool = True, top_k: int | None = None, as_json: bool = False) -> str:
-    """Ask a loaded app, print the answer (streamed or whole) and its sources; returns the answer."""
+def print_answer(rag: Any, query: str, *, stream: bool = True, top_k: int | None = None, as_json: bool = False,
+                 wait: Waiting | None = None) -> str:
+    """Ask a loaded app, print the answer (streamed or whole) and its sources; returns the answer. ``wait``,
+    a running spinner, says what happens until the first token and stops there (streaming) or at the end."""
     text, refs = "", []
+    if wait is not None:
+        wait.update("retrieving and generating" if stream else "retrieving and generating the whole answer")
     for event in rag.stream(query, top_k=top_k):
         if event.type == "token":
             text += event.text
             if stream:
+                if wait is not None:
+                    wait.done()
                 console.out(event.text, end="", highlight=False)
         else:
             refs = event.references
+    if wait is not None:
+        wait.done()
     if as_json:
         print_json({"answer": text, "references": refs})
         return text
@@ -102,5 +122,5 @@ def print_answer(rag: Any, query: str, *, stream: bool = True, top_k: int | None
     for r in refs:
         table.add_row(str(r["citation"]), r["document"], str(r.get("page") or "-"), r.get("section") or "-",
                       r["chunk_id"], f"{r['score']:.4f}")
-    console.print(table)
+    print_rich(table)
     return text

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from domainrag.cli._context import command_app, console, print_table, ws
+from domainrag.cli._context import JsonFlag, command_app, console, print_rows, ws
 
 app = command_app("dataset", "Datasets in the data lake.")
 
@@ -23,6 +23,6 @@ def dataset_upload(
 
 
 @app.command("list")
-def dataset_list() -> None:
+def dataset_list(as_json: JsonFlag = False) -> None:
     """Datasets uploaded to the lake."""
-    print_table(ws().catalog.list("dataset"), ["name", "uri", "files", "created_at"], "datasets")
+    print_rows(ws().catalog.list("dataset"), ["name", "uri", "files", "created_at"], "datasets", as_json)

@@ -1,6 +1,7 @@
 """domainrag eval: measure retrieval and answer accuracy on a data set, compare configurations.
 
-Exit codes: 0 ok, 1 a --fail-under gate failed, 2 a usage or data error (printed by the main CLI).
+Exit codes: 0 ok, 1 a --fail-under gate failed or the evaluation could not run (missing index, model or
+file), 2 a usage error (printed by the main CLI, see _context.exit_code).
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from domainrag.cli._context import console, err_console, labelled_progress, store_option, ws
+from domainrag.cli._context import (
+    OptionError,
+    command_app,
+    console,
+    err_console,
+    labelled_progress,
+    print_rich,
+    store_option,
+    ws,
+)
 from domainrag.errors import DomainRagError
 
 if TYPE_CHECKING:
     from domainrag.evaluation.result import AnswerRun, EvalResult, RetrievalRun
 
-app = typer.Typer(name="eval", help="Evaluate retrieval and answers on a data set; write HTML/JSON reports.",
-                  no_args_is_help=True)
+app = command_app("eval", "Evaluate retrieval and answers on a data set; write HTML/JSON reports.")
 
 CONFIG_HELP = ("configuration to compare, repeatable: MODE[:EMBEDDING_MODEL][@INDEX] with MODE bm25 | dense | hybrid. "
                "'dense:M' uses embedding model M on its own index <index>__<m> (built by --ingest); '@INDEX' names an "
@@ -38,7 +47,7 @@ def _thresholds(items: Sequence[str], allowed: Sequence[str]) -> dict[str, float
     try:
         return validate_thresholds(parsed, allowed)
     except DomainRagError as exc:
-        raise DomainRagError(f"--fail-under: {exc.message}", hint=exc.hint) from exc
+        raise OptionError(f"--fail-under: {exc.message}", hint=exc.hint) from exc
 
 
 def _print_metrics(runs: Sequence[RetrievalRun | AnswerRun], metrics: Sequence[str], title: str) -> None:
@@ -49,7 +58,7 @@ def _print_metrics(runs: Sequence[RetrievalRun | AnswerRun], metrics: Sequence[s
         table.add_column(r.label, justify="right", overflow="fold")
     for m in metrics:
         table.add_row(m, *("n/m" if r.metrics.get(m) is None else f"{r.metrics[m]:.4f}" for r in runs))
-    console.print(table)
+    print_rich(table)
 
 
 def _finish(result: EvalResult, runs: Sequence[RetrievalRun | AnswerRun], report: Path | None,
@@ -143,7 +152,7 @@ def eval_answers(
 
     thresholds = _thresholds(fail_under or [], ANSWER_METRICS)
     if judge_url and not judge_model:
-        raise DomainRagError("--judge-url needs --judge-model (the model name at that endpoint)")
+        raise OptionError("--judge-url needs --judge-model (the model name at that endpoint)")
     judge = {"model": judge_model, "url": judge_url, "threshold": judge_threshold} if judge_model else None
     spec = build_spec(AnswerEvalSpec, ANSWER_FLAGS, apps=app_names, no_retrieval=no_retrieval, judge=judge,
                       limit=limit)

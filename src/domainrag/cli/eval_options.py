@@ -9,8 +9,8 @@
 
 --fail-under METRIC=MIN: the run fails when a configuration scores below MIN.
 
-Errors name the option and the value as typed; field names of the specifications are mapped back
-to the options that set them.
+Errors (usage errors, exit status 2) name the option and the value as typed; field names of the
+specifications are mapped back to the options that set them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from domainrag.errors import DomainRagError
+from domainrag.cli._context import OptionError
 from domainrag.evaluation.spec import RetrievalConfigSpec
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,7 +47,7 @@ def build_spec(model: type[M], flags: Mapping[str, str], **values: Any) -> M:
         return model.model_validate(values)
     except ValidationError as exc:
         field, message = _first_error(exc)
-        raise DomainRagError(f"{flags.get(field, field)}: {message}") from exc
+        raise OptionError(f"{flags.get(field, field)}: {message}") from exc
 
 
 def parse_config(text: str) -> RetrievalConfigSpec:
@@ -56,14 +56,14 @@ def parse_config(text: str) -> RetrievalConfigSpec:
     rest, at, index = raw.rpartition("@") if "@" in raw else (raw, "", "")
     mode, colon, model = rest.partition(":")
     if colon and not model.strip():
-        raise DomainRagError(f"--config '{text}': empty embedding model after ':'")
+        raise OptionError(f"--config '{text}': empty embedding model after ':'")
     if at and not index.strip():
-        raise DomainRagError(f"--config '{text}': empty index name after '@'")
+        raise OptionError(f"--config '{text}': empty index name after '@'")
     try:
         return RetrievalConfigSpec(mode=mode, embedding_model=model.strip() or None, index=index.strip() or None,
                                    label=raw)
     except ValidationError as exc:
-        raise DomainRagError(f"--config '{text}': {_first_error(exc)[1]}",
+        raise OptionError(f"--config '{text}': {_first_error(exc)[1]}",
                              hint="use MODE[:EMBEDDING_MODEL][@INDEX] with MODE one of bm25, dense, hybrid") from exc
 
 
@@ -73,9 +73,9 @@ def parse_fail_under(items: Sequence[str]) -> dict[str, float]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
-            raise DomainRagError(f"--fail-under '{item}' is not METRIC=VALUE", hint="e.g. --fail-under ndcg@10=0.6")
+            raise OptionError(f"--fail-under '{item}' is not METRIC=VALUE", hint="e.g. --fail-under ndcg@10=0.6")
         try:
             out[name.strip()] = float(value)
         except ValueError as exc:
-            raise DomainRagError(f"--fail-under '{item}': '{value}' is not a number") from exc
+            raise OptionError(f"--fail-under '{item}': '{value}' is not a number") from exc
     return out

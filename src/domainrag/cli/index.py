@@ -6,7 +6,19 @@ from typing import Annotated
 
 import typer
 
-from domainrag.cli._context import command_app, console, print_json, print_table, store_option, ws
+from domainrag.cli._context import (
+    JsonFlag,
+    OptionError,
+    Waiting,
+    command_app,
+    console,
+    print_json,
+    print_record,
+    print_rows,
+    print_table,
+    store_option,
+    ws,
+)
 from domainrag.errors import DomainRagError
 
 app = command_app("index", "Vector indexes.")
@@ -14,7 +26,7 @@ app = command_app("index", "Vector indexes.")
 
 @app.command("create")
 def index_create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="index name (letters, digits, _ and -)")],
     embedding_model: Annotated[str, typer.Option(help="registered or base embedding model")] = "all-minilm-l6-v2",
     store: Annotated[
         str, typer.Option(help='store type or JSON config, e.g. {"type": "opensearch", ...}')
@@ -23,7 +35,8 @@ def index_create(
     """Create an index; the vector dimension is read from the embedding model (PUT /index)."""
     from domainrag.workspace import create_index
 
-    record = create_index(ws(), name, embedding_model, store_option(store))
+    with Waiting(f"loading embedding model {embedding_model}"):
+        record = create_index(ws(), name, embedding_model, store_option(store))
     console.print(
         f"index [bold]{name}[/]: {record['dimension']}-d vectors from {embedding_model}, "
         f"store {record['store']['type']}"
@@ -31,8 +44,8 @@ def index_create(
 
 
 @app.command("list")
-def index_list() -> None:
-    """Indexes with their embedding model, store and size (counted in the store, as `index stats` does)."""
+def index_list(as_json: JsonFlag = False) -> None:
+    """Indexes with their embedding model, store and size (counted in the store, as 'index stats' does)."""
     rows = ws().catalog.list("index")
     for r in rows:
         r["store_type"] = r["store"]["type"]
@@ -40,18 +53,23 @@ def index_list() -> None:
             store = ws().store(r["name"])
             r["chunks"], r["documents"] = store.count(), store.document_count()
         except DomainRagError as exc:
-            r["chunks"] = r["documents"] = f"unavailable ({exc.message[:40]})"
-    print_table(rows, ["name", "embedding_model", "dimension", "store_type", "chunks", "documents"], "indexes")
+            r["chunks"] = r["documents"] = None if as_json else f"unavailable ({exc.message[:40]})"
+            r["unavailable"] = exc.message
+    print_rows(rows, ["name", "embedding_model", "dimension", "store_type", "chunks", "documents"], "indexes", as_json)
 
 
 @app.command("stats")
-def index_stats(name: str) -> None:
-    """An index's size and settings as JSON."""
-    print_json({**ws().store(name).stats(), "embedding_model": ws().catalog.require("index", name)["embedding_model"]})
+def index_stats(name: Annotated[str, typer.Argument(help="index name")], as_json: JsonFlag = False) -> None:
+    """An index's size and settings."""
+    record = ws().catalog.require("index", name)
+    print_record({**ws().store(name).stats(), "embedding_model": record["embedding_model"]}, f"index {name}", as_json)
 
 
 @app.command("delete")
-def index_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> None:
+def index_delete(
+    name: Annotated[str, typer.Argument(help="index name")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
     """Delete an index and its chunks."""
     from domainrag.workspace import delete_index
 
@@ -63,7 +81,7 @@ def index_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = 
 
 @app.command("search")
 def index_search(
-    name: str,
+    name: Annotated[str, typer.Argument(help="index to search")],
     query: Annotated[str, typer.Option(help="the question or keywords to retrieve for")],
     mode: Annotated[str, typer.Option(help="dense | bm25 | hybrid")] = "hybrid",
     top_k: Annotated[int, typer.Option(min=1, max=100, help="hits to show")] = 5,
@@ -75,10 +93,11 @@ def index_search(
     from domainrag.retrieval.retriever import RetrievalConfig, Retriever  # start-up time, see _context
 
     if mode not in ("dense", "bm25", "hybrid"):
-        raise DomainRagError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
+        raise OptionError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
     config = RetrievalConfig(index=name, mode=mode, top_k=top_k, rerank_model=rerank_model)
-    reranker = ws().reranker(rerank_model) if rerank_model else None
-    hits = Retriever(ws().store(name), ws().index_embedder(name), config, reranker=reranker).run(query)
+    with Waiting(f"loading the models of index {name} and searching"):
+        reranker = ws().reranker(rerank_model) if rerank_model else None
+        hits = Retriever(ws().store(name), ws().index_embedder(name), config, reranker=reranker).run(query)
     rows = [{"rank": i, "document": h.doc_id, "page": h.metadata.get("page"), "section": h.metadata.get("section"),
              "kind": h.metadata.get("kind", "text"), "score": round(h.score, 4),
              "scores": {k: round(v, 4) for k, v in h.scores.items()}, "ranks": h.ranks, "chunk_id": h.chunk_id,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from domainrag.cli._context import command_app, console, err_console, progress_bar, ws
+from domainrag.cli._context import EXIT_PARTIAL, command_app, console, err_console, progress_bar, ws
 
 app = command_app()
 
@@ -15,7 +15,8 @@ app = command_app()
 def ingest_cmd(
     paths: Annotated[list[str], typer.Argument(help="files, folders or s3:// / oss:// URLs (txt, md, html, jsonl)")],
     index: Annotated[str, typer.Option(help="target index")],
-    batch_size: Annotated[int, typer.Option()] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="chunks per embedding batch (the progress bar moves per "
+                                                         "batch)")] = 64,
     max_words: Annotated[int, typer.Option(help="chunk size in words")] = 120,
     overlap_words: Annotated[int, typer.Option(help="overlap between chunks in words")] = 20,
     reembed: Annotated[bool, typer.Option(help="rebuild the index from PATHS with its embedding model as it is "
@@ -24,23 +25,20 @@ def ingest_cmd(
 ) -> None:
     """Load, chunk, embed and bulk-write documents (POST /_bulk). Re-running resumes.
 
-    Exit status: 0 all files ingested, 3 some files or lines were skipped (each one listed), 2 an error.
+    Exit status: 0 all files ingested, 3 some files or lines were skipped (each one listed), 1 an error,
+    2 a usage error.
     """
     from domainrag.workspace import ingest
 
     with progress_bar() as bar:
-        task = bar.add_task(f"ingest → {index}", total=None)
-        report = ingest(
-            ws(),
-            index,
-            paths,
-            batch_size=batch_size,
-            max_words=max_words,
-            overlap_words=overlap_words,
-            progress=lambda d, t: bar.update(task, completed=d, total=t),
-            reembed=reembed,
-            strict=strict,
-        )
+        # Until the first batch: the bar's spinner and this description (the model loads, files are read).
+        task = bar.add_task(f"ingest → {index}: loading the embedding model and reading files", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"ingest → {index}: embedding chunks")
+
+        report = ingest(ws(), index, paths, batch_size=batch_size, max_words=max_words, overlap_words=overlap_words,
+                        progress=progress, reembed=reembed, strict=strict)
     for origin, status in report.files.items():
         if status != "ingested":
             err_console.print(f"[yellow]{status}:[/] {origin}", highlight=False)
@@ -55,4 +53,4 @@ def ingest_cmd(
         f"{len(report.errors)} errors"
     )
     if report.errors:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_PARTIAL)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from domainrag.cli._context import command_app, console, print_table, ws
+from domainrag.cli._context import JsonFlag, command_app, console, print_rows, ws
 
 app = command_app("key", "API keys for 'domainrag serve' (one app per key, or '*').")
 RPM_HELP = "requests per minute for this key (0: no limit); left out: the server's default (serve --key-rpm)"
@@ -37,7 +37,7 @@ def key_create(
 
 
 @app.command("list")
-def key_list() -> None:
+def key_list(as_json: JsonFlag = False) -> None:
     """Keys with their app and status (never the key itself)."""
     from domainrag.serving.keys import list_keys
 
@@ -46,8 +46,8 @@ def key_list() -> None:
         r["status"] = "revoked" if r.get("revoked_at") else "active"
         for field in ("rpm", "max_streams"):
             r[field] = "default" if r.get(field) is None else (r[field] or "unlimited")
-    print_table(rows, ["name", "app", "status", "rpm", "max_streams", "note", "created_at", "revoked_at"],
-                "API keys")
+    print_rows(rows, ["name", "app", "status", "rpm", "max_streams", "note", "created_at", "revoked_at"],
+               "API keys", as_json)
 
 
 @app.command("limits")

@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from domainrag.cli._context import command_app, console, load_json, print_json, print_table, ws
+from domainrag.cli._context import JsonFlag, Waiting, command_app, console, load_json, print_record, print_rows, ws
 
 app = command_app("model", "Registered models (versioned artifacts in the lake).")
 
 
 @app.command("create")
 def model_create(
-    name: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option(help="model name (apps and indexes refer to it)")],
     source: Annotated[str, typer.Option(help="job | path | remote")] = "job",
     job_id: Annotated[str | None, typer.Option(help="job whose artifact to register")] = None,
     path: Annotated[Path | None, typer.Option(help="model folder (with --source path)")] = None,
@@ -30,24 +30,26 @@ def model_create(
     """Register a model from a job's artifact or a local folder (CreateModel)."""
     from domainrag.serving.models import create_model
 
-    record = create_model(
-        ws(), name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model,
-        new_version=new_version, endpoint=load_json(endpoint, "--endpoint") if endpoint else None,
-    )
+    with Waiting(f"registering model {name} (copying and hashing its weights)"):
+        record = create_model(
+            ws(), name, source=source, job_id=job_id, path=path, kind=kind, base_model=base_model,
+            new_version=new_version, endpoint=load_json(endpoint, "--endpoint") if endpoint else None,
+        )
     where = record.get("uri") or json.dumps(record.get("endpoint"))
     console.print(f"model [bold]{name}[/] v{record['version']} ({record['kind']}) at {where}")
 
 
 @app.command("list")
-def model_list() -> None:
+def model_list(as_json: JsonFlag = False) -> None:
     """Registered models with their latest version."""
-    print_table(ws().catalog.list("model"), ["name", "version", "kind", "format", "base_model", "uri"], "models")
+    print_rows(ws().catalog.list("model"), ["name", "version", "kind", "format", "base_model", "uri"], "models",
+               as_json)
 
 
 @app.command("show")
-def model_show(name: str) -> None:
-    """A model's record as JSON."""
-    print_json(ws().catalog.require("model", name))
+def model_show(name: Annotated[str, typer.Argument(help="registered model")], as_json: JsonFlag = False) -> None:
+    """A model's record: latest version, kind, format, base model, location and endpoint."""
+    print_record(ws().catalog.require("model", name), f"model {name}", as_json)
 
 
 @app.command("deploy")
@@ -67,7 +69,8 @@ def model_deploy(
     """
     from domainrag.serving.backends import deploy_model, endpoint_for
 
-    deploy_model(ws(), name, endpoint)
+    with Waiting(f"checking the endpoint of {name}"):
+        deploy_model(ws(), name, endpoint)
     console.print(f"model [bold]{name}[/] → {_describe(endpoint_for(ws(), name))}")
 
 

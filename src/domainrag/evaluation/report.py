@@ -2,14 +2,12 @@
 
 Renders an :class:`~domainrag.evaluation.result.EvalResult` or its saved JSON layout (so files
 written by earlier versions render too): run metadata, each configuration, metric tables (best
-value per column in bold), bar charts (matplotlib PNGs embedded as base64) and a per-question
+value per column in bold), bar charts (matplotlib PNGs embedded as base64, see charts.py) and a per-question
 drill-down in ``<details>`` elements.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -17,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from domainrag.evaluation.answers import LOWER_IS_BETTER
+from domainrag.evaluation.charts import bar_chart
+from domainrag.evaluation.display import format_duration, plain
 from domainrag.evaluation.result import EvalResult
 
 _CSS = """
@@ -40,34 +40,6 @@ def _fmt(value: Any) -> str:
     return escape(str(value))
 
 
-def bar_chart(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str], title: str) -> str:
-    """Grouped bar chart (one group per metric, one bar per run) as a base64 PNG; unmeasured = no bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    labels = [str(r["label"]) for r in runs]
-    x = np.arange(len(metrics))
-    width = 0.8 / max(len(runs), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(metrics) + 2), 3.6), dpi=100)
-    for i, run in enumerate(runs):
-        vals = [run["metrics"].get(m) for m in metrics]
-        ax.bar(x + (i - (len(runs) - 1) / 2) * width, [v if v is not None else 0.0 for v in vals], width,
-               label=labels[i])
-    ax.set_xticks(x, list(metrics), rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _kv_table(rows: Mapping[str, Any]) -> str:
     body = "".join(f"<tr><th>{escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in rows.items())
     return f"<table>{body}</table>"
@@ -79,10 +51,10 @@ def _config_table(runs: Sequence[Mapping[str, Any]]) -> str:
     for r in runs:
         keys.extend(k for k in r.get("config", {}) if k not in keys)
     head = "".join(f"<th>{escape(str(r['label']))}</th>" for r in runs)
-    rows = [f"<tr><th>{escape(k)}</th>"
-            + "".join(f"<td>{'' if r['config'].get(k) is None else escape(str(r['config'][k]))}</td>" for r in runs)
-            + "</tr>" for k in [*keys]]
-    rows.append("<tr><th>seconds</th>" + "".join(f"<td class=num>{r.get('seconds', '')}</td>" for r in runs) + "</tr>")
+    rows = [f"<tr><th>{escape(k)}</th>" + "".join(f"<td>{escape(plain(r['config'].get(k)))}</td>" for r in runs)
+            + "</tr>" for k in keys]
+    rows.append("<tr><th>duration</th>" + "".join(f"<td class=num>{format_duration(r.get('seconds'))}</td>"
+                                                  for r in runs) + "</tr>")
     return f'<table class="configs"><tr><th>setting</th>{head}</tr>{"".join(rows)}</table>'
 
 
@@ -214,6 +186,14 @@ def _answers_section(sec: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _model_row(name: str, info: Any) -> str:
+    """One model of the metadata: its name and how it resolved, as words (no JSON quotes or braces)."""
+    info = info if isinstance(info, Mapping) else {"source": info}
+    details = {k: v for k, v in info.items() if k not in ("name", "source", "kind", "version") and v is not None}
+    cells = [name, plain(info.get("source")), plain(info.get("kind")), plain(info.get("version")), plain(details)]
+    return "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
+
+
 def render_html(result: EvalResult | Mapping[str, Any]) -> str:
     """The whole report page for one result (a record, or its JSON layout)."""
     if isinstance(result, EvalResult):
@@ -223,15 +203,16 @@ def render_html(result: EvalResult | Mapping[str, Any]) -> str:
     files = "".join(f"<tr><td>{escape(n)}</td><td>{escape(f['path'])}</td>"
                     f"<td><code>{escape(f['sha256'])}</code></td></tr>"
                     for n, f in (meta.get("dataset_files") or {}).items())
-    models = "".join(f"<tr><td>{escape(n)}</td><td>{escape(json.dumps(info))}</td></tr>"
-                     for n, info in (meta.get("models") or {}).items())
+    models = "".join(_model_row(n, info) for n, info in (meta.get("models") or {}).items())
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>",
-             _kv_table({k: meta.get(k) for k in ("created_at", "command", "domainrag_version", "python", "platform",
-                                                 "elapsed_s")}),
+             _kv_table({**{k: meta.get(k) for k in ("created_at", "command", "domainrag_version", "python",
+                                                    "platform")},
+                        "elapsed": format_duration(meta.get("elapsed_s"))}),
              f"<h3>Data</h3><table><tr><th>file</th><th>path</th><th>sha256</th></tr>{files}</table>"]
     if models:
-        parts.append(f"<h3>Models</h3><table><tr><th>name</th><th>resolved</th></tr>{models}</table>")
+        parts.append(f"<h3>Models</h3><table class=models><tr><th>name</th><th>source</th><th>kind</th><th>version</th>"
+                     f"<th>details</th></tr>{models}</table>")
     if result.get("warnings"):
         parts.append('<div class="warn"><b>Warnings</b><ul>'
                      + "".join(f"<li>{escape(w)}</li>" for w in result["warnings"]) + "</ul></div>")

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from domainrag.data.chunking import Chunk, chunk_document
 from domainrag.data.loaders import SUPPORTED_SUFFIXES, Document
 from domainrag.data.sources import fetch_sources, load_sources
@@ -140,16 +142,20 @@ def ingest_documents(
     done = 0
     if progress:
         progress(0, len(todo))
-    # Encode groups of several batches per call: sentence-transformers sorts a call's texts by
-    # length, so bigger calls waste less padding than one call per batch.
+    # Groups of several batches are sorted by text length and then embedded batch by batch: similar
+    # lengths share a batch (little padding, as when sentence-transformers sorts one big call) while
+    # progress is reported after every batch; a group is written at once.
     group = batch_size * max(encode_group, 1)
     for start in range(0, len(todo), group):
-        batch = todo[start : start + group]
-        vectors = encoder.encode([embed_text(c) for c in batch], batch_size=batch_size)
-        report.written += store.upsert(batch, vectors)
-        done += len(batch)
-        if progress:
-            progress(done, len(todo))
+        batch = sorted(todo[start : start + group], key=lambda c: len(embed_text(c)), reverse=True)
+        parts = []
+        for offset in range(0, len(batch), batch_size):
+            part = batch[offset : offset + batch_size]
+            parts.append(encoder.encode([embed_text(c) for c in part], batch_size=batch_size))
+            done += len(part)
+            if progress:
+                progress(done, len(todo))
+        report.written += store.upsert(batch, np.concatenate(parts))
     # Only after the new chunks are in: drop this document's (same source's) chunks that no longer exist.
     keep = {c.chunk_id for c in chunks}
     stale = sorted(set().union(*before.values()) - keep) if before else []

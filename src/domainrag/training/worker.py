@@ -35,27 +35,63 @@ from domainrag.workspace import Workspace
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+Series = dict[str, list[tuple[int, float]]]
+# Trainer bookkeeping logged with the metrics (and train_loss, the run's mean): not plotted.
+_NOT_PLOTTED = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "train_runtime",
+                "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos", "epoch", "grad_norm",
+                "learning_rate", "time", "step"}
+
+
+def metric_series(rows: list[dict[str, Any]]) -> tuple[Series, Series]:
+    """(losses, held-out metrics) from metrics.jsonl rows, each series as (step, value) points in step order:
+    losses are the training loss and every eval loss (one point per evaluation; a step evaluated twice, as
+    when the best adapter is restored at the end, keeps its last value), metrics the other eval_* values."""
+    losses: dict[str, dict[int, float]] = {}
+    metrics: dict[str, dict[int, float]] = {}
+    for r in rows:
+        step = r.get("step")
+        if not isinstance(step, int):
+            continue
+        for key, value in r.items():
+            if key in _NOT_PLOTTED or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            if key == "loss" or key.endswith("_loss"):
+                losses.setdefault(key, {})[step] = float(value)
+            elif key.startswith("eval_"):
+                metrics.setdefault(key, {})[step] = float(value)
+    return ({k: sorted(v.items()) for k, v in sorted(losses.items())},
+            {k: sorted(v.items()) for k, v in sorted(metrics.items())})
+
+
+def metrics_figure(losses: Series, metrics: Series, title: str) -> Any:
+    """Loss curves on one axis, held-out metrics (another scale) on an axis of their own below; every
+    evaluation is a marker."""
+    panels = [(series, label) for series, label in ((losses, "loss"), (metrics, "held-out metric")) if series]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.2 * len(panels)), sharex=True, squeeze=False)
+    for ax, (series, ylabel) in zip(axes[:, 0], panels, strict=True):
+        for key, pts in series.items():
+            dense = key == "loss" and len(pts) >= 50
+            ax.plot(*zip(*pts, strict=True), label=key, marker=None if dense else "o", markersize=3)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("training step")
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig
+
 
 def plot_metrics(folder: Path) -> Path | None:
-    """loss.png from metrics.jsonl (training loss and any eval_* series)."""
+    """loss.png from metrics.jsonl: training and eval losses, and any held-out metrics on their own axis."""
     path = folder / "metrics.jsonl"
     if not path.exists():
         return None
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    series = sorted({k for r in rows for k in r if k in ("loss", "eval_loss") or k.startswith("eval_")})
-    if not rows or not series:
+    losses, metrics = metric_series(rows)
+    if not losses and not metrics:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in series:
-        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), label=key, marker="." if len(pts) < 50 else None)
-    ax.set_xlabel("step")
-    ax.set_title(folder.name)
-    ax.legend()
-    ax.grid(alpha=0.3)
+    fig = metrics_figure(losses, metrics, folder.name)
     out = folder / "loss.png"
-    fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out

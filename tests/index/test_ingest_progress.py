@@ -1,0 +1,41 @@
+"""Ingest reports progress after every embedding batch, not once per written group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from domainrag.data.loaders import Document
+from domainrag.index.config import EmbeddedStoreConfig
+from domainrag.index.embedded import EmbeddedStore
+from domainrag.index.ingest import embed_text, ingest_documents
+
+from ..evaluation.conftest import FakeEmbedder
+
+
+class _CountingEmbedder(FakeEmbedder):
+    def __init__(self) -> None:
+        super().__init__("fake")
+        self.calls: list[int] = []
+
+    def encode(self, texts, batch_size=64):  # type: ignore[no-untyped-def]
+        self.calls.append(len(texts))
+        return super().encode(texts, batch_size)
+
+
+def test_progress_moves_per_batch_and_every_chunk_is_written(tmp_path: Path) -> None:
+    docs = [Document(f"d{i}.md", f"document {i} " + "word " * (i * 3 + 1), f"doc {i}") for i in range(11)]
+    store = EmbeddedStore("idx", EmbeddedStoreConfig(), str(tmp_path / "lance"))
+    embedder = _CountingEmbedder()
+    seen: list[tuple[int, int]] = []
+    report = ingest_documents(docs, store, embedder, batch_size=2, encode_group=4,
+                              progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(0, 11), (2, 11), (4, 11), (6, 11), (8, 11), (10, 11), (11, 11)]  # one step per batch of 2
+    assert embedder.calls == [2, 2, 2, 2, 2, 1]
+    assert report.written == store.count() == 11
+    # Vectors stay with their chunks although a group is embedded in length order: each chunk's own
+    # vector finds that chunk first.
+    for chunk in report.chunk_records:
+        hits = store.dense_search(embedder.encode([embed_text(chunk)])[0], 1)
+        assert hits[0].chunk_id == chunk.chunk_id
+    again = ingest_documents(docs, store, embedder, batch_size=2)
+    assert again.written == 0 and again.skipped_existing == 11
