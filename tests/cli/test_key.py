@@ -9,7 +9,6 @@ from typer.testing import CliRunner
 
 from domainrag.cli import main
 from domainrag.cli.serve import log_config
-from domainrag.errors import NotFoundError
 
 
 def test_key_limits_are_stored_listed_and_changed(isolated_workspace: Path) -> None:
@@ -38,7 +37,7 @@ def test_key_limits_are_stored_listed_and_changed(isolated_workspace: Path) -> N
     refused = runner.invoke(main.app, ["key", "create", "--app", "*", "--rpm", "-1"])
     assert refused.exit_code == 2 and "--rpm" in refused.output
     missing = runner.invoke(main.app, ["key", "limits", "key_000000000000", "--rpm", "5"])
-    assert isinstance(missing.exception, NotFoundError)  # printed as a message by the CLI's entry point
+    assert missing.exit_code == 1 and "key_000000000000" in missing.output  # not found: a message, exit 1
 
 
 def test_serve_log_config_is_valid_and_tags_request_ids() -> None:
