@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,6 +29,13 @@ def ingest_cmd(
     from domainrag.workspace import ingest
 
     with progress_bar() as bar:
+        parse_tasks: dict[str, Any] = {}
+
+        def parsed(label: str, done: int, total: int) -> None:  # files parsed, and the pages of a long file
+            if label not in parse_tasks:
+                parse_tasks[label] = bar.add_task(label, total=total)
+            bar.update(parse_tasks[label], completed=done, total=total)
+
         task = bar.add_task(f"ingest → {index}", total=None)
         report = ingest(
             ws(),
@@ -40,6 +47,7 @@ def ingest_cmd(
             progress=lambda d, t: bar.update(task, completed=d, total=t),
             reembed=reembed,
             strict=strict,
+            parse_progress=parsed,
         )
     for origin, status in report.files.items():
         if status != "ingested":
