@@ -96,18 +96,24 @@ ParseProgress = Callable[[str, int, int], None]  # (label, done, total): files p
 PAGE_BAR_MIN = 20  # a file with at least this many pages gets its own progress bar by pages
 
 
+PARALLEL_MIN_BYTES = 4_000_000  # structured files smaller than this in all parse faster than workers start
+
+
 def parse_workers(sources: Sequence[SourceFile]) -> int:
     """Worker processes for parsing: ``DOMAINRAG_PARSE_WORKERS`` if set (0 or 1: parse in this process),
-    else one per CPU up to 4, and none unless at least two files need a structured reader (PDF, Office,
-    scans) — plain text parses faster than a worker starts."""
-    structured = sum(s.path.suffix.lower() in READERS and s.path.suffix.lower() not in TEXT_SUFFIXES for s in sources)
+    else one per CPU up to 4 where at least two files need a structured reader (PDF, Office, scans) and
+    they hold :data:`PARALLEL_MIN_BYTES` together; none otherwise (a worker takes a second or two to start)."""
+    structured = [s.path for s in sources if s.path.suffix.lower() in READERS
+                  and s.path.suffix.lower() not in TEXT_SUFFIXES]
     env = os.environ.get("DOMAINRAG_PARSE_WORKERS", "").strip()
     if env:
         if not env.isdigit():
             raise DomainRagError(f"DOMAINRAG_PARSE_WORKERS must be a whole number, not {env!r}",
                                  hint="unset it, or 0 to parse in the ingesting process")
         return min(int(env), len(sources))
-    return min(4, os.cpu_count() or 1, structured) if structured >= 2 else 0
+    if len(structured) < 2 or sum(p.stat().st_size for p in structured) < PARALLEL_MIN_BYTES:
+        return 0
+    return min(4, os.cpu_count() or 1, len(structured))
 
 
 def load_sources(

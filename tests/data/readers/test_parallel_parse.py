@@ -10,6 +10,7 @@ from pathlib import Path
 import docx
 import pytest
 
+from domainrag.data import sources as sources_module
 from domainrag.data.sources import PAGE_BAR_MIN, load_sources, local_sources, parse_workers
 
 
@@ -71,6 +72,8 @@ def test_default_workers_only_for_several_structured_files(folder: Path, monkeyp
     monkeypatch.setenv("DOMAINRAG_PARSE_WORKERS", "")
     texts = [s for s in sources if s.path.suffix in (".md", ".jsonl", ".xyz")]
     assert parse_workers(texts) == 0 and parse_workers(sources[:1]) == 0
+    assert parse_workers(sources) == 0  # five small structured files: parsed before a worker would start
+    monkeypatch.setattr(sources_module, "PARALLEL_MIN_BYTES", 1000)
     assert parse_workers(sources) == min(4, os.cpu_count() or 1, 5)  # 5 files need a structured reader
     monkeypatch.setenv("DOMAINRAG_PARSE_WORKERS", "2")
     assert parse_workers(sources) == 2
