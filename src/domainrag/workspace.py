@@ -27,7 +27,7 @@ from domainrag.index import (
     parse_store_config,
     validate_index_name,
 )
-from domainrag.index.ingest import IngestReport, ProgressFn, ingest_paths
+from domainrag.index.ingest import IngestReport, ParseProgress, ProgressFn, ingest_paths
 from domainrag.retrieval.embedder import Embedder, load_embedder
 from domainrag.retrieval.reranker import load_reranker
 from domainrag.settings import Settings, cache_dir
@@ -287,6 +287,7 @@ def ingest(
     progress: ProgressFn | None = None,
     reembed: bool = False,
     strict: bool = False,
+    parse_progress: ParseProgress | None = None,
 ) -> IngestReport:
     """Load, chunk, embed and upsert files into a catalogued index; records the chunks in the lake.
 
@@ -311,7 +312,8 @@ def ingest(
         if record.embedder is None:  # an index from before pinning: pinned to the model that fills it now
             ws.catalog.update("index", index, embedder=ws.embedder_pin(record.embedding_model).model_dump())
     report = ingest_paths(paths, store, embedder, batch_size=batch_size, strict=strict,
-                          max_words=max_words, overlap_words=overlap_words, progress=progress)
+                          max_words=max_words, overlap_words=overlap_words, progress=progress,
+                          parse_progress=parse_progress)
     if report.written or report.deleted_stale:
         lines = "".join(json.dumps(c.to_dict()) + "\n" for c in report.chunk_records)
         ws.lake.write_text(f"chunks/{index}/ingest-{time.strftime('%Y%m%dT%H%M%S')}.jsonl", lines)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,6 +31,13 @@ def ingest_cmd(
     from domainrag.workspace import ingest
 
     with progress_bar() as bar:
+        parse_tasks: dict[str, Any] = {}
+
+        def parsed(label: str, done: int, total: int) -> None:  # files parsed, and the pages of a long file
+            if label not in parse_tasks:
+                parse_tasks[label] = bar.add_task(label, total=total)
+            bar.update(parse_tasks[label], completed=done, total=total)
+
         # Until the first batch: the bar's spinner and this description (the model loads, files are read).
         task = bar.add_task(f"ingest → {index}: loading the embedding model and reading files", total=None)
 
@@ -38,7 +45,7 @@ def ingest_cmd(
             bar.update(task, completed=done, total=total, description=f"ingest → {index}: embedding chunks")
 
         report = ingest(ws(), index, paths, batch_size=batch_size, max_words=max_words, overlap_words=overlap_words,
-                        progress=progress, reembed=reembed, strict=strict)
+                        progress=progress, reembed=reembed, strict=strict, parse_progress=parsed)
     for origin, status in report.files.items():
         if status != "ingested":
             err_console.print(f"[yellow]{status}:[/] {origin}", highlight=False)

@@ -42,7 +42,8 @@ class ReadResult:
 
 def markdown_table(rows: list[list[str]], header: list[str] | None = None) -> str:
     """A Markdown table; the first row is the header unless ``header`` is given. Cells are one line each,
-    and pipes inside cells are escaped."""
+    and pipes inside cells are escaped. A table without any text (a layout grid, a form's empty boxes) is
+    ``""``: nothing to retrieve."""
 
     def cell(value: object) -> str:
         return " ".join(str(value if value is not None else "").split()).replace("|", "\\|")
@@ -50,7 +51,7 @@ def markdown_table(rows: list[list[str]], header: list[str] | None = None) -> st
     rows = [[cell(c) for c in r] for r in rows]
     head = [cell(c) for c in header] if header is not None else (rows.pop(0) if rows else [])
     width = max([len(head), *(len(r) for r in rows)])
-    if width == 0:
+    if width == 0 or not any([*head, *(c for r in rows for c in r)]):
         return ""
     head = head + [""] * (width - len(head))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * width]

@@ -7,6 +7,13 @@ A document with structure (:class:`~domainrag.data.blocks.Block` s from a reader
 it: text is packed within one section and page, a table is one chunk (a long one is split into row
 groups that each repeat the caption and header), and each chunk's metadata carries ``kind``,
 ``section`` (the heading path, `` > ``-joined) and ``page``.
+
+A table is linked to the paragraphs around it: its chunks list, in ``metadata.children``, the chunk ids
+of up to :data:`NEIGHBOURS` text (or slide) chunks before it and after it in the same section, and those
+chunks list the table's chunk ids in ``metadata.tables``. Retrieval's child expansion
+(``RetrievalConfig.expand_children``) follows ``children``, so a retrieved table pulls in the text that
+explains it, in every format. Linked chunks hash the texts of their whole linked group into their ids:
+editing one paragraph re-ids the group, so no stored chunk keeps a link to a chunk that is gone.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class Chunk:
 
 
 _PARA = re.compile(r"\n\s*\n")
+NEIGHBOURS = 2  # text chunks linked on each side of a table
 
 
 def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20) -> list[Chunk]:
@@ -84,13 +92,89 @@ def _pack(text: str, max_words: int, overlap_words: int) -> list[str]:
     return pieces
 
 
-def _make_chunks(doc: Document, pieces: list[tuple[str, dict[str, Any]]]) -> list[Chunk]:
+def _make_chunks(doc: Document, pieces: list[tuple[str, dict[str, Any]]],
+                 links: dict[int, list[int]] | None = None) -> list[Chunk]:
+    """Chunks with ids ``<doc_id>::<n>::<hash>``; ``links`` (table piece → neighbouring text pieces)
+    become ``children`` / ``tables`` metadata, and a linked piece's hash covers its whole group."""
+    links = links or {}
+    group = _groups(len(pieces), links)
+    salt = {root: hashlib.sha256("\x00".join(pieces[i][0] for i in members).encode("utf-8")).hexdigest()
+            for root, members in _members(group).items() if len(members) > 1}
+    ids = []
+    for i, (text, _) in enumerate(pieces):
+        extra = f"\x00{salt[group[i]]}" if group[i] in salt else ""
+        ids.append(f"{doc.doc_id}::{i}::{hashlib.sha256((text + extra).encode('utf-8')).hexdigest()[:12]}")
+    tables: dict[int, list[int]] = {}
+    for table, texts in links.items():
+        for t in texts:
+            tables.setdefault(t, []).append(table)
     chunks = []
-    for i, (text, extra) in enumerate(pieces):
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-        chunks.append(Chunk(f"{doc.doc_id}::{i}::{digest}", doc.doc_id, text, i, doc.title,
-                            {**doc.metadata, **extra}))
+    for i, (text, extra_meta) in enumerate(pieces):
+        meta = {**doc.metadata, **extra_meta}
+        if links.get(i):
+            meta["children"] = [ids[j] for j in links[i]]
+        if tables.get(i):
+            meta["tables"] = [ids[j] for j in sorted(tables[i])]
+        chunks.append(Chunk(ids[i], doc.doc_id, text, i, doc.title, meta))
     return chunks
+
+
+def _groups(n: int, links: dict[int, list[int]]) -> list[int]:
+    """Union-find over the links: each piece's group representative."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, bs in links.items():
+        for b in bs:
+            parent[find(b)] = find(a)
+    return [find(i) for i in range(n)]
+
+
+def _members(group: list[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for i, root in enumerate(group):
+        out.setdefault(root, []).append(i)
+    return out
+
+
+def _links(kinds: list[tuple[str, tuple[str, ...], int]]) -> dict[int, list[int]]:
+    """Table piece → up to NEIGHBOURS text/slide pieces on each side in its section, not past another table.
+
+    ``kinds`` is (kind, section, table number or -1) per piece; the pieces of one long table share the
+    number, and each of them lists the same neighbours.
+    """
+    links: dict[int, list[int]] = {}
+    i = 0
+    while i < len(kinds):
+        kind, section, table = kinds[i]
+        if kind != "table":
+            i += 1
+            continue
+        end = i
+        while end + 1 < len(kinds) and kinds[end + 1][2] == table:
+            end += 1
+        around = _side(kinds, range(i - 1, -1, -1), section)[::-1] + _side(kinds, range(end + 1, len(kinds)), section)
+        for j in range(i, end + 1):
+            if around:
+                links[j] = around
+        i = end + 1
+    return links
+
+
+def _side(kinds: list[tuple[str, tuple[str, ...], int]], order: range, section: tuple[str, ...]) -> list[int]:
+    out: list[int] = []
+    for j in order:
+        kind, sec, _ = kinds[j]
+        if kind == "table" or sec != section or len(out) == NEIGHBOURS:
+            break
+        if kind in ("text", "slide"):
+            out.append(j)
+    return out
 
 
 def _where(block: Block) -> dict[str, Any]:
@@ -127,21 +211,25 @@ def _headed(block: Block, text: str) -> str:
 
 def _chunk_blocks(doc: Document, max_words: int, overlap_words: int) -> list[Chunk]:
     pieces: list[tuple[str, dict[str, Any]]] = []
+    kinds: list[tuple[str, tuple[str, ...], int]] = []  # (kind, section, table number or -1) per piece
     run: list[Block] = []  # consecutive text blocks of one section and page, packed together
 
     def flush() -> None:
         if run:
-            pieces.extend((_headed(run[0], text), _where(run[0])) for text in
-                          _pack("\n\n".join(b.text for b in run), max_words, overlap_words))
+            for text in _pack("\n\n".join(b.text for b in run), max_words, overlap_words):
+                pieces.append((_headed(run[0], text), _where(run[0])))
+                kinds.append((run[0].kind, run[0].section, -1))
             run.clear()
 
-    for block in doc.blocks:
+    for number, block in enumerate(doc.blocks):
         if block.kind == "table":
             flush()
-            pieces.extend((_headed(block, text), _where(block)) for text in _table_pieces(block, max_words))
+            for text in _table_pieces(block, max_words):
+                pieces.append((_headed(block, text), _where(block)))
+                kinds.append(("table", block.section, number))
             continue
         if run and (block.kind, block.section, block.page) != (run[0].kind, run[0].section, run[0].page):
             flush()
         run.append(block)
     flush()
-    return _make_chunks(doc, pieces)
+    return _make_chunks(doc, pieces, _links(kinds))

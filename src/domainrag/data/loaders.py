@@ -12,7 +12,7 @@ from typing import Any
 
 from domainrag.data.blocks import Block
 from domainrag.data.formats import parse_jsonl
-from domainrag.data.readers import READERS
+from domainrag.data.readers import READERS, markup
 from domainrag.errors import DatasetError
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
@@ -113,10 +113,15 @@ def load_file(
         return list(_read_jsonl(path, raw, name, source, errors))
     if suffix in (".html", ".htm"):
         title, text = parse_html(raw)
-        docs = [Document(name, text, title or path.stem, {"source": origin, "format": "html"})]
+        structure = markup.html_blocks(raw)  # None without a table: the page stays plain text
+        docs = [Document(name, text, title or path.stem, {"source": origin, "format": "html"},
+                         tuple(structure.blocks) if structure else ())]
     else:
-        title = _title_from_markdown(raw, path.stem) if suffix in (".md", ".markdown") else path.stem
-        docs = [Document(name, raw.strip(), title, {"source": origin, "format": suffix.lstrip(".")})]
+        markdown = suffix in (".md", ".markdown")
+        title = _title_from_markdown(raw, path.stem) if markdown else path.stem
+        structure = markup.markdown_blocks(raw) if markdown else None
+        docs = [Document(name, raw.strip(), title, {"source": origin, "format": suffix.lstrip(".")},
+                         tuple(structure.blocks) if structure else ())]
     if not docs[0].text.strip():
         raise DatasetError(str(path), "document is empty")
     return docs

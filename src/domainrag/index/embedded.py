@@ -31,7 +31,7 @@ def _where(filters: Filters | None) -> str | None:
         return None
     clauses = []
     for key, value in filters.items():
-        if key not in ("doc_id", "title"):
+        if key not in ("doc_id", "title", "chunk_id"):
             raise ValueError(f"unsupported filter field '{key}' for the embedded store (use doc_id or title)")
         if isinstance(value, (list, tuple, set)):
             clauses.append(f"{key} IN ({', '.join(_quote(v) for v in value)})")

@@ -21,12 +21,13 @@ import numpy as np
 
 from domainrag.data.chunking import Chunk, chunk_document
 from domainrag.data.loaders import SUPPORTED_SUFFIXES, Document
-from domainrag.data.sources import fetch_sources, load_sources
+from domainrag.data.sources import ParseProgress, fetch_sources, load_sources
 from domainrag.errors import DomainRagError
 from domainrag.index.base import VectorStore
 from domainrag.index.encoder import Encoder
 
 ProgressFn = Callable[[int, int], None]
+__all__ = ["IngestReport", "ParseProgress", "ProgressFn", "ingest_documents", "ingest_paths"]
 _LEGACY_DOWNLOAD = "/domainrag-ingest-"  # the temporary folder remote sources were downloaded to
 
 
@@ -175,16 +176,22 @@ def ingest_paths(
     overlap_words: int = 20,
     progress: ProgressFn | None = None,
     strict: bool = False,
+    parse_progress: ParseProgress | None = None,
+    parse_workers: int | None = None,
 ) -> IngestReport:
     """Ingest local files/folders and remote URLs (preflighted, downloaded to a temporary folder).
 
     A bad file or JSONL line is reported in ``errors`` and skipped; if nothing could be loaded at all,
     raises with every error. ``strict``: any skip or warning raises before anything is written.
+    Files are parsed in worker processes where several need a structured reader (``parse_workers``,
+    default :func:`~domainrag.data.sources.parse_workers`); ``parse_progress`` gets
+    ``(label, done, total)`` for the files and for the pages of a long file.
     """
     store.check_dimension(encoder.dimension, encoder.name)  # before loading anything
     report = IngestReport()
     with tempfile.TemporaryDirectory(prefix="domainrag-ingest-") as tmp:
-        docs = load_sources(fetch_sources(paths, Path(tmp)), report.errors, report.files)
+        docs = load_sources(fetch_sources(paths, Path(tmp)), report.errors, report.files,
+                            workers=parse_workers, progress=parse_progress)
     if strict and report.errors:
         raise DomainRagError("--strict: nothing was written, because these files were not read whole:\n  "
                              + "\n  ".join(report.errors), hint="fix or remove them, or ingest without --strict")

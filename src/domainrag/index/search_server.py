@@ -22,7 +22,7 @@ from domainrag.errors import DomainRagError
 from domainrag.index.base import Filters, SearchHit, VectorStore
 
 T = TypeVar("T")
-_FILTER_FIELDS = {"doc_id": "doc_id", "title": "title.raw"}
+_FILTER_FIELDS = {"doc_id": "doc_id", "title": "title.raw", "chunk_id": "chunk_id"}
 SOURCE_FIELDS = ["chunk_id", "doc_id", "title", "text", "metadata"]
 
 

@@ -34,6 +34,7 @@ FORMAT_VERSION = 1  # bump when the exported graph changes (inputs, outputs, att
 OPSET = 17
 PROBE = "ONNX export check: how long is the warranty on the DP-220 dosing pump?"
 MIN_PROBE_COSINE = 0.9999
+MIN_INT8_PROBE_COSINE = 0.9  # a broken quantization lands far below; retrieval quality is benchmarked
 _POOLING = ("mean", "cls", "max", "mean_sqrt_len_tokens")
 
 
@@ -61,6 +62,79 @@ class OnnxQueryEncoder:
         tokens = self.session.run(None, feeds)[0]
         vec = pool(tokens, feeds["attention_mask"], self.pooling)[0]
         return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
+
+
+class OnnxBulkEncoder:
+    """Encode many texts: longest first in batches that are each padded only to their own longest text
+    (no padding waste from one long text in a batch of short ones), ONNX Runtime, the model's pooling."""
+
+    def __init__(self, query: OnnxQueryEncoder, count_tokens: Callable[[list[str]], list[int]]) -> None:
+        self.query = query
+        self.count_tokens = count_tokens
+        self.path = query.path
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in the order given."""
+        texts = list(texts)
+        order = np.argsort(-np.asarray(self.count_tokens(texts)), kind="stable") if texts else np.zeros(0, int)
+        out: np.ndarray | None = None
+        q = self.query
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            features = q.preprocess([texts[i] for i in idx])
+            feeds = {name: _as_int64(features[name]) for name in q.input_names}
+            vecs = pool(q.session.run(None, feeds)[0], feeds["attention_mask"], q.pooling)
+            vecs /= np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+            if out is None:
+                out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def load_onnx_bulk_encoder(model: Any, threads: int | None = None, int8: bool = False) -> OnnxBulkEncoder:
+    """An :class:`OnnxBulkEncoder` for a loaded ``SentenceTransformer`` (the graph of
+    :func:`load_onnx_encoder`; with ``int8``, its weights quantized per channel by ONNX Runtime's dynamic
+    quantization, cached beside it and checked against torch on the probe like the float graph).
+
+    Whether int8 keeps retrieval quality is a property of the model and the corpus: measured in
+    ``benchmarks/bench_onnx_bulk.py`` (nDCG@10 on TAT-QA against the float vectors)."""
+    import onnxruntime as ort
+
+    base = load_onnx_encoder(model, threads)
+    query = base
+    if int8:
+        target = base.path.with_suffix(".int8.onnx")
+        with FileLock(str(target) + ".lock"):
+            if not target.exists():
+                _quantize(base.path, target)
+            query = OnnxQueryEncoder(_session(ort, target, threads), base.preprocess, base.pooling, target)
+        cos = _probe_cosine(model, query)
+        if cos < MIN_INT8_PROBE_COSINE:
+            raise OnnxUnavailable(f"the int8 graph strays from torch (probe cosine {cos:.4f})")
+    tokenizer = model.tokenizer
+    limit = model.max_seq_length
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(texts, truncation=True, max_length=limit)["input_ids"]]
+
+    return OnnxBulkEncoder(query, count)
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """int8 weights (per output channel), activations quantized on the fly; written atomically."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fd, tmp = tempfile.mkstemp(prefix=target.stem, suffix=".tmp.onnx", dir=target.parent)
+    os.close(fd)
+    try:
+        quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
+        os.replace(tmp, target)
+    except Exception as e:
+        raise OnnxUnavailable(f"int8 quantization failed: {type(e).__name__}: {e}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def pool(tokens: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarray:

@@ -61,7 +61,8 @@ class RetrievalConfig(BaseModel):
         ge=0,
         le=100,
         description="look at the top N fused hits: one whose metadata lists `children` (doc ids: a table's "
-        "caption and notes, a section's paragraphs) pulls those documents' chunks in right after it; 0 = off",
+        "caption and notes, a section's paragraphs; or chunk ids of its own document: the paragraphs around an "
+        "ingested table) pulls those chunks in right after it; 0 = off",
     )
     rerank_model: str | None = Field(None, description="registered reranker (cross-encoder) model name")
     rerank_top_n: int = Field(20, ge=1, le=200, description="fused hits rescored by the reranker")
@@ -149,25 +150,37 @@ class Retriever:
         allowed = (filters or {}).get("doc_id")  # a doc_id filter of the query still holds for the children
         if allowed is not None:
             allowed = {str(a) for a in allowed} if isinstance(allowed, (list, tuple, set)) else {str(allowed)}
-        owner: dict[str, str] = {}  # child doc id -> chunk id of the best-ranked parent listing it
-        expanded: set[str] = set()  # parent documents: each chunk of a long table carries the same list
+        owner: dict[str, str] = {}  # child id -> chunk id of the best-ranked parent listing it
+        chunk_ids: set[str] = set()  # children that are chunks of the parent's own document (ingested tables)
+        expanded: set[tuple[str, ...]] = set()  # each chunk of a long table carries the same list
         for parent in parents:
-            if parent.doc_id in expanded:
+            listed = tuple(map(str, parent.metadata["children"]))
+            if listed in expanded:
                 continue
-            expanded.add(parent.doc_id)
-            for child in map(str, parent.metadata["children"]):
-                if child not in owner and (allowed is None or child in allowed):
+            expanded.add(listed)
+            for child in listed:
+                own_chunk = child.startswith(f"{parent.doc_id}::")  # a chunk id: <doc_id>::<n>::<hash>
+                if child not in owner and (own_chunk or allowed is None or child in allowed):
                     owner[child] = parent.chunk_id
+                    if own_chunk:
+                        chunk_ids.add(child)
         if not owner:
             return hits
-        flt = {**(filters or {}), "doc_id": list(owner)}
-        k = min(8 * len(owner), 200 * len(set(owner.values())))  # a child document may hold several chunks
+        found: list[SearchHit] = []
+        docs = [c for c in owner if c not in chunk_ids]
         search = (self.store.dense_search, vector) if vector is not None else (self.store.text_search, query)
-        found = _timed(on_stage, "expand", search[0], search[1], k, flt)
+        for field, ids in (("doc_id", docs), ("chunk_id", sorted(chunk_ids))):
+            if not ids:
+                continue
+            flt = {**(filters or {}), field: ids}
+            parents_of = len({owner[c] for c in ids})
+            k = len(ids) if field == "chunk_id" else min(8 * len(ids), 200 * parents_of)  # a document: many chunks
+            found += _timed(on_stage, "expand", search[0], search[1], k, flt)
         children: dict[str, list[SearchHit]] = {}
         for child in found:
-            if child.doc_id in owner:
-                children.setdefault(owner[child.doc_id], []).append(child)
+            key = child.chunk_id if child.chunk_id in chunk_ids else child.doc_id
+            if key in owner:
+                children.setdefault(owner[key], []).append(child)
         out: list[SearchHit] = []
         placed: set[str] = set()
         for rank, hit in enumerate(hits, start=1):

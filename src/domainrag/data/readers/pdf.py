@@ -26,7 +26,7 @@ from typing import Any
 from domainrag.data.blocks import Block, ReadResult, markdown_table
 from domainrag.data.readers import images
 from domainrag.data.readers.pdf_layout import MARGIN, Box, is_margin_noise, paragraph, reading_order, tables, walk
-from domainrag.data.readers.registry import register
+from domainrag.data.readers.registry import register, report_page
 from domainrag.errors import DatasetError
 
 OCR_DPI = 300
@@ -144,6 +144,7 @@ def _pages(path: Path, pdf: Any, result: ReadResult, heights: list[float]) -> li
                 blind.append(index + 1)
             pages.append(boxes)
             heights.append(float(page.height))
+            report_page(index + 1, len(plumbed))
     for first, last in _ranges(blind):
         where = f"page {first}" if first == last else f"pages {first}-{last}"
         result.warnings.append(f"{where}: no text layer, and no OCR engine is installed to read it: "
