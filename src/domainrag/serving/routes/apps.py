@@ -44,7 +44,8 @@ async def completion(
             return Response(status_code=499)
         text = strip_invalid_citations(got.text, answer.n_hits)
         await run_in_threadpool(sessions.append, session_id, body.query, text)
-        return JSONResponse({"answer": text, "references": got.references, "session_id": session_id})
+        return JSONResponse({"answer": text, "references": got.references, "grounding": got.grounding,
+                             "session_id": session_id})
 
     async def events() -> AsyncIterator[str]:
         got = Streamed(references=[])
@@ -55,7 +56,8 @@ async def completion(
             return
         await run_in_threadpool(sessions.append, session_id, body.query,
                                 strip_invalid_citations(got.text, answer.n_hits))
-        yield sse({"type": "references", "references": got.references, "session_id": session_id})
+        yield sse({"type": "references", "references": got.references, "grounding": got.grounding,
+                   "session_id": session_id})
         yield sse("[DONE]")
 
     return StreamingResponse(events(), media_type="text/event-stream",

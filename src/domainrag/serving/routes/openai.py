@@ -132,7 +132,7 @@ async def chat_completions(
         if refs is not None:
             text = strip_invalid_citations(text, answer.n_hits)
             message.update(content=text, annotations=url_citations(text, refs))
-            extra["references"] = refs
+            extra["references"], extra["grounding"] = refs, got.grounding
         await remember(text)
         usage = await run_in_threadpool(answer.usage, text)
         return JSONResponse({
@@ -153,7 +153,7 @@ async def chat_completions(
         last: dict[str, Any] = {}
         if refs is not None:  # the spans are those of the text streamed
             last["annotations"] = url_citations(text, refs)
-            extra["references"] = refs
+            extra["references"], extra["grounding"] = refs, got.grounding
         await remember(strip_invalid_citations(text, answer.n_hits) if refs is not None else text)
         usage = await run_in_threadpool(answer.usage, text)
         yield chunk(last, "length" if got.cut else answer.finish_reason(usage), **extra)
