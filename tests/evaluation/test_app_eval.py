@@ -26,8 +26,10 @@ def test_evaluate_apps(ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     ws.catalog.put("index", "kb", {"embedding_model": "emb-a", "dimension": 8, "store": {"type": "embedded"}})
     ws.catalog.put("app", "docs", {"name": "docs", "model": "llm-x", "retrieval": {"index": "kb", "top_k": 2},
                                    "generation": {"temperature": 0.1, "system_prompt": "long"}})
-    assert app_config(ws, "docs") == {"app": "docs", "model": "llm-x", "index": "kb", "embedding_model": "emb-a",
-                                      "mode": None, "top_k": 2, "generation.temperature": 0.1}
+    config = app_config(ws, "docs")
+    assert config.pop("gate").startswith("not calibrated")
+    assert config == {"app": "docs", "model": "llm-x", "index": "kb", "embedding_model": "emb-a",
+                      "mode": None, "top_k": 2, "generation.temperature": 0.1}
     monkeypatch.setattr("domainrag.evaluation.app_eval.load_app", lambda ws, name, **kw: _App())
     monkeypatch.setattr("domainrag.evaluation.app_eval.unknown_gold_warnings", lambda *a: ["w"])
     qfile = tmp_path / "q.jsonl"

@@ -198,7 +198,10 @@ class RagApp:
                        stopped=pieces.hit, grounding=answer_grounding)
 
     def invoke(self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None) -> RagAnswer:
-        hits = self.retrieve(query, top_k, filters)
+        return self.answer_from(query, self.retrieve(query, top_k, filters))
+
+    def answer_from(self, query: str, hits: list[SearchHit]) -> RagAnswer:
+        """The whole answer to ``query`` from ``hits`` (the gate, the model, grounding), not streamed."""
         text, refs, answer_grounding = "", [], None
         for event in self.stream_with_hits(query, hits):
             if event.type == "token":
