@@ -10,6 +10,7 @@ backends (llama.cpp, remote servers) give ``None``.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any
 
 import torch
@@ -22,31 +23,39 @@ def supports_reader_score(generator: Any) -> bool:
     return all(hasattr(generator, a) for a in ("model", "tokenizer", "prompt_ids"))
 
 
-def _token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-
-
 def not_found_margin(generator: Any, messages: list[dict[str, str]], not_found: str,
                      n: int = FIRST_TOKENS) -> float | None:
-    """Mean log p(first ``n`` not-found tokens) − mean log p(greedy first ``n`` tokens); ``None`` if unsupported."""
+    """Mean log p(first ``n`` not-found tokens) − mean log p(greedy first ``n`` tokens); ``None`` if unsupported.
+
+    One prefill of the prompt; both continuations then run token by token on copies of its KV cache, so the
+    cost is about one prompt prefill (the answer's own prefill is not shared: it runs later, in another call).
+    """
     if not supports_reader_score(generator):
         return None
     model, tokenizer = generator.model, generator.tokenizer
     prompt = generator.prompt_ids(list(messages)).to(model.device)
-    target = tokenizer(not_found, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :n].to(model.device)
+    target = tokenizer(not_found, add_special_tokens=False, return_tensors="pt")["input_ids"][0, :n].tolist()
     lock = getattr(generator, "_lock", None)  # the backend serves one forward pass at a time
     with lock if lock is not None else contextlib.nullcontext(), torch.inference_mode():
-        # Two prefills (prompt + not-found prefix; the greedy continuation): a small cost beside the answer.
-        out = model(input_ids=torch.cat([prompt, target], dim=1), use_cache=False)
-        start = prompt.shape[1] - 1
-        nf_logits = out.logits[0, start:start + target.shape[1]]
-        nf = _token_logprobs(nf_logits, target[0]).mean().item()
-        greedy = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt),
-                                max_new_tokens=target.shape[1], do_sample=False, output_logits=True,
-                                return_dict_in_generate=True,
-                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        ids = greedy.sequences[0, prompt.shape[1]:]
-        logits = torch.stack(list(greedy.logits), dim=1)[0, : ids.shape[0]]
-        best = _token_logprobs(logits, ids).mean().item()
+        out = model(input_ids=prompt, use_cache=True, logits_to_keep=1)  # the LM head on the last position only
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        nf = _continue(model, copy.deepcopy(out.cache), first, target, prompt.shape[1])
+        best = _continue(model, out.cache, first, None, prompt.shape[1], steps=len(target))
     return min(0.0, nf - best)
 
+
+def _continue(model: Any, cache: Any, logprobs: torch.Tensor, forced: list[int] | None, position: int,
+              steps: int = 0) -> float:
+    """Mean log-probability of ``forced`` tokens (or of the greedy ones, ``steps`` of them) after the prompt."""
+    tokens = forced if forced is not None else [None] * steps
+    total = 0.0
+    for i, token in enumerate(tokens):
+        chosen = int(logprobs.argmax()) if token is None else token
+        total += float(logprobs[chosen])
+        if i + 1 == len(tokens):
+            break
+        step = torch.tensor([[chosen]], device=model.device)
+        out = model(input_ids=step, cache=cache, use_cache=True,
+                    position_ids=torch.tensor([[position + i]], device=model.device))
+        cache, logprobs = out.cache, torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    return total / max(1, len(tokens))
