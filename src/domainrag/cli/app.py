@@ -110,7 +110,9 @@ def app_invoke(
 ) -> None:
     """Ask an app a question (InvokeApplication --stream)."""
     from domainrag.serving.apps import load_app
+    from domainrag.serving.rag import check_query
 
+    check_query(query)  # before the model loads
     rag = load_app(ws(), name)
     overrides = {k: v for k, v in (("max_new_tokens", max_tokens), ("temperature", temperature)) if v is not None}
     if overrides:  # this call only: the app's stored defaults stay as they are

@@ -28,6 +28,7 @@ from domainrag.data.prompts import (
     extract_citations,
     strip_invalid_citations,
 )
+from domainrag.errors import DomainRagError
 from domainrag.index.base import SearchHit
 from domainrag.retrieval.retriever import Retriever
 from domainrag.serving.gate import Gate, GateDecision
@@ -100,13 +101,17 @@ def passage_source(hit: SearchHit) -> str:
     return f"{hit.doc_id}, page {page}" if page is not None else hit.doc_id
 
 
+class QueryError(DomainRagError, ValueError):
+    """A question an app cannot take (the API answers 400, the CLI prints it)."""
+
+
 def check_query(query: str) -> None:
-    """Raise ValueError (the API answers 400) for an empty or overlong question."""
+    """Raise :class:`QueryError` for an empty or overlong question."""
     if not query.strip():
-        raise ValueError("query is empty: ask a question")
+        raise QueryError("the question is empty", hint="ask a question, e.g. --query \"What does the CTL-400 weigh?\"")
     if len(query) > MAX_QUERY_CHARS:
-        raise ValueError(f"query is {len(query)} characters long; an app accepts at most {MAX_QUERY_CHARS}: "
-                         "ask the question itself, not a document")
+        raise QueryError(f"the question is {len(query)} characters long; an app accepts at most {MAX_QUERY_CHARS}",
+                         hint="ask the question itself, not a document; to search a document, ingest it")
 
 
 class RagApp:
