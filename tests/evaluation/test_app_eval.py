@@ -26,8 +26,10 @@ def test_evaluate_apps(ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     ws.catalog.put("index", "kb", {"embedding_model": "emb-a", "dimension": 8, "store": {"type": "embedded"}})
     ws.catalog.put("app", "docs", {"name": "docs", "model": "llm-x", "retrieval": {"index": "kb", "top_k": 2},
                                    "generation": {"temperature": 0.1, "system_prompt": "long"}})
-    assert app_config(ws, "docs") == {"app": "docs", "model": "llm-x", "index": "kb", "embedding_model": "emb-a",
-                                      "mode": None, "top_k": 2, "generation.temperature": 0.1}
+    config = app_config(ws, "docs")
+    assert config.pop("gate").startswith("not calibrated")
+    assert config == {"app": "docs", "model": "llm-x", "index": "kb", "embedding_model": "emb-a",
+                      "mode": None, "top_k": 2, "generation.temperature": 0.1}
     monkeypatch.setattr("domainrag.evaluation.app_eval.load_app", lambda ws, name, **kw: _App())
     monkeypatch.setattr("domainrag.evaluation.app_eval.unknown_gold_warnings", lambda *a: ["w"])
     qfile = tmp_path / "q.jsonl"
@@ -40,3 +42,27 @@ def test_evaluate_apps(ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert runs["docs (no retrieval)"].errors == 1  # its app has no generator: the load error is recorded
     assert any("no generator" in w for w in result.warnings) and "w" in result.warnings
     assert set(result.metadata.models) == {"llm-x", "emb-a"}
+
+
+def test_withheld_gold_questions_are_answered_without_their_gold_documents() -> None:
+    from domainrag.evaluation.app_eval import WithholdingApp, withheld_items
+    from domainrag.index.base import SearchHit
+
+    items = [{"id": "q1", "question": "How long?", "doc": "gold.md"}, {"id": "u1", "question": "Price?", "doc": None}]
+    twins = withheld_items(items, 5, "Not found.")
+    assert twins == [{"id": "q1~withheld", "question": "How long?", "answer": "Not found.", "short_answer": "",
+                      "doc": None, "withhold": ["gold.md"]}]
+
+    class Rag:
+        retriever = type("R", (), {"config": type("C", (), {"top_k": 2})()})()
+
+        def retrieve(self, query, top_k=None):
+            self.asked_k = top_k
+            return [SearchHit(f"{d}::0", d, "t", 1.0) for d in ("gold.md", "a.md", "b.md", "c.md")]
+
+        def answer_from(self, query, hits):
+            return [h.doc_id for h in hits]
+
+    rag = Rag()
+    assert WithholdingApp(rag).invoke_item(twins[0]) == ["a.md", "b.md"]  # top_k passages, none from gold.md
+    assert rag.asked_k > 2  # fetched extra so that top_k remain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +18,7 @@ from domainrag.cli._context import (
     print_record,
     print_rich,
     print_rows,
+    progress_bar,
     ws,
 )
 
@@ -63,8 +65,46 @@ def app_list(as_json: JsonFlag = False) -> None:
 
 @app.command("show")
 def app_show(name: Annotated[str, typer.Argument(help="app name")], as_json: JsonFlag = False) -> None:
-    """An app's settings: model, retrieval and generation."""
-    print_record(ws().catalog.require("app", name), f"app {name}", as_json)
+    """An app's settings (model, retrieval, generation) and whether its answerability gate is calibrated."""
+    from domainrag.serving.apps import AppRecord, gate_status
+
+    record = ws().catalog.require("app", name)
+    print_record(record, f"app {name}", as_json)
+    if not as_json:
+        console.print(f"gate: {gate_status(AppRecord.model_validate(record))}")
+
+
+@app.command("calibrate")
+def app_calibrate(
+    name: str,
+    questions: Annotated[Path, typer.Option(help="held-out questions (.jsonl: id, question, doc or docs; "
+                                                 "doc null = unanswerable)")],
+    target_false_refusal: Annotated[float, typer.Option(min=0.0, max=0.99, help="largest share of answerable "
+                                                                               "questions the gate may refuse")] = 0.05,
+    withhold_gold: Annotated[bool, typer.Option(help="also ask each answerable question with its gold documents "
+                                                     "removed from the passages, as an unanswerable one")] = True,
+    reranker: Annotated[str | None, typer.Option(help="registered reranker the gate scores with, when the app "
+                                                      "has none")] = None,
+    signals: Annotated[str, typer.Option(help="comma-separated gate signals: rerank, dense, bm25, reader "
+                                              "(those unavailable are left out)")] = "rerank,dense,bm25,reader",
+    limit: Annotated[int | None, typer.Option(min=1, help="use the first N questions")] = None,
+) -> None:
+    """Fit the app's answerability gate on labelled questions to a target false-refusal rate and store it."""
+    from domainrag.evaluation.gate_calibration import calibrate_app
+
+    with progress_bar() as bar:
+        task = bar.add_task("gate signals", total=None)
+        cal = calibrate_app(ws(), name, questions, target_false_refusal, withhold_gold=withhold_gold,
+                            reranker=reranker, signals=[s.strip() for s in signals.split(",") if s.strip()],
+                            limit=limit, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    fitted = cal.fitted_on
+    console.print(f"app [bold]{name}[/]: gate fitted on {fitted['answerable']} answerable and "
+                  f"{fitted['unanswerable']} unanswerable question(s) ({fitted['withheld']} with gold withheld); "
+                  f"signals {', '.join(cal.features)}; threshold {cal.threshold:.3f}")
+    console.print(f"on the calibration questions: false refusals {cal.measured['false_refusal_rate']:.3f} "
+                  f"(target {target_false_refusal}), refusals of unanswerable "
+                  f"{cal.measured['refusal_rate_unanswerable']:.3f}; measure on other questions with "
+                  "`domainrag eval answers`")
 
 
 @app.command("invoke")
@@ -81,7 +121,9 @@ def app_invoke(
 ) -> None:
     """Ask an app a question (InvokeApplication --stream)."""
     from domainrag.serving.apps import load_app
+    from domainrag.serving.rag import check_query
 
+    check_query(query)  # before the model loads
     # A spinner from here to the first token: loading the embedder and the LLM, retrieving and the
     # model's first forward pass take seconds to a minute on a CPU.
     with Waiting(f"loading app {name}") as wait:
@@ -96,7 +138,7 @@ def print_answer(rag: Any, query: str, *, stream: bool = True, top_k: int | None
                  wait: Waiting | None = None) -> str:
     """Ask a loaded app, print the answer (streamed or whole) and its sources; returns the answer. ``wait``,
     a running spinner, says what happens until the first token and stops there (streaming) or at the end."""
-    text, refs = "", []
+    text, refs, grounding = "", [], None
     if wait is not None:
         wait.update("retrieving and generating" if stream else "retrieving and generating the whole answer")
     for event in rag.stream(query, top_k=top_k):
@@ -107,11 +149,11 @@ def print_answer(rag: Any, query: str, *, stream: bool = True, top_k: int | None
                     wait.done()
                 console.out(event.text, end="", highlight=False)
         else:
-            refs = event.references
+            refs, grounding = event.references, event.grounding
     if wait is not None:
         wait.done()
     if as_json:
-        print_json({"answer": text, "references": refs})
+        print_json({"answer": text, "references": refs, "grounding": grounding})
         return text
     if not stream:
         console.out(text, end="", highlight=False)
@@ -123,4 +165,14 @@ def print_answer(rag: Any, query: str, *, stream: bool = True, top_k: int | None
         table.add_row(str(r["citation"]), r["document"], str(r.get("page") or "-"), r.get("section") or "-",
                       r["chunk_id"], f"{r['score']:.4f}")
     print_rich(table)
+    if grounding is not None:
+        console.print(f"grounding: {grounding_line(grounding)}")
     return text
+
+
+def grounding_line(grounding: dict[str, Any]) -> str:
+    """One line on an answer's grounding: grounded or not (and why), flagged sentences."""
+    verdict = {True: "grounded", False: "NOT grounded", None: "not established"}[grounding.get("grounded")]
+    flagged = [s["sentence"] for s in grounding.get("sentences", []) if s.get("status") != "supported"]
+    more = "; flagged: " + " | ".join(f'"{s[:80]}"' for s in flagged) if flagged else ""
+    return f"{verdict} ({grounding.get('reason')}){more}"

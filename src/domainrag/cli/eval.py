@@ -140,6 +140,10 @@ def eval_answers(
     judge_threshold: Annotated[float, typer.Option(help="in-process judges: a sentence is supported when "
                                                         "P(yes) over the yes/no logits reaches this")] = 0.5,
     limit: Annotated[int | None, typer.Option(help="ask only the first N questions")] = None,
+    compare_gate: Annotated[bool, typer.Option("--compare-gate", help="also run each app with its answerability "
+                                               "gate off, as a run labelled 'APP (no gate)'")] = False,
+    withhold_gold: Annotated[int, typer.Option(min=0, help="also ask the first N answerable questions with their "
+                                                           "gold documents withheld (expected answer: not found)")] = 0,
     report: ReportOpt = None,
     json_out: JsonOpt = None,
     fail_under: FailUnder = None,
@@ -155,7 +159,7 @@ def eval_answers(
         raise OptionError("--judge-url needs --judge-model (the model name at that endpoint)")
     judge = {"model": judge_model, "url": judge_url, "threshold": judge_threshold} if judge_model else None
     spec = build_spec(AnswerEvalSpec, ANSWER_FLAGS, apps=app_names, no_retrieval=no_retrieval, judge=judge,
-                      limit=limit)
+                      limit=limit, compare_gate=compare_gate, withhold_gold=withhold_gold)
     bar, update = labelled_progress()
     with bar:
         result = evaluate_apps(ws(), spec, dataset, progress=update)

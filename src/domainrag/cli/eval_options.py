@@ -30,7 +30,8 @@ RETRIEVAL_FLAGS = {"index": "--index", "configs": "--config", "ingest": "--inges
                    "depth": "--depth", "max_words": "--max-words", "overlap_words": "--overlap-words",
                    "limit": "--limit"}
 ANSWER_FLAGS = {"apps": "--app", "no_retrieval": "--no-retrieval", "judge": "--judge-model", "limit": "--limit",
-                "judge.model": "--judge-model", "judge.url": "--judge-url", "judge.threshold": "--judge-threshold"}
+                "judge.model": "--judge-model", "judge.url": "--judge-url", "judge.threshold": "--judge-threshold",
+                "compare_gate": "--compare-gate", "withhold_gold": "--withhold-gold"}
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:

@@ -33,7 +33,11 @@ Progress = Callable[[str, int, int], None]
 
 
 class Answerer(Protocol):
-    """What an app must do to be evaluated: ``invoke(question)`` → object with answer/references/passages."""
+    """What an app must do to be evaluated: ``invoke(question)`` → object with answer/references/passages.
+
+    An app that also has ``invoke_item(item)`` is given the whole question item instead (e.g. to withhold
+    its gold documents, see :mod:`.app_eval`).
+    """
 
     def invoke(self, query: str) -> Any: ...
 
@@ -76,7 +80,7 @@ def _ask(app: Answerer, q: Mapping[str, Any], judge: Judge | None, with_retrieva
     """One question to one app: (scored entry, whether the judge failed on it)."""
     gold = gold_docs(dict(q))
     try:
-        ans = app.invoke(q["question"])
+        ans = app.invoke_item(q) if hasattr(app, "invoke_item") else app.invoke(q["question"])
     except Exception as exc:  # one failing question must not lose the others
         error = f"{type(exc).__name__}: {exc}"
         s = score_answer(q, None, error=error, gold=gold)

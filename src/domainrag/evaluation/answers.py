@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import re
-import string
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domainrag.data.prompts import NOT_FOUND_ANSWER
+# Defined in serving.grounding (per-sentence support of served answers); the judge imports them from here.
+from domainrag.serving.grounding import SENTENCE_BREAK, SUPPORT_OVERLAP, content_tokens, is_refusal, normalize
 
-_REFUSAL = re.compile(
-    r"(does not contain|doesn't contain|not (?:found|mentioned|provided|available) in|no information|cannot find|"
-    r"can't find|not in the (?:context|knowledge base))",
-    re.IGNORECASE,
-)
-
-
-def normalize(text: str) -> str:
-    """SQuAD-style normalisation: lower case, no punctuation/articles, single spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation) or ch in "-.")
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split()).strip(" .")
-
-
-def is_refusal(answer: str) -> bool:
-    return bool(_REFUSAL.search(answer)) or normalize(NOT_FOUND_ANSWER) in normalize(answer)
+__all__ = ["SENTENCE_BREAK", "is_refusal", "normalize"]
 
 
 def token_f1(prediction: str, reference: str) -> float:
@@ -44,17 +28,8 @@ def token_f1(prediction: str, reference: str) -> float:
 
 # -- per-question scoring and aggregation for `domainrag eval answers` -----------------------------
 _LABEL = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
-SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
-"""Where an answer splits into sentences (lexical support here, claims for the faithfulness judge)."""
 _CITE = re.compile(r"\[\d{1,3}\]")
-_STOPWORDS = frozenset({
-    "a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or", "but", "is", "are",
-    "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "as", "into", "than",
-    "then", "there", "their", "they", "them", "he", "she", "his", "her", "we", "our", "you", "your", "i", "not",
-    "no", "do", "does", "did", "has", "have", "had", "which", "who", "whom", "what", "when", "where", "why", "how",
-    "can", "could", "should", "would", "may", "might", "will", "shall", "also", "such"
-})
-LEXICAL_SUPPORT_OVERLAP = 0.6
+LEXICAL_SUPPORT_OVERLAP = SUPPORT_OVERLAP
 
 
 def extract_label(answer: str) -> str | None:
@@ -66,10 +41,6 @@ def extract_label(answer: str) -> str | None:
     return m.group(1).lower() if m else None
 
 
-def _content_tokens(text: str) -> list[str]:
-    return [t.strip(".-") for t in normalize(_CITE.sub(" ", text)).split() if t.strip(".-") not in _STOPWORDS]
-
-
 def lexical_support(answer: str, passages: list[str], threshold: float = LEXICAL_SUPPORT_OVERLAP) -> float | None:
     """Fraction of answer sentences whose content tokens are ≥ ``threshold`` present in the passages.
 
@@ -78,10 +49,10 @@ def lexical_support(answer: str, passages: list[str], threshold: float = LEXICAL
     """
     vocab = set()
     for p in passages:
-        vocab.update(_content_tokens(p))
+        vocab.update(content_tokens(p))
     scored = []
     for sentence in SENTENCE_BREAK.split(answer):
-        toks = _content_tokens(sentence)
+        toks = content_tokens(sentence)
         if toks:
             scored.append(sum(t in vocab for t in toks) / len(toks) >= threshold)
     return sum(scored) / len(scored) if scored else None

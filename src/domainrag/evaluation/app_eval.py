@@ -14,7 +14,46 @@ from domainrag.evaluation.closed_book import LABEL_SUFFIX, ClosedBookApp, closed
 from domainrag.evaluation.judge import OpenAIJudge, judge_from_catalogue
 from domainrag.evaluation.result import EvalResult, model_info
 from domainrag.evaluation.spec import AnswerEvalSpec, JudgeSpec
-from domainrag.serving.apps import load_app
+from domainrag.serving.apps import AppRecord, gate_status, load_app
+from domainrag.serving.rag import RagAnswer, RagApp
+
+WITHHELD_SUFFIX = "~withheld"
+WITHHOLD_EXTRA = 20
+"""Extra passages retrieved for a withheld-gold question, so that top_k remain once the gold ones are dropped."""
+NO_GATE_SUFFIX = " (no gate)"
+
+
+class WithholdingApp:
+    """An app asked whole question items: one with ``withhold`` (doc ids) is answered from its passages
+    without those documents (the "negative rejection" protocol: the answer is not in what the app sees)."""
+
+    def __init__(self, rag: RagApp) -> None:
+        self.rag = rag
+
+    def invoke(self, query: str) -> RagAnswer:
+        return self.rag.invoke(query)
+
+    def invoke_item(self, item: Mapping[str, Any]) -> RagAnswer:
+        withheld = set(item.get("withhold") or ())
+        if not withheld:
+            return self.rag.invoke(item["question"])
+        k = self.rag.retriever.config.top_k
+        hits = [h for h in self.rag.retrieve(item["question"], top_k=k + WITHHOLD_EXTRA) if h.doc_id not in withheld]
+        return self.rag.answer_from(item["question"], hits[:k])
+
+
+def withheld_items(items: Sequence[Mapping[str, Any]], n: int, not_found: str) -> list[dict[str, Any]]:
+    """Copies of the first ``n`` answerable questions with their gold documents withheld: now unanswerable."""
+    out = []
+    for q in [q for q in items if gold_docs(dict(q))][:n]:
+        out.append({"id": f"{q['id']}{WITHHELD_SUFFIX}", "question": q["question"], "answer": not_found,
+                    "short_answer": "", "doc": None, "withhold": gold_docs(dict(q))})
+    return out
+
+
+def _without_gate(rag: RagApp) -> RagApp:
+    rag.gate = None
+    return rag
 
 
 def app_config(ws: Any, name: str) -> dict[str, Any]:
@@ -27,7 +66,8 @@ def app_config(ws: Any, name: str) -> dict[str, Any]:
     gen.pop("not_found_answer", None)
     return {"app": name, "model": record.get("model"), "index": retrieval.get("index"),
             "embedding_model": index.get("embedding_model"), "mode": retrieval.get("mode"),
-            "top_k": retrieval.get("top_k"), **{f"generation.{k}": v for k, v in gen.items()}}
+            "top_k": retrieval.get("top_k"), **{f"generation.{k}": v for k, v in gen.items()},
+            "gate": gate_status(AppRecord.model_validate(record))}
 
 
 def unknown_gold_warnings(ws: Any, items: Sequence[Mapping[str, Any]], configs: Mapping[str, Mapping[str, Any]],
@@ -63,6 +103,8 @@ def evaluate_apps(
 ) -> EvalResult:
     """Ask each app of ``spec`` the questions of ``questions`` (a .jsonl file) and score the answers."""
     items = read_questions(questions)[: spec.limit or None]
+    if spec.withhold_gold:
+        items = items + withheld_items(items, spec.withhold_gold, NOT_FOUND_ANSWER)
     configs = {name: app_config(ws, name) for name in spec.apps}  # fails fast on an unknown app
     models: dict[str, Any] = {}
     for cfg in configs.values():
@@ -72,7 +114,10 @@ def evaluate_apps(
     warnings = unknown_gold_warnings(ws, items, configs, questions.name)
     loaders: dict[str, Any] = {}
     for name in spec.apps:
-        loaders[name] = lambda n=name: load_app(ws, n)
+        loaders[name] = lambda n=name: WithholdingApp(load_app(ws, n))
+        if spec.compare_gate:
+            configs[name + NO_GATE_SUFFIX] = {**configs[name], "gate": "off"}
+            loaders[name + NO_GATE_SUFFIX] = lambda n=name: WithholdingApp(_without_gate(load_app(ws, n)))
         if spec.no_retrieval:
             label = name + LABEL_SUFFIX
             not_found = (ws.catalog.require("app", name).get("generation") or {}).get("not_found_answer")

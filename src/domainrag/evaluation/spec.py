@@ -105,6 +105,9 @@ class AnswerEvalSpec(BaseModel):
     no_retrieval: bool = Field(False, description="add a run per app: its model without retrieval")
     judge: JudgeSpec | None = None
     limit: int | None = Field(None, ge=0, description="ask only the first N questions")
+    compare_gate: bool = Field(False, description="add a run per app with its answerability gate off")
+    withhold_gold: int = Field(0, ge=0, description="also ask the first N answerable questions with their gold "
+                               "documents withheld from the passages, as unanswerable ones")
 
     @field_validator("apps")
     @classmethod

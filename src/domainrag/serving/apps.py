@@ -10,7 +10,10 @@ from domainrag.errors import DomainRagError
 from domainrag.index import parse_store_config
 from domainrag.retrieval.retriever import RetrievalConfig, Retriever
 from domainrag.serving.backends import check_llm, generator_for
+from domainrag.serving.gate import DEFAULT_MIN_DENSE, Gate, GateCalibration
+from domainrag.serving.generator import Generator
 from domainrag.serving.rag import GenerationSettings, RagApp
+from domainrag.serving.reader_score import not_found_margin, supports_reader_score
 from domainrag.storage.preflight import preflight, require
 from domainrag.workspace import Workspace
 
@@ -37,6 +40,24 @@ class AppRecord(AppSpec):
 
     created_at: float
     updated_at: float
+    gate: GateCalibration | None = Field(None, description="fitted by `domainrag app calibrate`; None = default")
+
+
+def gate_status(app: AppRecord) -> str:
+    """One line on the app's answerability gate, for `app show` and the API."""
+    if app.gate is None:
+        return (f"not calibrated: refuses only when no passage reaches dense similarity {DEFAULT_MIN_DENSE} "
+                f"(run `domainrag app calibrate {app.name} --questions FILE`)")
+    g = app.gate
+    measured = ", ".join(f"{k} {v:.3f}" for k, v in g.measured.items())
+    return (f"calibrated on {g.fitted_on.get('questions', '?')} for false refusals <= {g.target_false_refusal}: "
+            f"signals {', '.join(g.features)}, threshold {g.threshold:.3f}" + (f" ({measured})" if measured else ""))
+
+
+def set_gate(ws: Workspace, name: str, calibration: GateCalibration | None) -> AppRecord:
+    """Store (or with None, remove) an app's gate calibration; the rest of its record is kept."""
+    ws.catalog.update("app", name, gate=calibration.model_dump() if calibration is not None else None)
+    return require_app(ws, name)
 
 
 def get_app(ws: Workspace, name: str) -> AppRecord | None:
@@ -98,4 +119,19 @@ def load_app(ws: Workspace, name: str, *, with_generator: bool = True) -> RagApp
         ws.store(app.retrieval.index), ws.index_embedder(app.retrieval.index), app.retrieval, reranker=reranker
     )
     generator = generator_for(ws, app.model) if with_generator else None  # picked by the model's endpoint config
-    return RagApp(app.name, retriever, generator, app.generation)
+    return RagApp(app.name, retriever, generator, app.generation, gate=make_gate(ws, app, reranker, generator))
+
+
+def make_gate(ws: Workspace, app: AppRecord, reranker: Any, generator: Generator | None) -> Gate:
+    """The app's gate: its calibration with the reranker and reader scorer it needs (see serving.gate)."""
+    cal = app.gate
+    if cal is not None and cal.reranker and "rerank" in cal.features and reranker is None:
+        reranker = ws.reranker(cal.reranker)
+    reader = None
+    if generator is not None and supports_reader_score(generator):
+        not_found = app.generation.not_found_answer
+
+        def reader(messages: list[dict[str, str]]) -> float | None:
+            return not_found_margin(generator, messages, not_found)
+
+    return Gate(cal, reranker=reranker, reader=reader)

@@ -267,6 +267,18 @@ class Reference(_Response):
     cited: bool | None = Field(None, description="in passages: whether the answer cites it")
 
 
+class Grounding(_Response):
+    """Whether an app answer rests on its passages: per-sentence support and the answerability gate's decision."""
+
+    grounded: bool | None = Field(description="true: every sentence cites a passage that supports it and the gate "
+                                              "ran; null: could not be established (abstained, no gate)")
+    abstained: bool = Field(description="the answer is the app's not-found text")
+    reason: str
+    gate: dict[str, Any] | None = Field(None, description="the answerability gate's signals and decision")
+    sentences: list[dict[str, Any]] = Field(description="each sentence, its citations, support and status")
+    flagged: int = Field(description="sentences not supported by a cited passage")
+
+
 class AssistantMessage(_Response):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -293,6 +305,7 @@ class ChatCompletion(_Response):
     choices: list[ChatChoice]
     usage: Usage
     references: list[Reference] | None = None
+    grounding: Grounding | None = None
     session_id: str | None = None
 
 
@@ -349,5 +362,6 @@ class AppAnswer(_Response):
     answer: str
     references: list[Reference] = Field(description="the passages the answer cites (all given, if it cites none)")
     passages: list[Reference] = Field(description="every passage the model was given, cited ones marked")
+    grounding: Grounding | None = Field(None, description="per-sentence support; null without a gate")
     finish_reason: FinishReason = Field(description='"length": the answer was cut at the token limit')
     session_id: str

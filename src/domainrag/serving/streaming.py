@@ -105,6 +105,7 @@ class Streamed:
 
     text: str = ""
     references: list[dict[str, Any]] | None = None
+    grounding: dict[str, Any] | None = None  # the answer's per-sentence support (serving.grounding)
     complete: bool = False
     cut: bool = False  # stopped at the generation deadline (the answer ends with finish_reason "length")
 
@@ -123,7 +124,7 @@ async def _tokens(events: Events, request: Request, out: Streamed) -> AsyncItera
                 out.text += ev.text
                 yield ev.text
             else:
-                out.references = ev.references
+                out.references, out.grounding = ev.references, ev.grounding
     except DeadlinePassed:
         log.warning("generation stopped at its deadline (%g s)", generation_timeout())
         out.cut = True

@@ -78,9 +78,12 @@ def test_not_found_answer_skips_the_model(
     assert resp.json()["finish_reason"] == "stop"
     streamed = client.post("/v1/apps/strict/completion", json={"query": "warranty?", "stream": True})
     events = [json.loads(d) for d in sse_payloads(streamed.text)[:-1]]
+    grounding = events[-1].pop("grounding")
     assert events == [{"type": "token", "text": NOT_FOUND_ANSWER},
                       {"type": "references", "references": [], "passages": [], "finish_reason": "stop",
                        "session_id": events[-1]["session_id"]}]
+    assert grounding["abstained"] and grounding["grounded"] is None
+    assert grounding["reason"] == "retrieval returned no passage"
 
 
 def test_injected_document_stays_inside_the_context_block(client: TestClient, spy_generator, injection) -> None:

@@ -48,8 +48,8 @@ async def completion(
         """The answer's fields besides its text: sources, passages given, why it ended, its session."""
         usage = await run_in_threadpool(answer.usage, got.text)
         finish = "length" if got.cut else answer.finish_reason(usage)
-        return {"references": got.references, "passages": answer.passages(text), "finish_reason": finish,
-                "session_id": session_id}
+        return {"references": got.references, "passages": answer.passages(text), "grounding": got.grounding,
+                "finish_reason": finish, "session_id": session_id}
 
     if not body.stream:
         got = Streamed(references=[])

@@ -168,7 +168,7 @@ async def chat_completions(
         if refs is not None:
             text = strip_invalid_citations(text, answer.n_hits)
             message.update(content=text, annotations=url_citations(text, refs))
-            extra["references"] = refs
+            extra["references"], extra["grounding"] = refs, got.grounding
             headers = citations_header(message["annotations"])
         await remember(text)
         usage = await run_in_threadpool(answer.usage, text)
@@ -190,7 +190,7 @@ async def chat_completions(
         last: dict[str, Any] = {}
         if refs is not None:  # the spans are those of the text streamed
             last["annotations"] = url_citations(text, refs)
-            extra["references"] = refs
+            extra["references"], extra["grounding"] = refs, got.grounding
         await remember(strip_invalid_citations(text, answer.n_hits) if refs is not None else text)
         usage = await run_in_threadpool(answer.usage, text)
         yield chunk(last, chat.finish_reason(got, usage), **extra)

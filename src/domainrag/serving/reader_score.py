@@ -1,0 +1,61 @@
+"""The reader's own preference for the not-found answer, from its logits (a gate signal, see :mod:`.gate`).
+
+Constrained scoring: the mean log-probability of the first ``n`` tokens of the not-found text given the
+prompt, minus that of the reader's greedy answer's first ``n`` tokens. It is 0 when the greedy answer
+starts with the not-found text and negative otherwise; the more negative, the more the reader prefers an
+answer. Needs a backend that exposes a causal LM and its tokenizer (the transformers backend); other
+backends (llama.cpp, remote servers) give ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any
+
+import torch
+
+FIRST_TOKENS = 4
+
+
+def supports_reader_score(generator: Any) -> bool:
+    """Whether ``generator`` exposes what :func:`not_found_margin` needs (model, tokenizer, prompt_ids)."""
+    return all(hasattr(generator, a) for a in ("model", "tokenizer", "prompt_ids"))
+
+
+def not_found_margin(generator: Any, messages: list[dict[str, str]], not_found: str,
+                     n: int = FIRST_TOKENS) -> float | None:
+    """Mean log p(first ``n`` not-found tokens) − mean log p(greedy first ``n`` tokens); ``None`` if unsupported.
+
+    One prefill of the prompt; both continuations then run token by token on copies of its KV cache, so the
+    cost is about one prompt prefill (the answer's own prefill is not shared: it runs later, in another call).
+    """
+    if not supports_reader_score(generator):
+        return None
+    model, tokenizer = generator.model, generator.tokenizer
+    prompt = generator.prompt_ids(list(messages)).to(model.device)
+    target = tokenizer(not_found, add_special_tokens=False, return_tensors="pt")["input_ids"][0, :n].tolist()
+    lock = getattr(generator, "_lock", None)  # the backend serves one forward pass at a time
+    with lock if lock is not None else contextlib.nullcontext(), torch.inference_mode():
+        out = model(input_ids=prompt, use_cache=True, logits_to_keep=1)  # the LM head on the last position only
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        nf = _continue(model, copy.deepcopy(out.cache), first, target, prompt.shape[1])
+        best = _continue(model, out.cache, first, None, prompt.shape[1], steps=len(target))
+    return min(0.0, nf - best)
+
+
+def _continue(model: Any, cache: Any, logprobs: torch.Tensor, forced: list[int] | None, position: int,
+              steps: int = 0) -> float:
+    """Mean log-probability of ``forced`` tokens (or of the greedy ones, ``steps`` of them) after the prompt."""
+    tokens = forced if forced is not None else [None] * steps
+    total = 0.0
+    for i, token in enumerate(tokens):
+        chosen = int(logprobs.argmax()) if token is None else token
+        total += float(logprobs[chosen])
+        if i + 1 == len(tokens):
+            break
+        step = torch.tensor([[chosen]], device=model.device)
+        out = model(input_ids=step, cache=cache, use_cache=True,
+                    position_ids=torch.tensor([[position + i]], device=model.device))
+        cache, logprobs = out.cache, torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    return total / max(1, len(tokens))
