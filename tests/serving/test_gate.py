@@ -77,7 +77,7 @@ class _Retriever:
         self.hits = hits
         self.config = type("C", (), {"index": "kb"})()
 
-    def run(self, query, top_k=None, filters=None):
+    def run(self, query, top_k=None, filters=None, on_stage=None):
         return list(self.hits)
 
 
