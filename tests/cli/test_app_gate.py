@@ -24,7 +24,7 @@ def test_calibrate_show_invoke_and_bad_input(tmp_path: Path, sample_paths) -> No
     out = run(["app", "calibrate", "qa", "--questions", str(sample_paths.qa_train), "--limit", "40",
                "--signals", "dense,bm25", "--target-false-refusal", "0.1"], home).stdout
     assert "gate fitted on 40 answerable and 40 unanswerable question(s) (40 with gold withheld)" in out
-    record = json.loads(run(["app", "show", "qa"], home).stdout.split("\ngate:")[0])
+    record = json.loads(run(["app", "show", "qa", "--json"], home).stdout)
     gate = record["gate"]
     assert gate["features"] == ["dense", "bm25"] and gate["measured"]["false_refusal_rate"] <= 0.1
     assert "calibrated on qa_train.jsonl" in run(["app", "show", "qa"], home).stdout
@@ -40,4 +40,4 @@ def test_calibrate_show_invoke_and_bad_input(tmp_path: Path, sample_paths) -> No
         assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
     few = run(["app", "calibrate", "qa", "--questions", str(sample_paths.qa_train), "--limit", "20",
                "--no-withhold-gold", "--signals", "dense"], home, check=False)
-    assert few.returncode == 2 and "unanswerable" in few.stderr and "Traceback" not in few.stderr
+    assert few.returncode == 1 and "unanswerable" in few.stderr and "Traceback" not in few.stderr

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from domainrag.cli._context import (
     JsonFlag,
+    OptionError,
     Waiting,
     command_app,
     console,
@@ -121,9 +122,12 @@ def app_invoke(
 ) -> None:
     """Ask an app a question (InvokeApplication --stream)."""
     from domainrag.serving.apps import load_app
-    from domainrag.serving.rag import check_query
+    from domainrag.serving.rag import QueryError, check_query
 
-    check_query(query)  # before the model loads
+    try:
+        check_query(query)  # before the model loads
+    except QueryError as exc:
+        raise OptionError(f"--query: {exc}") from exc
     # A spinner from here to the first token: loading the embedder and the LLM, retrieving and the
     # model's first forward pass take seconds to a minute on a CPU.
     with Waiting(f"loading app {name}") as wait:
