@@ -55,7 +55,8 @@ def test_transformers_bfloat16_deploy(client_ws: Any) -> None:
     generator = generator_for(client_ws, "smol-bf16")
     assert next(generator.model.parameters()).dtype == torch.bfloat16
     assert generator.generate(HELLO, SHORT).strip()
-    assert deploy_model(client_ws, "smol-bf16", None)["endpoint"] is None  # the default is not stored
+    default = {"type": "transformers"}
+    assert deploy_model(client_ws, "smol-bf16", default)["endpoint"] is None  # the default is not stored
     with pytest.raises(DomainRagError, match="dtype"):
         parse_endpoint({"type": "transformers", "dtype": "int3"})
 

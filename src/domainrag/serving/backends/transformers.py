@@ -1,8 +1,8 @@
 """In-process transformers backend: a causal LM (optionally with a LoRA adapter) streamed on CPU or GPU.
 
 Every request of a model goes through one :class:`~.batching.BatchRunner`: concurrent requests share each
-decode step (continuous batching), and each one's text is decoded as its tokens arrive. ``transformers`` and ``peft`` are imported where a model
-is loaded, not at module import: the CLI imports this package on paths that never load a model.
+decode step (continuous batching), and each one's text is decoded as its tokens arrive. ``transformers`` and
+``peft`` are imported where a model is loaded, not at module import: the CLI imports this package on paths that never load a model.
 """
 
 from __future__ import annotations
