@@ -1,12 +1,14 @@
-"""OpenAI's ``seed`` and ``presence_penalty``/``frequency_penalty`` for the transformers backend, as logits processors.
+"""Per-request sampling for the transformers backend: OpenAI's ``seed`` and penalties as logits processors.
 
 * Penalties are mapped exactly as OpenAI defines them: each token's logit is lowered by
   ``frequency_penalty`` times the times it appeared in the completion so far, plus ``presence_penalty``
   once it appeared at all (the prompt does not count).
-* ``seed``: transformers samples with torch's process-wide generator, which other generations running
+* ``seed``: unseeded sampling draws from torch's process-wide generator, which other generations running
   at the same time also draw from. A seeded request instead samples from its own ``torch.Generator``
-  after temperature and top-p, and hands ``generate`` a one-token distribution to pick greedily: the
-  same seed and prompt give the same text whatever else the process does.
+  after temperature and top-p, and leaves a one-token distribution to pick greedily: the same seed and
+  prompt give the same text whatever else the process does (or whatever else shares its batch).
+
+:class:`RequestSampler` applies them per request, in ``generate``'s order, for the batched decoding loop.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Every request of a model goes through one :class:`~.batching.BatchRunner`: concurrent requests share each
 decode step (continuous batching), and each one's text is decoded as its tokens arrive. ``transformers`` and
-``peft`` are imported where a model is loaded, not at module import: the CLI imports this package on paths that never load a model.
+``peft`` are imported where a model is loaded, not at module import: the CLI imports this package on paths
+that never load a model.
 """
 
 from __future__ import annotations
