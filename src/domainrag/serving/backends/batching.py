@@ -137,9 +137,8 @@ class BatchRunner:
         with self.lock:
             logits = self.model(input_ids=torch.tensor([request.ids]), cache=cache, use_cache=True,
                                 logits_to_keep=1).logits[:, -1].float()
-        if not self._emit(request, logits) or request.cfg.max_new_tokens <= 1:
-            return
-        self._join(request, cache)
+        if self._emit(request, logits):
+            self._join(request, cache)
 
     def _emit(self, request: _Request, scores: torch.Tensor) -> bool:
         """Pick and send the request's next token; whether it goes on."""
