@@ -20,6 +20,7 @@ would change; it also pads decode batches for CUDA graphs. This loop keeps every
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -70,8 +71,18 @@ class BatchRunner:
         self._cache: Any = None
         self._mask: torch.Tensor | None = None  # [B, T]: 1 for a real position, 0 for left padding
         self._wake = threading.Event()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, daemon=True, name="domainrag-batch")
         self._thread.start()
+        # The thread ends before interpreter teardown: a daemon thread parked in torch's runtime at exit
+        # aborts the process ("terminate called without an active exception").
+        atexit.register(self.close)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker thread after its current step (requests still running are not finished)."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout)
 
     @property
     def active(self) -> int:
@@ -98,7 +109,7 @@ class BatchRunner:
     # ---- the worker thread ----
 
     def _loop(self) -> None:
-        while True:
+        while not self._closed:
             if not self._running and self._waiting.empty():
                 self._wake.wait()
                 self._wake.clear()
