@@ -59,7 +59,7 @@ def test_transformers_bfloat16_deploy(client_ws: Any) -> None:
 
     create_model(client_ws, "smol-bf16", source="path", path=Path(resolve_llm(LLM)))
     record = deploy_model(client_ws, "smol-bf16", {"type": "transformers", "dtype": "bfloat16"})
-    assert record["endpoint"] == {"type": "transformers", "dtype": "bfloat16"}
+    assert record["endpoint"] == {"type": "transformers", "dtype": "bfloat16", "max_batch": 64}
     generator = generator_for(client_ws, "smol-bf16")
     assert next(generator.model.parameters()).dtype == torch.bfloat16
     assert generator.generate(HELLO, SHORT).strip()
