@@ -56,10 +56,11 @@ def model_show(name: Annotated[str, typer.Argument(help="registered model")], as
 def model_deploy(
     name: Annotated[str, typer.Argument(help="registered LLM")],
     endpoint: Annotated[
-        str,
+        str | None,
         typer.Option(help='JSON: {"type": "transformers"}, {"type": "openai", "base_url": "http://host:8000/v1", '
-                     '"model": "..."} or {"type": "llamacpp", "gguf": "<file or base model>", "n_ctx": 2048}'),
-    ] = '{"type": "transformers"}',
+                     '"model": "..."} or {"type": "llamacpp", "gguf": "<file or base model>", "n_ctx": 2048}. '
+                     "Omitted: the in-process backends available are timed on this CPU and the fastest is kept"),
+    ] = None,
 ) -> None:
     """Serve a model's generations in-process, from an OpenAI-compatible server, or with llama.cpp.
 
@@ -69,8 +70,11 @@ def model_deploy(
     """
     from domainrag.serving.backends import deploy_model, endpoint_for
 
-    with Waiting(f"checking the endpoint of {name}"):
-        deploy_model(ws(), name, endpoint)
+    with Waiting("timing backends" if endpoint is None else f"checking the endpoint of {name}") as wait:
+        record = deploy_model(ws(), name, endpoint, progress=wait.update)
+    for row in (record.get("backend_measurement") or {}).get("candidates", []) if endpoint is None else []:
+        figure = f"{row['total_s']:.2f} s (first token {row['ttft_s']:.2f} s)" if "total_s" in row else row["error"]
+        console.print(f"  {row['backend']}: {figure}")
     console.print(f"model [bold]{name}[/] → {_describe(endpoint_for(ws(), name))}")
 
 
@@ -89,5 +93,5 @@ def _describe(cfg: object) -> str:
     if isinstance(cfg, OpenAIEndpoint):
         return f"OpenAI-compatible server {cfg.base_url} (model {cfg.model}, key from ${cfg.api_key_env})"
     if isinstance(cfg, LlamaCppEndpoint):
-        return f"llama.cpp {cfg.gguf} (n_ctx {cfg.n_ctx})"
-    return "in-process transformers"
+        return f"llama.cpp {cfg.gguf}{f' as {cfg.convert}' if cfg.convert else ''} (n_ctx {cfg.n_ctx})"
+    return f"in-process transformers ({getattr(cfg, 'dtype', 'auto')})"

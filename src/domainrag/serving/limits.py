@@ -1,7 +1,7 @@
 """Bounded generation capacity: the :class:`Limiter` pool and the one FastAPI dependency that holds a slot.
 
 Every generation (an app completion, a chat completion, an embeddings batch) takes one slot of a pool
-of ``DOMAINRAG_MAX_CONCURRENT`` (default 4). A request that waits longer than ``DOMAINRAG_QUEUE_TIMEOUT``
+of ``DOMAINRAG_MAX_CONCURRENT`` (default 64). A request that waits longer than ``DOMAINRAG_QUEUE_TIMEOUT``
 seconds (default 5) gets 503 with ``Retry-After``. Routes take a :data:`SlotDep` and call
 ``await slot.acquire()`` once their cheap checks passed (so a bad request never queues); the dependency
 frees the slot when the response is over, streamed or not, however it ended (done, error, disconnect).
@@ -27,7 +27,7 @@ from domainrag.serving.http_errors import ApiError
 from domainrag.serving.keys import ApiKey
 from domainrag.serving.quotas import KeyQuotas
 
-DEFAULT_MAX_CONCURRENT = 4
+DEFAULT_MAX_CONCURRENT = 64  # the transformers backend decodes up to 64 requests together (continuous batching)
 DEFAULT_QUEUE_TIMEOUT_S = 5.0
 
 

@@ -80,8 +80,11 @@ def test_deploy_cli(client_ws: Any, server: SimpleNamespace, tmp_path: Path, mon
     assert result.exit_code == 0, result.output
     assert client_ws.model_record("tuned")["endpoint"] is None
     assert isinstance(endpoint_for(client_ws, "tuned"), TransformersEndpoint)
-    result = runner.invoke(root, ["model", "deploy", "tuned"])  # default: in-process, weights verified
-    assert result.exit_code == 0 and "in-process transformers" in result.output
+    result = runner.invoke(root, ["model", "deploy", "tuned", "--endpoint", '{"type": "transformers"}'])
+    assert result.exit_code == 0 and "in-process transformers" in result.output  # weights verified, not loaded
+    result = runner.invoke(root, ["model", "deploy", "tuned"])  # no --endpoint: backends timed, none loads these
+    assert result.exit_code == 1 and "no backend could run model 'tuned'" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_remote_app_end_to_end(

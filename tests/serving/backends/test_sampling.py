@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domainrag.serving.backends.sampling import OpenAIPenalties, SeededSample, sampling_kwargs
+from domainrag.serving.backends.sampling import OpenAIPenalties, RequestSampler, SeededSample
 from domainrag.serving.generator import GenerationConfig
 
 
@@ -29,11 +29,21 @@ def test_seeded_sample_leaves_one_token_drawn_from_the_distribution() -> None:
     assert torch.isfinite(one).sum() == 1  # generate picks that token greedily
 
 
-def test_sampling_kwargs_per_case() -> None:
-    assert sampling_kwargs(GenerationConfig(temperature=0), 3) == {"do_sample": False}
-    assert sampling_kwargs(GenerationConfig(temperature=0.7, top_p=0.9), 3) == {
-        "do_sample": True, "temperature": 0.7, "top_p": 0.9}
-    seeded = sampling_kwargs(GenerationConfig(temperature=0.7, top_p=0.9, seed=1, frequency_penalty=1.0), 3)
-    assert seeded["do_sample"] is False
-    kinds = [type(p).__name__ for p in seeded["logits_processor"]]
-    assert kinds == ["OpenAIPenalties", "TemperatureLogitsWarper", "TopPLogitsWarper", "SeededSample"]
+def test_request_sampler_per_case() -> None:
+    """generate's processor order; greedy at temperature 0; a seed repeats its draws; no seed samples."""
+    kinds = [type(p).__name__ for p in
+             RequestSampler(GenerationConfig(temperature=0.7, top_p=0.9, seed=1, frequency_penalty=1.0), 3).processors]
+    assert kinds == ["RepetitionPenaltyLogitsProcessor", "OpenAIPenalties", "TemperatureLogitsWarper",
+                     "TopPLogitsWarper", "SeededSample"]
+    scores = torch.log(torch.tensor([[0.4, 0.35, 0.25]]))
+    greedy = RequestSampler(GenerationConfig(temperature=0, repetition_penalty=1.0), 1)
+    assert greedy.processors == [] and greedy([2], scores) == 0
+    assert RequestSampler(GenerationConfig(temperature=0, repetition_penalty=2.0), 1)([0, 0], scores) == 1
+
+    def draws(cfg: GenerationConfig) -> list[int]:
+        sampler = RequestSampler(cfg, 1)
+        return [sampler([2], scores) for _ in range(200)]
+
+    seeded = GenerationConfig(temperature=1.0, top_p=1.0, seed=7, repetition_penalty=1.0)
+    assert draws(seeded) == draws(seeded) and len(set(draws(seeded))) == 3
+    assert len(set(draws(GenerationConfig(temperature=1.0, top_p=1.0, repetition_penalty=1.0)))) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,15 @@ def test_generator_stops_when_cancelled(api) -> None:
     it = generator.stream(messages, cfg)
     next(it)
     it.close()
-    assert generator._lock.acquire(timeout=30)
-    generator._lock.release()
+    _wait_for_empty_batch(generator)
+
+
+def _wait_for_empty_batch(generator: Any) -> None:
+    """The generator's running batch empties (a request left it at its next step)."""
+    deadline = time.monotonic() + 30
+    while generator.batch.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert generator.batch.active == 0
 
 
 def test_transformers_bfloat16_deploy(client_ws: Any) -> None:
@@ -51,11 +59,12 @@ def test_transformers_bfloat16_deploy(client_ws: Any) -> None:
 
     create_model(client_ws, "smol-bf16", source="path", path=Path(resolve_llm(LLM)))
     record = deploy_model(client_ws, "smol-bf16", {"type": "transformers", "dtype": "bfloat16"})
-    assert record["endpoint"] == {"type": "transformers", "dtype": "bfloat16"}
+    assert record["endpoint"] == {"type": "transformers", "dtype": "bfloat16", "max_batch": 64}
     generator = generator_for(client_ws, "smol-bf16")
     assert next(generator.model.parameters()).dtype == torch.bfloat16
     assert generator.generate(HELLO, SHORT).strip()
-    assert deploy_model(client_ws, "smol-bf16", None)["endpoint"] is None  # the default is not stored
+    default = {"type": "transformers"}
+    assert deploy_model(client_ws, "smol-bf16", default)["endpoint"] is None  # the default is not stored
     with pytest.raises(DomainRagError, match="dtype"):
         parse_endpoint({"type": "transformers", "dtype": "int3"})
 
@@ -83,8 +92,7 @@ def test_transformers_honours_stop_seed_and_penalties(api) -> None:
     stream = generator.stream(days, GenerationConfig(temperature=0, max_new_tokens=30, stop=("Monday", "Friday")))
     pieces = list(stream)
     assert "".join(pieces) == full[:full.index("Monday")] and stream.hit
-    assert generator._lock.acquire(timeout=30)  # meeting the stop let go of the model
-    generator._lock.release()
+    _wait_for_empty_batch(generator)  # meeting the stop took the request out of the batch
 
     def sampled(seed: int) -> str:
         return generator.generate(days, GenerationConfig(temperature=1.0, top_p=1.0, max_new_tokens=12, seed=seed))

@@ -37,6 +37,8 @@ class TransformersEndpoint(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 on CPUs with AVX512-BF16/AMX (half the memory, faster prompts), "
         "else float32")
+    max_batch: int = Field(64, ge=1, le=1024, description="requests decoded together (continuous batching); "
+                           "1 runs one request at a time")
 
 
 class OpenAIEndpoint(BaseModel):

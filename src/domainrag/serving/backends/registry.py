@@ -9,11 +9,13 @@ when it is first loaded.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from domainrag.errors import DomainRagError, NotFoundError
+from domainrag.serving.backends import choice
 from domainrag.serving.backends.config import (
     ENDPOINT_EXAMPLES,
     EndpointConfig,
@@ -57,7 +59,7 @@ def generator_for(ws: Workspace, name: str | ResolvedLLM) -> Generator:
         import_llama_cpp()
         return load_llamacpp(llamacpp_gguf(cfg), cfg.n_ctx, cfg.n_threads, llm.name, cfg.flash_attn)
     base, adapter = ws.llm_path(llm)
-    return load_generator(base, adapter, llm.name, cfg.dtype)
+    return load_generator(base, adapter, llm.name, cfg.dtype, cfg.max_batch)
 
 
 def validate_endpoint(ws: Workspace, name: str | ResolvedLLM, cfg: EndpointConfig, *, probe: bool = True) -> None:
@@ -94,8 +96,13 @@ def check_llm(ws: Workspace, llm: str | ResolvedLLM) -> None:
     validate_endpoint(ws, llm, endpoint_for(ws, llm), probe=False)
 
 
-def deploy_model(ws: Workspace, name: str, endpoint: dict[str, Any] | str | BaseModel | None) -> dict[str, Any]:
-    """Validate an endpoint for a registered LLM, prepare it, and record it (``model deploy``)."""
+def deploy_model(ws: Workspace, name: str, endpoint: dict[str, Any] | str | BaseModel | None,
+                 progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Validate an endpoint for a registered LLM, prepare it, and record it (``model deploy``).
+
+    ``endpoint`` None: the in-process backends available are timed on this machine (:mod:`.choice`) and the
+    fastest is recorded, with the figures as ``backend_measurement``; an explicit endpoint overrides.
+    """
     record = ws.model_record(name)
     if record is None:
         hint = (f"register it first, e.g. `model create --name my-{name} --source remote --endpoint '<json>'`"
@@ -103,11 +110,17 @@ def deploy_model(ws: Workspace, name: str, endpoint: dict[str, Any] | str | Base
         raise NotFoundError(f"model '{name}' is not registered", hint=hint)
     if record.get("kind") != "llm":
         raise DomainRagError(f"model '{name}' is a {record.get('kind')} model; only LLMs are deployed for generation")
-    cfg = parse_endpoint(endpoint)
-    validate_endpoint(ws, ResolvedLLM(name, record), cfg)
+    llm = ResolvedLLM(name, record)
+    measurement = None
+    if endpoint is None:
+        validate_endpoint(ws, llm, TransformersEndpoint())
+        cfg, measurement = choice.measure(ws, llm, progress)
+    else:
+        cfg = parse_endpoint(endpoint)
+        validate_endpoint(ws, llm, cfg)
     prepare_endpoint(cfg)
     stored = None if cfg == TransformersEndpoint() else cfg.model_dump()
-    return ws.catalog.update("model", name, endpoint=stored)
+    return ws.catalog.update("model", name, endpoint=stored, backend_measurement=measurement)
 
 
 def undeploy_model(ws: Workspace, name: str) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""OpenAI's ``seed`` and ``presence_penalty``/``frequency_penalty`` for the transformers backend, as logits processors.
+"""Per-request sampling for the transformers backend: OpenAI's ``seed`` and penalties as logits processors.
 
 * Penalties are mapped exactly as OpenAI defines them: each token's logit is lowered by
   ``frequency_penalty`` times the times it appeared in the completion so far, plus ``presence_penalty``
   once it appeared at all (the prompt does not count).
-* ``seed``: transformers samples with torch's process-wide generator, which other generations running
+* ``seed``: unseeded sampling draws from torch's process-wide generator, which other generations running
   at the same time also draw from. A seeded request instead samples from its own ``torch.Generator``
-  after temperature and top-p, and hands ``generate`` a one-token distribution to pick greedily: the
-  same seed and prompt give the same text whatever else the process does.
+  after temperature and top-p, and leaves a one-token distribution to pick greedily: the same seed and
+  prompt give the same text whatever else the process does (or whatever else shares its batch).
+
+:class:`RequestSampler` applies them per request, in ``generate``'s order, for the batched decoding loop.
 """
 
 from __future__ import annotations
@@ -44,26 +46,34 @@ class SeededSample:
         return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
 
 
-def sampling_kwargs(cfg: GenerationConfig, prompt_len: int) -> dict[str, Any]:
-    """The ``generate`` arguments for ``cfg``'s temperature, top-p, seed and penalties."""
-    processors: list[Any] = []
-    if cfg.presence_penalty or cfg.frequency_penalty:
-        processors.append(OpenAIPenalties(cfg.presence_penalty, cfg.frequency_penalty, prompt_len))
-    if cfg.temperature <= 0:
-        kwargs: dict[str, Any] = {"do_sample": False}
-    elif cfg.seed is None:
-        kwargs = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
-    else:
+class RequestSampler:
+    """One request's next-token choice, as ``generate`` would make it for ``cfg``: the logits processors in
+    ``generate``'s order (repetition penalty, OpenAI penalties, temperature, top-p, seed), then argmax or a draw."""
+
+    def __init__(self, cfg: GenerationConfig, prompt_len: int) -> None:
         # transformers is imported where a model is generated with, not at import (see .transformers)
-        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+        from transformers import RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
 
-        processors.append(TemperatureLogitsWarper(cfg.temperature))
-        if cfg.top_p < 1.0:
-            processors.append(TopPLogitsWarper(cfg.top_p))
-        processors.append(SeededSample(cfg.seed))
-        kwargs = {"do_sample": False}  # greedy over the one token SeededSample left
-    if processors:
-        from transformers import LogitsProcessorList
+        processors: list[Any] = []
+        if cfg.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(float(cfg.repetition_penalty)))
+        if cfg.presence_penalty or cfg.frequency_penalty:
+            processors.append(OpenAIPenalties(cfg.presence_penalty, cfg.frequency_penalty, prompt_len))
+        self.do_sample = cfg.temperature > 0 and cfg.seed is None
+        if cfg.temperature > 0:
+            processors.append(TemperatureLogitsWarper(cfg.temperature))
+            if cfg.top_p < 1.0:
+                processors.append(TopPLogitsWarper(cfg.top_p))
+            if cfg.seed is not None:
+                processors.append(SeededSample(cfg.seed))  # greedy over the one token it left
+        self.processors = processors
 
-        kwargs["logits_processor"] = LogitsProcessorList(processors)
-    return kwargs
+    def __call__(self, ids: list[int], scores: torch.Tensor) -> int:
+        """The next token after ``ids`` (prompt and completion so far) given this step's ``scores [1, vocab]``."""
+        if self.processors:
+            input_ids = torch.tensor([ids], dtype=torch.long)
+            for processor in self.processors:
+                scores = processor(input_ids, scores)
+        if self.do_sample:
+            return int(torch.multinomial(torch.softmax(scores.float(), dim=-1), num_samples=1)[0, 0])
+        return int(scores[0].argmax())

@@ -1,8 +1,9 @@
 """In-process transformers backend: a causal LM (optionally with a LoRA adapter) streamed on CPU or GPU.
 
-Streaming uses transformers' ``TextIteratorStreamer`` with ``generate`` in a worker thread, so tokens
-reach the caller as soon as they are decoded. ``transformers`` and ``peft`` are imported where a model
-is loaded, not at module import: the CLI imports this package on paths that never load a model.
+Every request of a model goes through one :class:`~.batching.BatchRunner`: concurrent requests share each
+decode step (continuous batching), and each one's text is decoded as its tokens arrive. ``transformers`` and
+``peft`` are imported where a model is loaded, not at module import: the CLI imports this package on paths
+that never load a model.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
 from domainrag import hardware
 from domainrag.serving.attention import register
-from domainrag.serving.backends.sampling import sampling_kwargs
+from domainrag.serving.backends.batching import DEFAULT_MAX_BATCH, BatchRunner
 from domainrag.serving.generator import GenerationConfig
 from domainrag.serving.stop_sequences import StopAt
 
@@ -24,7 +26,7 @@ class TransformersGenerator:
     """A causal LM (optionally with a LoRA adapter merged in) that streams chat completions."""
 
     def __init__(self, base_path: str, adapter_path: str | None = None, name: str | None = None,
-                 dtype: str = "auto") -> None:
+                 dtype: str = "auto", max_batch: int = DEFAULT_MAX_BATCH) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = name or base_path
@@ -44,7 +46,12 @@ class TransformersGenerator:
             model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload().to(getattr(torch, self.dtype))
         model.eval()
         self.model = model
-        self._lock = threading.Lock()  # one generate() at a time per model
+        self._lock = threading.Lock()  # held around each forward pass (other users of the model take it too)
+        eos = model.generation_config.eos_token_id
+        eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.batch = BatchRunner(model, eos_ids, self._lock, max_batch=max_batch)
 
     @property
     def context_window(self) -> int | None:
@@ -65,9 +72,9 @@ class TransformersGenerator:
     ) -> StopAt:
         """Yield text pieces as they are generated, up to the first of ``config.stop``.
 
-        Setting ``cancel`` (or closing the iterator) stops ``generate`` at the next token, so an
-        abandoned request (client gone) frees the model instead of generating to ``max_new_tokens``;
-        meeting a stop sequence closes it the same way.
+        The request joins the model's running batch. Setting ``cancel`` (or closing the iterator) takes it
+        out of the batch at the next step, so an abandoned request (client gone) frees its place instead of
+        generating to ``max_new_tokens``; meeting a stop sequence closes it the same way.
         """
         cfg = config or GenerationConfig()
         return StopAt(self._pieces(messages, cfg, cancel), cfg.stop)
@@ -75,60 +82,37 @@ class TransformersGenerator:
     def _pieces(
         self, messages: Sequence[dict[str, str]], cfg: GenerationConfig, cancel: threading.Event | None
     ) -> Iterator[str]:
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
-        stop = cancel or threading.Event()
-        input_ids = self.prompt_ids(messages)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
-        kwargs = dict(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=cfg.max_new_tokens,
-            repetition_penalty=cfg.repetition_penalty,
-            streamer=streamer,
-            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            stopping_criteria=StoppingCriteriaList([_cancel_criteria(stop)]),
-            **sampling_kwargs(cfg, input_ids.shape[1]),
-        )
-        errors: list[BaseException] = []
-
-        def _run() -> None:
-            try:
-                with self._lock, torch.inference_mode():
-                    if stop.is_set():  # cancelled while waiting for the model
-                        streamer.end()
-                        return
-                    self.model.generate(**kwargs)
-            except BaseException as exc:  # surfaced to the caller after the stream ends
-                errors.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=_run, daemon=True)
-        thread.start()
-        finished = False
+        tokens = self.batch.submit(self.prompt_ids(messages)[0].tolist(), cfg, cancel or threading.Event())
         try:
-            yield from (piece for piece in streamer if piece)
-            finished = True
+            yield from _decoded(self.tokenizer, tokens)
         finally:
-            if not finished:  # consumer stopped early: let generate() stop too
-                stop.set()
-        thread.join()
-        if errors:
-            raise errors[0]
+            tokens.close()  # a consumer that stopped early (or a stop sequence) cancels the request
 
     def generate(self, messages: Sequence[dict[str, str]], config: GenerationConfig | None = None) -> str:
         return "".join(self.stream(messages, config))
 
 
-def _cancel_criteria(event: threading.Event) -> object:
-    """A transformers ``StoppingCriteria`` that stops generation once ``event`` is set (checked per token)."""
-    from transformers import StoppingCriteria
+def _decoded(tokenizer: Any, tokens: Iterator[int]) -> Iterator[str]:
+    """Text pieces of a token stream, each as soon as it is whole (no half of a multi-byte character).
 
-    class _Cancel(StoppingCriteria):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor | None, **kwargs: object) -> torch.Tensor:
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return _Cancel()
+    The same rule as transformers' ``TextIteratorStreamer`` (decode the tokens since the last full piece,
+    hold back text ending in the replacement character), without its thread and queue.
+    """
+    pending: list[int] = []
+    sent = 0
+    for token in tokens:
+        pending.append(token)
+        text = tokenizer.decode(pending, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            continue
+        if text.endswith("\n"):
+            piece, pending, sent = text[sent:], [], 0
+        else:
+            piece, sent = text[sent:], len(text)
+        if piece:
+            yield piece
+    if pending and (tail := tokenizer.decode(pending, skip_special_tokens=True)[sent:]):
+        yield tail
 
 
 def resolve_dtype(dtype: str) -> str:
@@ -140,6 +124,6 @@ def resolve_dtype(dtype: str) -> str:
 
 @functools.lru_cache(maxsize=3)
 def load_generator(base_path: str, adapter_path: str | None = None, name: str | None = None,
-                   dtype: str = "auto") -> TransformersGenerator:
+                   dtype: str = "auto", max_batch: int = DEFAULT_MAX_BATCH) -> TransformersGenerator:
     """Process-wide cache of loaded generators (loading costs seconds)."""
-    return TransformersGenerator(base_path, adapter_path, name, dtype)
+    return TransformersGenerator(base_path, adapter_path, name, dtype, max_batch)
