@@ -19,6 +19,7 @@ from domainrag import hardware
 from domainrag.serving.attention import register
 from domainrag.serving.backends.batching import DEFAULT_MAX_BATCH, BatchRunner
 from domainrag.serving.generator import GenerationConfig
+from domainrag.serving.metrics import record_batch_size
 from domainrag.serving.stop_sequences import StopAt
 
 
@@ -52,6 +53,7 @@ class TransformersGenerator:
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(self.tokenizer.eos_token_id)
         self.batch = BatchRunner(model, eos_ids, self._lock, max_batch=max_batch)
+        self.batch.on_step = lambda size: record_batch_size(self.name, size)  # /metrics' batch-size histogram
 
     @property
     def context_window(self) -> int | None:
