@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 import pytest
 import torch
 
+from domainrag.training.dp_debug import DEBUG_IDS_ENV
 from domainrag.training.sft_data import (
-    DEBUG_IDS_ENV,
     IGNORE_INDEX,
     CountingCollator,
     EncodedChat,
@@ -117,4 +116,4 @@ def test_counting_collator_counts_training_rows_and_records_ids(
     assert (collate.tokens, collate.padded, collate.labelled) == (5, 6, 3)
     collate([dict(r) for r in to_dataset([EncodedChat([1, 2], [IGNORE_INDEX, 2])])])  # eval rows: not counted
     assert collate.tokens == 5
-    assert (tmp_path / "rank-1.txt").read_text() == "0 1\n"
+    assert (tmp_path / "rank-1.txt").read_text() == "0\n1\n"

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 
 from domainrag.errors import DomainRagError
+from domainrag.training.dp_debug import record_ids
 from domainrag.training.hyperparameters import SFTArgs
 
 IGNORE_INDEX = -100
-DEBUG_IDS_ENV = "DOMAINRAG_DEBUG_EXAMPLE_IDS"
 
 
 @dataclass
@@ -131,16 +129,13 @@ def to_dataset(examples: Sequence[EncodedChat], with_ids: bool = False) -> Any:
 class CountingCollator:
     """Wraps the trainer's collator: counts real, computed and labelled tokens of the training batches.
 
-    When the environment variable ``DOMAINRAG_DEBUG_EXAMPLE_IDS`` names a folder, the example ids of
-    every batch are appended to ``rank-<RANK>.txt`` there: the data-parallel test reads them to prove
-    that each process trained on its own share of the data.
+    With the data-parallel debug hook on (:mod:`domainrag.training.dp_debug`) it also records the
+    example ids of every training batch.
     """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.tokens = self.padded = self.labelled = 0
-        debug = os.environ.get(DEBUG_IDS_ENV)
-        self.ids_file = Path(debug) / f"rank-{os.environ.get('RANK', '0')}.txt" if debug else None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         ids = [e.pop("example_id") for e in examples if "example_id" in e]
@@ -149,10 +144,7 @@ class CountingCollator:
             self.tokens += sum(len(e["input_ids"]) for e in examples)
             self.padded += int(batch["input_ids"].numel())
             self.labelled += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-            if self.ids_file is not None:
-                self.ids_file.parent.mkdir(parents=True, exist_ok=True)
-                with self.ids_file.open("a", encoding="utf-8") as fh:
-                    fh.write(" ".join(str(i) for i in ids) + "\n")
+            record_ids(ids)
         return batch
 
 

@@ -22,6 +22,7 @@ from transformers.trainer_callback import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 from domainrag.errors import DomainRagError
+from domainrag.training.dp_debug import DebugCallback, debug_on
 from domainrag.training.hyperparameters import SFTArgs
 from domainrag.training.precision import resolve_precision
 from domainrag.training.reporting import Reporter
@@ -149,6 +150,8 @@ def build_trainer(args: SFTArgs, s: SFTSetup, out: Path, reporter: Reporter) -> 
         ) from None
     trainer.remove_callback(PrinterCallback)  # logs go to the reporter, not stdout
     trainer.data_collator = CountingCollator(trainer.data_collator)
+    if debug_on():  # data-parallel test hooks (off in normal runs)
+        trainer.add_callback(DebugCallback())
     return trainer, stopper
 
 

@@ -27,7 +27,7 @@ from domainrag.settings import Settings
 from domainrag.storage.lake import Lake, sha256_file
 from domainrag.training import embedding, reranker, sft
 from domainrag.training.inputs import local_dataset
-from domainrag.training.reporting import FileReporter, Reporter
+from domainrag.training.reporting import FileReporter, NullReporter, Reporter
 from domainrag.training.spec import EmbeddingJobSpec, JobRecord, JobSpec, RerankerJobSpec, SFTJobSpec
 from domainrag.workspace import Workspace
 
@@ -129,10 +129,11 @@ def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
     workdir = ws.lake.local_path(prefix) if local else Path(tempfile.mkdtemp(prefix=f"domainrag-{job_id}-"))
     if not local and resume and ws.lake.exists(f"{prefix}/checkpoints"):
         ws.lake.download(f"{prefix}/checkpoints", workdir / "checkpoints")
-    reporter = FileReporter(workdir)
     # Under `accelerate launch` (see training.launch) the launcher started by start_job leads the process
-    # group and stays the job's pid (cancel signals the group); only the main process (RANK 0) writes state.
+    # group and stays the job's pid (cancel signals the group); only the main process (RANK 0) writes state,
+    # logs and metrics (a failure's traceback is still appended to the log by any process).
     is_main = int(os.environ.get("RANK", "0")) == 0
+    reporter: Reporter = FileReporter(workdir) if is_main else NullReporter()
     pid = {"pid": os.getpid()} if os.getpid() == os.getpgrp() else {}
 
     def _cancel(signum: int, frame: Any) -> None:
