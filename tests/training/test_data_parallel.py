@@ -80,19 +80,27 @@ def test_two_processes_split_the_data_and_agree_on_the_weights(
         assert {p.name for p in (ckpt / "checkpoint-1").glob("rng_state_*.pth")} == {"rng_state_0.pth",
                                                                                    "rng_state_1.pth"}
         monkeypatch.delenv(CRASH_ENV)
+        first = [_read_lines(debug, "rank", r)[:4] for r in (0, 1)]  # step 1's batch (the loader reads ahead)
+        first_digests = [_read_lines(debug, "digest", r) for r in (0, 1)]
+        debug = tmp_path / "debug-resumed"
+        monkeypatch.setenv(DEBUG_IDS_ENV, str(debug))
         start_job(ws, record.name, resume=True)
         final = wait_job(ws, record.name, timeout=600)
     assert final.state == "succeeded", final.error
 
     # each process trained on its own half: disjoint, equal shares, together every example
     ids = [_read_lines(debug, "rank", r) for r in (0, 1)]
-    if algorithm == "sft":  # the resumed run re-reads nothing it already trained on
+    if algorithm == "sft":  # the resumed run trains step 2 only, on the examples step 1 did not have
         assert final.metrics["resumed_from"] == 1 and final.metrics["steps"] == 2
+        ids = [first[r] + ids[r] for r in (0, 1)]
     assert len(ids[0]) == len(ids[1]) == N // 2
     assert not set(ids[0]) & set(ids[1]) and len(set(ids[0]) | set(ids[1])) == N
 
     # identical trainable weights on both processes after every optimizer step
     digests = [_read_lines(debug, "digest", r) for r in (0, 1)]
+    if algorithm == "sft":
+        digests = [first_digests[r] + digests[r] for r in (0, 1)]
+        assert [d.split()[0] for d in digests[0]] == ["1", "2"]
     assert digests[0] and digests[0] == digests[1]
     assert len({d.split()[1] for d in digests[0]}) == len(digests[0])  # and they do change step to step
 
