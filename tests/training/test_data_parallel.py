@@ -34,13 +34,9 @@ def _sft_data(path: Path) -> Path:
 
 
 def _pairs_data(path: Path) -> Path:
-    path.write_text(
-        "".join(
-            json.dumps({"query": f"what does fault K{i:03d} mean?", "positive": f"Fault K{i:03d}: valve {i} stuck."})
-            + "\n"
-            for i in range(N)
-        )
-    )
+    rows = [{"query": f"what does fault K{i:03d} mean?", "positive": f"Fault K{i:03d}: valve {i} stuck.",
+             "negative": f"Fault K{(i + 1) % N:03d}: valve {(i + 1) % N} stuck."} for i in range(N)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 

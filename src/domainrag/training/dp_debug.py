@@ -46,6 +46,9 @@ class RecordingCollator:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
+    def __getattr__(self, name: str) -> Any:  # the trainers read attributes of their collator
+        return getattr(self.inner, name)
+
     def __call__(self, features: list[dict[str, Any]]) -> Any:
         key = next(k for k, v in features[0].items() if isinstance(v, str))
         record_ids([f[key] for f in features])

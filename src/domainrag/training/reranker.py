@@ -301,7 +301,10 @@ def fit(args: RerankerArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
     def make_trainer(kwargs: dict[str, Any], callbacks: list[Any]) -> Any:
         return CrossEncoderTrainer(
             model=s.model,
-            args=CrossEncoderTrainingArguments(**kwargs),
+            # data parallel: the Trainer turns on DDP's find_unused_parameters for models that are not a
+            # transformers PreTrainedModel, and the MNRL loss's one forward per candidate column then fails
+            # ("marked ready twice"); every parameter is used, so it is off (tests/training/test_data_parallel.py)
+            args=CrossEncoderTrainingArguments(**kwargs, ddp_find_unused_parameters=False),
             train_dataset=s.train_dataset,
             loss=loss,
             callbacks=callbacks,
