@@ -157,3 +157,19 @@ def test_multi_node_command_and_config(tmp_path: Path) -> None:
         LaunchConfig(num_processes=2, num_machines=2, machine_rank=2, main_process_ip="h0")
     with pytest.raises(ValidationError, match="multiple of num_machines"):
         LaunchConfig(num_processes=3, num_machines=2, main_process_ip="h0")
+
+
+@pytest.mark.parametrize("name", ["deepspeed_zero2.json", "deepspeed_zero3.json", "fsdp.yaml"])
+def test_shipped_recipes_become_valid_accelerate_configs(name: str, tmp_path: Path) -> None:
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / name
+    if name.endswith(".json"):
+        ds = json.loads(recipe.read_text())
+        assert ds["zero_optimization"]["stage"] == int(name[-6]) and ds["train_micro_batch_size_per_gpu"] == "auto"
+        cfg = LaunchConfig(num_processes=8, mixed_precision="bf16", deepspeed_config=recipe)
+    else:
+        cfg = LaunchConfig(num_processes=8, mixed_precision="bf16", fsdp_config=recipe)
+    loaded = load_config_from_file(str(write_accelerate_config(cfg, tmp_path / "acc.yaml")))
+    assert loaded.distributed_type.value == ("DEEPSPEED" if name.endswith(".json") else "FSDP")
+    if name == "fsdp.yaml":
+        assert loaded.fsdp_config["fsdp_version"] == 2
+        assert loaded.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"

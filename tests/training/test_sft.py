@@ -357,3 +357,34 @@ def test_sft_job_refuses_bad_input_before_it_starts(ws, tmp_path: Path, tiny_llm
     assert ws.catalog.list("job") == []
     create()  # the same spec with good inputs is accepted
     assert len(ws.catalog.list("job")) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning methods
+
+
+@pytest.mark.integration
+def test_full_finetuning_trains_every_weight_and_saves_a_plain_model(tiny_llm: str, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    args = SFTArgs(base_model=tiny_llm, dataset=_chat_file(tmp_path / "c.jsonl", n=8), output_dir=tmp_path / "o",
+                   finetuning="full", max_steps=2, batch_size=4, max_seq_len=64, learning_rate=1e-3,
+                   eval_fraction=0.0, gradient_checkpointing=True, precision="fp32")
+    result = run_sft(args, MemoryReporter())
+    assert result.adapter_dir.name == "model" and not (result.adapter_dir / "adapter_config.json").exists()
+    before = load_file(str(Path(tiny_llm) / "model.safetensors"))
+    after = load_file(str(result.adapter_dir / "model.safetensors"))
+    changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
+    assert len(changed) == len(before)  # every tensor moved, embeddings and norms included
+    meta = json.loads((result.adapter_dir / "domainrag_sft.json").read_text())
+    assert meta["kind"] == "sft-full" and meta["args"]["gradient_checkpointing"] is True
+
+
+def test_qlora_without_cuda_is_a_clear_error(tiny_llm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from domainrag.errors import DomainRagError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = SFTArgs(base_model=tiny_llm, dataset=_chat_file(tmp_path / "c.jsonl", n=4), output_dir=tmp_path / "o",
+                   finetuning="qlora")
+    with pytest.raises(DomainRagError, match="qlora needs a CUDA GPU"):
+        run_sft(args, MemoryReporter())

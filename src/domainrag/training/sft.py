@@ -170,23 +170,23 @@ def save(args: SFTArgs, s: SFTSetup, trainer: Any, metrics: dict[str, Any], repo
          ) -> tuple[Path, Path | None]:
     """Save the adapter (or, for full fine-tuning, the model) + tokenizer + metadata; merge if asked.
 
-    Main process only: under data parallelism every process holds the same weights.
+    Every process calls the Trainer's ``save_model`` (it gathers ZeRO-3 / FSDP shards; only the main
+    process writes); the metadata and the merged model are written by the main process.
     """
     out = Path(args.output_dir)
     full = args.finetuning == "full"
     adapter_dir = out / (MODEL_SUBDIR if full else ADAPTER_SUBDIR)
     merged_dir = out / MERGED_SUBDIR if args.merge and not full else None
+    trainer.save_model(str(adapter_dir))
     if not trainer.accelerator.is_main_process:
         return adapter_dir, merged_dir
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model.save_pretrained(adapter_dir, safe_serialization=True)
+    (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickle: not part of the artifact
     s.tokenizer.save_pretrained(adapter_dir)
-    kind = "sft-full" if full else f"sft-{args.finetuning}"
-    meta = {"kind": kind, "args": args.model_dump(mode="json"), "metrics": metrics}
+    meta = {"kind": f"sft-{args.finetuning}", "args": args.model_dump(mode="json"), "metrics": metrics}
     (adapter_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     reporter.log(f"{'model' if full else 'adapter'} saved to {adapter_dir}")
-    if merged_dir is not None:
-        merged = model.merge_and_unload()
+    if merged_dir is not None:  # from the main process's full copy: not under ZeRO-3 / FSDP sharding
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
         merged.config.use_cache = True
         merged.save_pretrained(merged_dir, safe_serialization=True)
         s.tokenizer.save_pretrained(merged_dir)

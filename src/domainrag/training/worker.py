@@ -75,7 +75,8 @@ def fit(
     hp = spec.hyperparameters.model_dump()
     if isinstance(spec, SFTJobSpec):
         result = sft.run_sft(sft.SFTArgs(base_model=zoo.resolve_llm(spec.base_model), **where, **hp), reporter)
-        return _as_dict(result), result.adapter_dir, "lora-adapter"
+        full = spec.hyperparameters.finetuning == "full"  # a whole transformers model, not an adapter
+        return _as_dict(result), result.adapter_dir, "hf" if full else "lora-adapter"
     base_model = zoo.resolve_embedder(spec.base_model)
     if isinstance(spec, EmbeddingJobSpec):
         emb = embedding.run_embedding(embedding.EmbeddingArgs(base_model=base_model, **where, **hp), reporter)
