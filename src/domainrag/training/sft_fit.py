@@ -27,7 +27,7 @@ from domainrag.training.hyperparameters import SFTArgs
 from domainrag.training.precision import resolve_precision
 from domainrag.training.reporting import Reporter
 from domainrag.training.sft_checkpoints import last_checkpoint, read_run_state, write_run_state
-from domainrag.training.sft_data import CountingCollator, EncodedChat, to_dataset
+from domainrag.training.sft_data import IGNORE_INDEX, CountingCollator, EncodedChat, to_dataset
 
 
 @dataclass
@@ -80,6 +80,36 @@ class EarlyStopping(EarlyStoppingCallback):
             )
 
 
+class LabelledOnlySFTTrainer(SFTTrainer):
+    """SFTTrainer whose loss, off CUDA, projects only the positions that have a label through the LM head.
+
+    TRL's fused LM head scores just the labelled positions with its Triton kernel (CUDA/XPU); elsewhere it
+    runs every position through the vocabulary-sized head. With RAG prompts a few percent of the tokens
+    are labelled, and on a 135M model the head is a fifth of the forward, so on CPU the loss is computed
+    here with transformers' ``logits_to_keep`` instead (same value: summed cross-entropy over labelled
+    tokens / their count over the whole accumulated batch, as the Trainer normalises it).
+    """
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        if return_outputs or inputs["input_ids"].device.type in ("cuda", "xpu"):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        targets = inputs["labels"][:, 1:]
+        keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+        forward = {k: v for k, v in inputs.items() if k != "labels"}
+        logits = model(**forward, use_cache=False, logits_to_keep=keep).logits
+        targets = targets[:, keep]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
+        loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as TRL: DDP averages, the count spans all processes
+        return loss
+
+
 def sft_config(args: SFTArgs, out: Path, has_eval: bool) -> SFTConfig:
     """TrainingArguments for one run, from the job's hyper-parameters."""
     periodic = bool(args.eval_every and has_eval)
@@ -123,7 +153,9 @@ def sft_config(args: SFTArgs, out: Path, has_eval: bool) -> SFTConfig:
     )
 
 
-def build_trainer(args: SFTArgs, s: SFTSetup, out: Path, reporter: Reporter) -> tuple[SFTTrainer, EarlyStopping | None]:
+def build_trainer(
+    args: SFTArgs, s: SFTSetup, out: Path, reporter: Reporter
+) -> tuple[SFTTrainer, EarlyStopping | None]:
     """The SFTTrainer for ``s``; LoRA (if any) is applied by TRL from ``s.peft_config``."""
     stopper = None
     callbacks: list[Any] = [ReportCallback(reporter)]
@@ -131,7 +163,7 @@ def build_trainer(args: SFTArgs, s: SFTSetup, out: Path, reporter: Reporter) -> 
         stopper = EarlyStopping(args.early_stopping_patience, args.early_stopping_min_delta)
         callbacks.append(stopper)
     try:
-        trainer = SFTTrainer(
+        trainer = LabelledOnlySFTTrainer(
             model=s.model,
             args=sft_config(args, out, bool(s.eval)),
             train_dataset=to_dataset(s.train, with_ids=True),
