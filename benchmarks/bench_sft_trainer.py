@@ -2,7 +2,8 @@
 
 The old loop is taken from git history (``--old-rev``, the last commit that had it: ``git archive`` of
 its ``src/`` into a temporary folder), the trainer path from this checkout; each runs in its own
-process with ``PYTHONPATH`` pointing at its source. Data: the sample domain's RAFT chats
+process with ``PYTHONPATH`` pointing at its source, one after the other or (``--parallel``, for a shared
+machine whose load changes over time) both at once. Data: the sample domain's RAFT chats
 (``sft_chat.jsonl``), at the quickstart's SFT settings unless overridden. Reported per implementation:
 
 * ``tokens_per_s``: real (non-padding) tokens through forward + backward per second of training;
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-fraction", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--packing", action="store_true", help="padding-free packing in both implementations")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run both at the same time, so on a shared machine both see the same load")
     ap.add_argument("--old-rev", default=OLD_REV, help="git revision with the hand-written loop")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sft_trainer_vs_loop.json")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -151,20 +154,27 @@ def main(argv: list[str] | None = None) -> None:
     ]
     load = os.getloadavg()[0]
     runs: dict[str, Any] = {}
+    procs: dict[str, subprocess.Popen[str]] = {}
     for name, src in sources.items():
         env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(a.threads)}
         cmd = [sys.executable, __file__, "--worker", *forwarded]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                       cwd=ROOT)
+        if not a.parallel:
+            procs[name].wait()
+    for name, proc in procs.items():
+        out, err = proc.communicate()
+        line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
-            raise SystemExit(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"{name} failed:\n{out[-2000:]}\n{err[-3000:]}")
         runs[name] = json.loads(line[len("RESULT ") :])
         print(name, runs[name], flush=True)
     report = {
         "benchmark": "sft_trainer_vs_loop",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "note": "contended 2-core machine shared with other jobs; compare the two runs side by side only",
+        "note": "contended 2-core machine shared with other jobs; compare the two runs side by side only"
+        + ("; both ran at the same time (--parallel), sharing that load" if a.parallel else ""),
         "machine": {**lscpu(), "load_at_start": round(load, 2), "torch_threads": a.threads},
         "versions": {p: version(p) for p in ("torch", "transformers", "trl", "peft", "accelerate")},
         "setup": {
@@ -178,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             "eval_fraction": a.eval_fraction,
             "precision": "fp32",
             "packing": a.packing,
+            "parallel": a.parallel,
             "old_rev": a.old_rev,
         },
         "runs": runs,
