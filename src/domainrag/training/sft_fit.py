@@ -224,6 +224,7 @@ def fit(args: SFTArgs, s: SFTSetup, reporter: Reporter) -> tuple[dict[str, Any],
     stats.pop("fingerprint", None)
     if eval_after is not None:
         reporter.log(f"eval loss after training: {eval_after:.4f}")
+    early = stopper.detail if stopper is not None else None
     metrics: dict[str, Any] = {
         **stats,
         "train_loss_first": losses[0] if losses else math.nan,
@@ -231,9 +232,8 @@ def fit(args: SFTArgs, s: SFTSetup, reporter: Reporter) -> tuple[dict[str, Any],
         "eval_loss_after": eval_after,
         "steps": int(output.global_step),
         "resumed_from": resume[0] if resume else None,
-        "stop_reason": "early_stopping" if stopper is not None and stopper.detail else "max_steps",
-        "stop_detail": stopper.detail if stopper is not None and stopper.detail else f"completed all "
-        f"{state.max_steps} steps",
+        "stop_reason": "early_stopping" if early else "max_steps",
+        "stop_detail": early or f"completed all {state.max_steps} steps",
         "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
         "precision": resolve_precision(args.precision),
         "tokens": tokens,
