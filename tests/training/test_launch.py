@@ -137,3 +137,39 @@ def test_job_spec_carries_the_launch_config_to_start_job(ws, tmp_path: Path, mon
     with pytest.raises(DomainRagError, match="does not exist"):  # refused before anything is recorded
         create_job(ws, spec.model_copy(update={"launch": LaunchConfig(deepspeed_config=tmp_path / "nope.json")}))
     assert len(ws.catalog.list("job")) == 1
+
+
+def test_multi_node_command_and_config(tmp_path: Path) -> None:
+    cfg = LaunchConfig(num_processes=16, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1")
+    args = _parse(build_launch_command("j1", tmp_path, "file:///lake", cfg))
+    assert (args.num_processes, args.num_machines, args.machine_rank) == (16, 2, 1)
+    assert (args.main_process_ip, args.main_process_port) == ("10.0.0.1", 29500)
+    loaded = load_config_from_file(args.config_file)
+    assert loaded.distributed_type.value == "MULTI_GPU"
+    assert (loaded.num_machines, loaded.machine_rank, loaded.main_process_ip, loaded.main_process_port) == (
+        2, 1, "10.0.0.1", 29500)
+    one_per_node = LaunchConfig(num_processes=2, num_machines=2, main_process_ip="h0", main_process_port=1234)
+    assert not one_per_node.plain and one_per_node.distributed_type == "MULTI_GPU"
+    assert _parse(build_launch_command("j2", tmp_path, "file:///lake", one_per_node)).main_process_port == 1234
+    with pytest.raises(ValidationError, match="main_process_ip"):
+        LaunchConfig(num_processes=2, num_machines=2)
+    with pytest.raises(ValidationError, match="machine_rank must be below"):
+        LaunchConfig(num_processes=2, num_machines=2, machine_rank=2, main_process_ip="h0")
+    with pytest.raises(ValidationError, match="multiple of num_machines"):
+        LaunchConfig(num_processes=3, num_machines=2, main_process_ip="h0")
+
+
+@pytest.mark.parametrize("name", ["deepspeed_zero2.json", "deepspeed_zero3.json", "fsdp.yaml"])
+def test_shipped_recipes_become_valid_accelerate_configs(name: str, tmp_path: Path) -> None:
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / name
+    if name.endswith(".json"):
+        ds = json.loads(recipe.read_text())
+        assert ds["zero_optimization"]["stage"] == int(name[-6]) and ds["train_micro_batch_size_per_gpu"] == "auto"
+        cfg = LaunchConfig(num_processes=8, mixed_precision="bf16", deepspeed_config=recipe)
+    else:
+        cfg = LaunchConfig(num_processes=8, mixed_precision="bf16", fsdp_config=recipe)
+    loaded = load_config_from_file(str(write_accelerate_config(cfg, tmp_path / "acc.yaml")))
+    assert loaded.distributed_type.value == ("DEEPSPEED" if name.endswith(".json") else "FSDP")
+    if name == "fsdp.yaml":
+        assert loaded.fsdp_config["fsdp_version"] == 2
+        assert loaded.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"

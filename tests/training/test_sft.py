@@ -1,4 +1,4 @@
-"""LoRA SFT: assistant-only labels, RAFT examples, loss going down, exact resume, merge."""
+"""LoRA SFT on TRL's SFTTrainer: RAFT examples, loss going down, exact resume, packing, early stopping, merge."""
 
 from __future__ import annotations
 
@@ -269,7 +269,7 @@ def test_early_stopping_restores_the_best_adapter_and_resumes_exactly(tiny_llm: 
 
     def args(name: str, **kw: object) -> SFTArgs:
         # min_delta is so large that no evaluation after the first counts as an improvement:
-        # evaluations at steps 2 and 4, patience 1 → stop at step 4 of 10, keep step 2's adapter
+        # evaluations at steps 2 and 4, patience 1 → stop at step 4 of 10, keep the better of the two
         return SFTArgs(
             base_model=tiny_llm,
             dataset=data,
@@ -291,20 +291,24 @@ def test_early_stopping_restores_the_best_adapter_and_resumes_exactly(tiny_llm: 
     full = run_sft(args("full"), reporter)
     meta = json.loads((full.adapter_dir / "domainrag_sft.json").read_text())["metrics"]
     assert full.steps == 4 and meta["stop_reason"] == "early_stopping"
-    assert "did not improve" in meta["stop_detail"] and meta["restored_best_step"] == meta["best_step"] == 2
-    evals = {m["step"]: m["eval_loss"] for m in reporter.metrics if "eval_loss" in m}
-    assert set(evals) == {0, 2, 4} and full.eval_loss_after == evals[2] == meta["best_eval_loss"]
+    assert "did not improve" in meta["stop_detail"]
+    evals = [(m["step"], m["eval_loss"]) for m in reporter.metrics if "eval_loss" in m]
+    assert [s for s, _ in evals] == [0, 2, 4, 4]  # before, periodic at 2 and 4, after (the restored adapter)
+    # the Trainer restores the lowest held-out loss (min_delta only decides patience)
+    best_step, best_loss = min(evals[1:3], key=lambda e: e[1])
+    assert meta["restored_best_step"] == meta["best_step"] == best_step
+    assert full.eval_loss_after == pytest.approx(best_loss, rel=1e-6) and evals[-1][1] == full.eval_loss_after
     assert [m["step"] for m in reporter.metrics if "loss" in m] == [1, 2, 3, 4]
 
-    # crash after step 3 (checkpoint at 3), then after the stop itself (checkpoint at 4): both resume
-    # to the same decision and the same restored weights as the uninterrupted run
-    for stop, expected_from in ((3, 3), (4, 4)):
+    # crash after step 3 and right after step 4's log, before its evaluation: checkpoints are written at
+    # every evaluation (step 2) so both resume from step 2 to the same decision and the same weights
+    for stop in (3, 4):
         name = f"crash{stop}"
         with pytest.raises(KeyboardInterrupt):
             run_sft(args(name), _StopAt(stop))
         resumed = run_sft(args(name, resume=True), MemoryReporter())
-        assert resumed.resumed_from == expected_from and resumed.steps == 4
-        assert resumed.eval_loss_after == full.eval_loss_after
+        assert resumed.resumed_from == 2 and resumed.steps == 4
+        assert resumed.eval_loss_after == pytest.approx(full.eval_loss_after, rel=1e-5)
         a, b = _adapter_weights(full.adapter_dir), _adapter_weights(resumed.adapter_dir)
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
@@ -353,3 +357,34 @@ def test_sft_job_refuses_bad_input_before_it_starts(ws, tmp_path: Path, tiny_llm
     assert ws.catalog.list("job") == []
     create()  # the same spec with good inputs is accepted
     assert len(ws.catalog.list("job")) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning methods
+
+
+@pytest.mark.integration
+def test_full_finetuning_trains_every_weight_and_saves_a_plain_model(tiny_llm: str, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    args = SFTArgs(base_model=tiny_llm, dataset=_chat_file(tmp_path / "c.jsonl", n=8), output_dir=tmp_path / "o",
+                   finetuning="full", max_steps=2, batch_size=4, max_seq_len=64, learning_rate=1e-3,
+                   eval_fraction=0.0, gradient_checkpointing=True, precision="fp32")
+    result = run_sft(args, MemoryReporter())
+    assert result.adapter_dir.name == "model" and not (result.adapter_dir / "adapter_config.json").exists()
+    before = load_file(str(Path(tiny_llm) / "model.safetensors"))
+    after = load_file(str(result.adapter_dir / "model.safetensors"))
+    changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
+    assert len(changed) == len(before)  # every tensor moved, embeddings and norms included
+    meta = json.loads((result.adapter_dir / "domainrag_sft.json").read_text())
+    assert meta["kind"] == "sft-full" and meta["args"]["gradient_checkpointing"] is True
+
+
+def test_qlora_without_cuda_is_a_clear_error(tiny_llm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from domainrag.errors import DomainRagError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = SFTArgs(base_model=tiny_llm, dataset=_chat_file(tmp_path / "c.jsonl", n=4), output_dir=tmp_path / "o",
+                   finetuning="qlora")
+    with pytest.raises(DomainRagError, match="qlora needs a CUDA GPU"):
+        run_sft(args, MemoryReporter())

@@ -48,13 +48,19 @@ def job_create(
     mixed_precision: Annotated[str, typer.Option(help="no | fp16 | bf16")] = "no",
     deepspeed_config: Annotated[Path | None, typer.Option(help="DeepSpeed JSON config")] = None,
     fsdp_config: Annotated[Path | None, typer.Option(help="accelerate fsdp_* settings (YAML/JSON)")] = None,
+    num_machines: Annotated[int, typer.Option(help="machines the processes are spread over")] = 1,
+    machine_rank: Annotated[int, typer.Option(help="this machine's rank (0 is the main one)")] = 0,
+    main_process_ip: Annotated[str | None, typer.Option(help="address of the rank-0 machine")] = None,
+    main_process_port: Annotated[int | None, typer.Option(help="rendezvous port on it (default 29500)")] = None,
 ) -> None:
     """Create and start a training job (CreateJob)."""
     from domainrag.training.jobs import create_job
     from domainrag.training.launch import LaunchConfig
 
     launch = LaunchConfig(num_processes=num_processes, devices=devices, mixed_precision=mixed_precision,
-                          deepspeed_config=deepspeed_config, fsdp_config=fsdp_config)
+                          deepspeed_config=deepspeed_config, fsdp_config=fsdp_config, num_machines=num_machines,
+                          machine_rank=machine_rank, main_process_ip=main_process_ip,
+                          main_process_port=main_process_port)
     spec = job_spec(name=name, algorithm=algorithm, base_model=base_model, dataset=dataset, output=output,
                     hyperparameters=parse_hp(hp or []), launch=None if launch == LaunchConfig() else launch)
     with Waiting(f"starting job {name}"):

@@ -47,6 +47,7 @@ from domainrag.training.reporting import Reporter
 from domainrag.training.st_common import (
     count_over_limit,
     finite_stats,
+    is_main_process,
     jsonable_args,
     load_and_split,
     log_eval_metrics,
@@ -270,7 +271,8 @@ def run_embedding(args: EmbeddingArgs, reporter: Reporter) -> EmbeddingResult:
         )
 
     out = Path(args.output_dir)
-    s.model.save(str(out))
+    if is_main_process():  # data parallel: every process holds the same weights; one writes them
+        s.model.save(str(out))
     dimension = int(s.model.get_embedding_dimension() or 0)
     result = EmbeddingResult(
         output_dir=out,
@@ -303,6 +305,7 @@ def run_embedding(args: EmbeddingArgs, reporter: Reporter) -> EmbeddingResult:
         "synthetic": s.synthetic,
         "train": finite_stats(stats),
     }
-    (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    if is_main_process():
+        (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     reporter.log(f"embedding model saved to {out} ({dimension} dimensions)")
     return result

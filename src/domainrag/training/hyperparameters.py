@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from domainrag.errors import DomainRagError
 
 Precision = Literal["auto", "fp32", "bf16"]
+FineTuning = Literal["lora", "qlora", "full"]
 SyntheticMode = Literal["llm", "heuristic"]
 SYNTHETIC_MODES: tuple[str, ...] = get_args(SyntheticMode)
 
@@ -142,6 +143,10 @@ class SFTHyperparameters(Hyperparameters):
     restore_best: bool = hp(True, "with early stopping: save the best evaluation's adapter, not the last",
                             must="true or false")
     precision: Precision = hp("auto", "auto (bf16 autocast where the hardware has native bf16), fp32 or bf16")
+    finetuning: FineTuning = hp("lora", "lora: adapters on a full-precision base; qlora: adapters on a 4-bit base "
+                                "(bitsandbytes, CUDA only); full: every weight trained", noun="fine-tuning method")
+    gradient_checkpointing: bool = hp(False, "recompute activations in the backward pass: less memory, ~30% "
+                                      "more compute", must="true or false")
 
     @model_validator(mode="after")
     def _early_stopping(self) -> SFTHyperparameters:

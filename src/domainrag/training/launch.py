@@ -1,9 +1,15 @@
 """How a job's worker process is started: plain ``python`` or ``accelerate launch``.
 
-Scale-out is configuration, not code: the training functions use the Hugging Face ``Trainer``,
+Scale-out is configuration, not code: all three training functions (SFT through TRL's SFTTrainer,
+embedding and reranker through sentence-transformers' trainers) use the Hugging Face ``Trainer``,
 which picks up data parallelism, mixed precision, DeepSpeed and FSDP from the environment that
 ``accelerate launch`` sets. A :class:`LaunchConfig` becomes that command plus a generated
 accelerate config file (always written, so a user's default accelerate config never leaks in).
+
+Several processes go through torchrun (accelerate's multi-GPU launcher) also on a machine without
+GPUs: the Trainer then joins them in a gloo process group on the CPU (tests/training/test_data_parallel.py).
+Multi-node: the same job is started once per machine with its ``machine_rank``; ``num_processes``
+counts the processes of all machines together (accelerate's convention).
 """
 
 from __future__ import annotations
@@ -27,7 +33,12 @@ class LaunchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_processes: int = Field(1, ge=1, le=1024, description="data-parallel worker processes (one per GPU)")
+    num_processes: int = Field(1, ge=1, le=1024, description="data-parallel worker processes on all machines "
+                               "together (one per GPU)")
+    num_machines: int = Field(1, ge=1, le=1024, description="machines (nodes) the processes are spread over")
+    machine_rank: int = Field(0, ge=0, description="this machine's rank, 0 .. num_machines-1 (0 is the main one)")
+    main_process_ip: str | None = Field(None, description="address of the rank-0 machine (needed for several)")
+    main_process_port: int | None = Field(None, ge=1, le=65535, description="its rendezvous port (default 29500)")
     devices: str | None = Field(None, description='GPU ids to use, e.g. "0,1", or "all"')
     mixed_precision: MixedPrecision = "no"
     deepspeed_config: Path | None = Field(None, description="DeepSpeed JSON config file")
@@ -47,8 +58,16 @@ class LaunchConfig(BaseModel):
     def _consistent(self) -> LaunchConfig:
         if self.deepspeed_config is not None and self.fsdp_config is not None:
             raise ValueError("choose either deepspeed_config or fsdp_config, not both")
-        if self.devices not in (None, "all") and len(self.devices.split(",")) < self.num_processes:
-            raise ValueError(f"{self.num_processes} processes need at least as many devices, got {self.devices!r}")
+        per_machine = self.num_processes // self.num_machines
+        if self.devices not in (None, "all") and len(self.devices.split(",")) < per_machine:
+            raise ValueError(f"{per_machine} processes per machine need at least as many devices, got {self.devices!r}")
+        if self.num_processes % self.num_machines:
+            raise ValueError(f"num_processes ({self.num_processes}) must be a multiple of num_machines "
+                             f"({self.num_machines}): the same number of processes runs on every machine")
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank must be below num_machines ({self.num_machines}), got {self.machine_rank}")
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ValueError("several machines need main_process_ip: the address of the machine with machine_rank 0")
         return self
 
     @property
@@ -60,6 +79,7 @@ class LaunchConfig(BaseModel):
             and self.mixed_precision == "no"
             and self.deepspeed_config is None
             and self.fsdp_config is None
+            and self.num_machines == 1
         )
 
     @property
@@ -69,7 +89,7 @@ class LaunchConfig(BaseModel):
             return "DEEPSPEED"
         if self.fsdp_config is not None:
             return "FSDP"
-        return "MULTI_GPU" if self.num_processes > 1 else "NO"
+        return "MULTI_GPU" if self.num_processes > 1 or self.num_machines > 1 else "NO"
 
 
 def _fsdp_section(path: Path) -> dict[str, Any]:
@@ -95,8 +115,8 @@ def accelerate_config(cfg: LaunchConfig) -> dict[str, Any]:
         "distributed_type": cfg.distributed_type,
         "mixed_precision": cfg.mixed_precision,
         "num_processes": cfg.num_processes,
-        "num_machines": 1,
-        "machine_rank": 0,
+        "num_machines": cfg.num_machines,
+        "machine_rank": cfg.machine_rank,
         "gpu_ids": cfg.devices or "all",
         "use_cpu": False,
         "debug": False,
@@ -104,6 +124,9 @@ def accelerate_config(cfg: LaunchConfig) -> dict[str, Any]:
         "same_network": True,
         "main_training_function": "main",
     }
+    if cfg.num_machines > 1:
+        config["main_process_ip"] = cfg.main_process_ip
+        config["main_process_port"] = cfg.main_process_port or 29500
     if cfg.deepspeed_config is not None:
         ds_file = str(Path(cfg.deepspeed_config).expanduser().resolve())
         config["deepspeed_config"] = {"deepspeed_config_file": ds_file, "zero3_init_flag": False}
@@ -147,8 +170,11 @@ def build_launch_command(
         "--num_processes",
         str(cfg.num_processes),
         "--num_machines",
-        "1",
+        str(cfg.num_machines),
     ]
+    if cfg.num_machines > 1:
+        cmd += ["--machine_rank", str(cfg.machine_rank), "--main_process_ip", str(cfg.main_process_ip),
+                "--main_process_port", str(cfg.main_process_port or 29500)]
     if cfg.devices is not None:
         cmd += ["--gpu_ids", cfg.devices]
     if cfg.mixed_precision != "no":

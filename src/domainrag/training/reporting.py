@@ -56,3 +56,14 @@ class FileReporter:
     def metric(self, step: int, **values: float) -> None:
         with (self.folder / "metrics.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
+
+
+class NullReporter:
+    """Discards everything: the reporter of the non-main processes of a data-parallel job, whose logs and
+    metrics would otherwise appear once per process."""
+
+    def log(self, message: str) -> None:
+        pass
+
+    def metric(self, step: int, **values: float) -> None:
+        pass

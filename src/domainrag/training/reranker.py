@@ -46,6 +46,7 @@ from domainrag.training.reporting import Reporter
 from domainrag.training.st_common import (
     count_over_limit,
     finite_stats,
+    is_main_process,
     jsonable_args,
     load_and_split,
     log_eval_metrics,
@@ -300,7 +301,10 @@ def fit(args: RerankerArgs, s: _Setup, reporter: Reporter) -> dict[str, Any]:
     def make_trainer(kwargs: dict[str, Any], callbacks: list[Any]) -> Any:
         return CrossEncoderTrainer(
             model=s.model,
-            args=CrossEncoderTrainingArguments(**kwargs),
+            # data parallel: the Trainer turns on DDP's find_unused_parameters for models that are not a
+            # transformers PreTrainedModel, and the MNRL loss's one forward per candidate column then fails
+            # ("marked ready twice"); every parameter is used, so it is off (tests/training/test_data_parallel.py)
+            args=CrossEncoderTrainingArguments(**kwargs, ddp_find_unused_parameters=False),
             train_dataset=s.train_dataset,
             loss=loss,
             callbacks=callbacks,
@@ -328,7 +332,8 @@ def run_reranker(args: RerankerArgs, reporter: Reporter) -> RerankerResult:
     log_eval_metrics(reporter, "held-out reranking after (cross-encoder order)", stats["steps"], after)
 
     out = Path(args.output_dir)
-    s.model.save_pretrained(str(out))
+    if is_main_process():  # data parallel: every process holds the same weights; one writes them
+        s.model.save_pretrained(str(out))
     result = RerankerResult(
         output_dir=out,
         n_train=len(s.train),
@@ -356,6 +361,7 @@ def run_reranker(args: RerankerArgs, reporter: Reporter) -> RerankerResult:
         "synthetic": s.synthetic,
         "train": finite_stats(stats),
     }
-    (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    if is_main_process():
+        (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     reporter.log(f"reranker saved to {out}")
     return result

@@ -1,88 +1,51 @@
-"""SFT checkpoints: adapter + optimizer, scheduler, step, RNG and early-stopping state.
+"""SFT checkpoints: the Trainer's own (``checkpoint-N`` folders), plus what only domainrag checks.
 
-A checkpoint holds everything the loop needs to continue exactly where it stopped: no batch is
-repeated or skipped on resume, and the final weights match an uninterrupted run. Checkpoints are
-written atomically (temporary folder, then rename); only the newest ``keep`` stay.
+The Trainer saves adapter, optimizer, scheduler, RNG and callback state (early stopping included)
+and resumes exactly from them. What it does not do is notice that a resumed run was given other
+data or batch settings, which would silently continue on a different data order: the run's
+fingerprint (and the held-out loss measured before training) is kept in ``domainrag_sft_state.json``
+next to the checkpoints and checked on resume.
 """
 
 from __future__ import annotations
 
-import random
-import shutil
+import json
 from pathlib import Path
 from typing import Any
 
-import torch
-from peft import set_peft_model_state_dict
-from safetensors.torch import load_file
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from domainrag.errors import DomainRagError
 
-STATE_FILE = "training_state.pt"
-PREFIX = "step-"
+STATE_FILE = "domainrag_sft_state.json"
 
 
-def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints in ``folder``, oldest first."""
+def last_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """(step, folder) of the newest complete Trainer checkpoint in ``folder``, or None."""
     if not folder.is_dir():
-        return []
-    found = [
-        (int(p.name[len(PREFIX) :]), p)
-        for p in folder.iterdir()
-        if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).exists()
-    ]
-    return sorted(found)
-
-
-def save_checkpoint(folder: Path, model: Any, state: dict[str, Any], keep: int) -> Path:
-    """Write adapter + training state atomically (temp folder, then rename); prune old ones."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{PREFIX}{state['step']:07d}"
-    tmp = folder / f".tmp-{target.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    torch.save(state, tmp / STATE_FILE)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    for _step, old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
-def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def restore_checkpoint(
-    folder: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: str
-) -> tuple[int, dict[str, Any], Path] | None:
-    """Load the newest checkpoint in ``folder`` into model, optimizer, scheduler and the RNGs.
-
-    Returns (step, stats, checkpoint folder), or None when there is none. A checkpoint made with
-    other data, seed or batch settings (``fingerprint``) is refused: resuming it would be wrong.
-    """
-    found = list_checkpoints(folder)
-    if not found:
         return None
-    step, ckpt = found[-1]
-    state = torch.load(ckpt / STATE_FILE, weights_only=True)
-    if state["fingerprint"] != fingerprint:
+    found = get_last_checkpoint(str(folder))
+    if found is None:
+        return None
+    path = Path(found)
+    return int(path.name[len(PREFIX_CHECKPOINT_DIR) + 1 :]), path
+
+
+def write_run_state(folder: Path, fingerprint: str, **values: Any) -> None:
+    """Record the run's fingerprint (and e.g. the loss before training) next to its checkpoints."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, **values}), encoding="utf-8")
+    tmp.replace(folder / STATE_FILE)
+
+
+def read_run_state(folder: Path, fingerprint: str) -> dict[str, Any]:
+    """The recorded run state; refuses checkpoints made with other data, seed or batch settings."""
+    path = folder / STATE_FILE
+    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if state.get("fingerprint", fingerprint) != fingerprint:
         raise DomainRagError(
-            f"checkpoint {ckpt} was made with different data, seed or batch settings",
+            f"checkpoints in {folder} were made with different data, seed or batch settings",
             hint="resume with the original dataset and arguments, or start without --resume",
         )
-    set_peft_model_state_dict(model, load_file(str(ckpt / "adapter_model.safetensors")))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    return step, state["stats"], ckpt
+    return state

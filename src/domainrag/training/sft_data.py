@@ -4,26 +4,26 @@
   end-of-turn token; system/user turns, role headers and padding are masked with -100. Spans are
   found by rendering the conversation prefix with the chat template and mapping character
   positions to tokens, so it works for any template that renders turns as a growing prefix.
-* The data order is a pure function of ``seed`` and the micro-batch index (so resume is exact).
-* Batches are padded (:func:`collate`) or packed (:func:`collate_packed`): each micro-batch's
-  conversations concatenated into rows of at most ``max_seq_len`` tokens with position ids
-  restarting per conversation; the same labels and loss as padding, fewer computed positions.
+* The labelled rows become a ``datasets.Dataset`` that TRL's SFTTrainer takes as pre-tokenized; its
+  collator pads them, or (``packing``) concatenates each batch into one row with position ids
+  restarting per conversation (padding-free). TRL's own ``assistant_only_loss`` is not used: it needs
+  ``{% generation %}`` markers in the chat template or a template TRL knows how to patch, and refuses
+  e.g. SmolLM2's; the prefix rendering below works for any template that renders turns as a growing prefix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from transformers import DataCollatorWithFlattening
+from datasets import Dataset
 
 from domainrag.errors import DomainRagError
+from domainrag.training.dp_debug import record_ids
 from domainrag.training.hyperparameters import SFTArgs
 
 IGNORE_INDEX = -100
@@ -111,83 +111,41 @@ def split_train_eval(n: int, eval_fraction: float, seed: int) -> tuple[list[int]
     return sorted(order[n_eval:]), sorted(order[:n_eval])
 
 
-def micro_batch_indices(n_train: int, batch_size: int, seed: int, micro_step: int) -> list[int]:
-    """Example indices of global micro-batch ``micro_step``: a pure function, so resume is exact.
+def to_dataset(examples: Sequence[EncodedChat], with_ids: bool = False) -> Any:
+    """A ``datasets.Dataset`` of pre-tokenized rows (``input_ids``, ``labels``) that SFTTrainer uses as is.
 
-    Each epoch is a fresh permutation seeded by ``(seed, epoch)``; the last batch may be short.
+    With ``with_ids`` each row also carries ``example_id`` (its index), which :class:`CountingCollator`
+    strips, counts and (for the data-parallel test) records.
     """
-    per_epoch = math.ceil(n_train / batch_size)
-    epoch, pos = divmod(micro_step, per_epoch)
-    order = list(range(n_train))
-    random.Random(f"{seed}:{epoch}").shuffle(order)
-    return order[pos * batch_size : (pos + 1) * batch_size]
-
-
-def collate(batch: Sequence[EncodedChat], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Padding: one row per conversation, right-padded to the longest, with an attention mask."""
-    width = max(len(e.input_ids) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, e in enumerate(batch):
-        n = len(e.input_ids)
-        ids[row, :n] = torch.tensor(e.input_ids)
-        labels[row, :n] = torch.tensor(e.labels)
-        mask[row, :n] = 1
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
-
-
-def pack_rows(lengths: Sequence[int], row_len: int) -> list[list[int]]:
-    """Group examples (by index) into rows of at most ``row_len`` tokens: first-fit decreasing.
-
-    Deterministic (ties keep input order). An example longer than ``row_len`` gets a row of its own.
-    """
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
-        slot = next((r for r, free in enumerate(room) if lengths[i] <= free), None)
-        if slot is None:
-            rows.append([i])
-            room.append(row_len - lengths[i])
-        else:
-            rows[slot].append(i)
-            room[slot] -= lengths[i]
-    return rows
-
-
-def collate_packed(
-    batch: Sequence[EncodedChat], pad_id: int, row_len: int, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """Packing: the micro-batch's conversations concatenated into rows of at most ``row_len`` tokens.
-
-    Each row comes from transformers' :class:`DataCollatorWithFlattening`: position ids restart at
-    every conversation and the label of each one's first token is masked, so no conversation
-    learns to predict the next one's start. With ``position_ids`` and no ``attention_mask`` the
-    model builds a block-diagonal causal mask (transformers' packed-sequence detection), so no
-    token attends across a boundary: same labels and same loss as :func:`collate`. Rows are
-    capped at ``row_len`` because on CPU (sdpa/eager, no varlen kernel) attention is quadratic in
-    the row length; the short rows' tail padding is a separate position-id segment with no labels.
-    """
-    flatten = DataCollatorWithFlattening(return_tensors="pt")
-    rows = [
-        flatten([{"input_ids": batch[i].input_ids, "labels": batch[i].labels} for i in row])
-        for row in pack_rows([len(e.input_ids) for e in batch], row_len)
-    ]
-    width = max(r["input_ids"].shape[1] for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    positions = torch.zeros((len(rows), width), dtype=torch.long)
-    for k, r in enumerate(rows):
-        n = r["input_ids"].shape[1]
-        ids[k, :n], labels[k, :n], positions[k, :n] = r["input_ids"][0], r["labels"][0], r["position_ids"][0]
-        positions[k, n:] = torch.arange(width - n)
-    real = torch.tensor(sum(len(e.input_ids) for e in batch))
-    return {
-        "input_ids": ids.to(device),
-        "labels": labels.to(device),
-        "position_ids": positions.to(device),
-        "n_tokens": real,
+    columns: dict[str, list[Any]] = {
+        "input_ids": [e.input_ids for e in examples],
+        "labels": [e.labels for e in examples],
     }
+    if with_ids:
+        columns["example_id"] = list(range(len(examples)))
+    return Dataset.from_dict(columns)
+
+
+class CountingCollator:
+    """Wraps the trainer's collator: counts real, computed and labelled tokens of the training batches.
+
+    With the data-parallel debug hook on (:mod:`domainrag.training.dp_debug`) it also records the
+    example ids of every training batch.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.tokens = self.padded = self.labelled = 0
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        ids = [e.pop("example_id") for e in examples if "example_id" in e]
+        batch = self.inner(examples)
+        if ids:  # only training rows carry ids; evaluation batches are not counted
+            self.tokens += sum(len(e["input_ids"]) for e in examples)
+            self.padded += int(batch["input_ids"].numel())
+            self.labelled += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+            record_ids(ids)
+        return batch
 
 
 def dataset_fingerprint(args: SFTArgs, train: Sequence[EncodedChat]) -> str:
@@ -195,5 +153,5 @@ def dataset_fingerprint(args: SFTArgs, train: Sequence[EncodedChat]) -> str:
     h = hashlib.sha256()
     for e in train:
         h.update(json.dumps(e.input_ids).encode())
-    h.update(json.dumps([args.seed, args.batch_size, args.grad_accum]).encode())
+    h.update(json.dumps([args.seed, args.batch_size, args.grad_accum, args.packing]).encode())
     return h.hexdigest()[:16]

@@ -8,6 +8,7 @@ in ``checkpoint_dir``.
 from __future__ import annotations
 
 import math
+import os
 import random
 import tempfile
 import time
@@ -23,6 +24,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from domainrag.data.formats import Pair, PairsFile, load_pairs
 from domainrag.errors import DomainRagError
 from domainrag.training import synthetic as syn
+from domainrag.training.dp_debug import DebugCallback, RecordingCollator, debug_on
 from domainrag.training.hyperparameters import EncoderArgs
 from domainrag.training.precision import resolve_precision
 from domainrag.training.reporting import Reporter
@@ -55,6 +57,11 @@ def load_and_split(
             hint=hint,
         )
     return loaded, train, evals
+
+
+def is_main_process() -> bool:
+    """True outside data parallelism and in its process of rank 0 (the one that saves the artifact)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 class ReporterCallback(TrainerCallback):
@@ -111,6 +118,9 @@ def train_with_resume(
         out.mkdir(parents=True, exist_ok=True)
         trainer = make_trainer(training_kwargs(args, out), [ReporterCallback(reporter)])
         trainer.remove_callback(PrinterCallback)  # logs go to the reporter, not stdout
+        if debug_on():  # data-parallel test hooks (off in normal runs)
+            trainer.data_collator = RecordingCollator(trainer.data_collator)
+            trainer.add_callback(DebugCallback())
         resume_from = get_last_checkpoint(str(out)) if args.resume and args.checkpoint_dir is not None else None
         if args.resume and resume_from is None:
             reporter.log(f"no checkpoint in {args.checkpoint_dir}; starting from scratch")

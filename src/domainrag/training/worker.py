@@ -28,7 +28,7 @@ from domainrag.storage.lake import Lake
 from domainrag.training import embedding, reranker, sft
 from domainrag.training.inputs import local_dataset
 from domainrag.training.model_card import write_model_card
-from domainrag.training.reporting import FileReporter, Reporter
+from domainrag.training.reporting import FileReporter, NullReporter, Reporter
 from domainrag.training.spec import EmbeddingJobSpec, JobRecord, JobSpec, RerankerJobSpec, SFTJobSpec
 from domainrag.workspace import Workspace
 
@@ -112,7 +112,8 @@ def fit(
     hp = spec.hyperparameters.model_dump()
     if isinstance(spec, SFTJobSpec):
         result = sft.run_sft(sft.SFTArgs(base_model=zoo.resolve_llm(spec.base_model), **where, **hp), reporter)
-        return _as_dict(result), result.adapter_dir, "lora-adapter"
+        full = spec.hyperparameters.finetuning == "full"  # a whole transformers model, not an adapter
+        return _as_dict(result), result.adapter_dir, "hf" if full else "lora-adapter"
     base_model = zoo.resolve_embedder(spec.base_model)
     if isinstance(spec, EmbeddingJobSpec):
         emb = embedding.run_embedding(embedding.EmbeddingArgs(base_model=base_model, **where, **hp), reporter)
@@ -130,10 +131,11 @@ def run(workspace: str, lake: str, job_id: str, resume: bool = False) -> int:
     workdir = ws.lake.local_path(prefix) if local else Path(tempfile.mkdtemp(prefix=f"domainrag-{job_id}-"))
     if not local and resume and ws.lake.exists(f"{prefix}/checkpoints"):
         ws.lake.download(f"{prefix}/checkpoints", workdir / "checkpoints")
-    reporter = FileReporter(workdir)
     # Under `accelerate launch` (see training.launch) the launcher started by start_job leads the process
-    # group and stays the job's pid (cancel signals the group); only the main process (RANK 0) writes state.
+    # group and stays the job's pid (cancel signals the group); only the main process (RANK 0) writes state,
+    # logs and metrics (a failure's traceback is still appended to the log by any process).
     is_main = int(os.environ.get("RANK", "0")) == 0
+    reporter: Reporter = FileReporter(workdir) if is_main else NullReporter()
     pid = {"pid": os.getpid()} if os.getpid() == os.getpgrp() else {}
 
     def _cancel(signum: int, frame: Any) -> None:
