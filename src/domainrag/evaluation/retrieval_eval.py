@@ -77,17 +77,18 @@ def pipeline_text(rc: RetrievalConfig) -> str:
     return f"{rc.mode}+{stage.text}"
 
 
-def _resolve_app(ws: Any, spec: AppConfigSpec, taken: Sequence[str]) -> ResolvedConfig:
+def _resolve_app(ws: Any, spec: AppConfigSpec, taken: Sequence[str], ingested: Mapping[str, str]) -> ResolvedConfig:
+    """An app's config; its index must exist, or be one this run ingests (``ingested``: {index: model})."""
     app = require_app(ws, spec.app)  # NotFoundError naming the known apps
     idx = app.retrieval.index
     record = ws.catalog.get("index", idx)
-    if record is None:
+    if record is None and idx not in ingested:
         raise NotFoundError(f"index '{idx}' of app '{app.name}' (config '{spec.text}') does not exist",
                             hint=f"recreate it, or point the app at another index (`domainrag app show {app.name}`)")
     label = f"{spec.text} ({pipeline_text(app.retrieval)})"
     label = label if label not in taken else f"{label} #{len(taken) + 1}"
-    return ResolvedConfig(label, app.retrieval.mode, idx, record["embedding_model"],
-                          _app_rerank(app.retrieval), app)
+    model = record["embedding_model"] if record else ingested[idx]
+    return ResolvedConfig(label, app.retrieval.mode, idx, model, _app_rerank(app.retrieval), app)
 
 
 def _app_rerank(rc: RetrievalConfig) -> RerankSpec | None:
@@ -123,8 +124,7 @@ def resolve_configs(
     out: list[ResolvedConfig] = []
     for spec in specs:
         if isinstance(spec, AppConfigSpec):
-            out.append(_resolve_app(ws, spec, [c.label for c in out]))
-            continue
+            continue  # resolved below, once the indexes this run ingests are known
         if spec.index:
             idx = spec.index
             model = existing_model(idx) or spec.embedding_model or base_model
@@ -145,6 +145,11 @@ def resolve_configs(
         needed[idx] = model
         label = spec.text if spec.text not in [c.label for c in out] else f"{spec.text} #{len(out) + 1}"
         out.append(ResolvedConfig(label, spec.mode, idx, model, spec.rerank))
+    searches = iter(out)
+    out = []
+    for spec in specs:
+        out.append(_resolve_app(ws, spec, [c.label for c in out], needed if ingest else {})
+                   if isinstance(spec, AppConfigSpec) else next(searches))
     for cfg in out:  # load every reranker now: a missing one fails before any ingest or scoring
         if cfg.rerank is not None:
             _load_reranker(ws, cfg)
