@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from domainrag.cli.eval_options import ANSWER_FLAGS, RETRIEVAL_FLAGS, build_spec, parse_config, parse_fail_under
 from domainrag.cli._context import OptionError
+from domainrag.cli.eval_options import ANSWER_FLAGS, RETRIEVAL_FLAGS, build_spec, parse_config, parse_fail_under
 from domainrag.errors import DomainRagError
 from domainrag.evaluation.spec import AnswerEvalSpec, AppConfigSpec, RerankSpec, RetrievalConfigSpec, RetrievalEvalSpec
 
@@ -41,7 +41,8 @@ def test_parse_config_reranker_and_app_forms() -> None:
     assert isinstance(full, RetrievalConfigSpec) and (full.embedding_model, full.index) == ("m", "idx")
     assert full.rerank == RerankSpec(model="my-rr", fusion="rrf", top_n=10, retrieval_weight=0.5)
     # the default label (no label given) spells out only the settings that differ from the defaults
-    assert full.model_copy(update={"label": None}).text == "dense:m@idx+rerank:my-rr,fusion=rrf,top_n=10,retrieval_weight=0.5"
+    unlabelled = full.model_copy(update={"label": None})
+    assert unlabelled.text == "dense:m@idx+rerank:my-rr,fusion=rrf,top_n=10,retrieval_weight=0.5"
     app = parse_config(" app:docs-v2 ")
     assert isinstance(app, AppConfigSpec) and (app.app, app.text) == ("docs-v2", "app:docs-v2")
     spec = RetrievalEvalSpec(configs=[app, {"app": "other"}, {"mode": "bm25", "index": "i"}], index="kb")
@@ -70,7 +71,8 @@ def test_parse_config_reranker_and_app_errors(text: str, message: str) -> None:
 def test_index_is_needed_unless_every_config_is_an_app() -> None:
     assert build_spec(RetrievalEvalSpec, RETRIEVAL_FLAGS, configs=[parse_config("app:a")]).index is None
     with pytest.raises(DomainRagError, match=r"^--index: .*needed by config 'hybrid\+rerank:rr'"):
-        build_spec(RetrievalEvalSpec, RETRIEVAL_FLAGS, configs=[parse_config("app:a"), parse_config("hybrid+rerank:rr")])
+        build_spec(RetrievalEvalSpec, RETRIEVAL_FLAGS,
+                   configs=[parse_config("app:a"), parse_config("hybrid+rerank:rr")])
 
 
 def test_parse_fail_under() -> None:

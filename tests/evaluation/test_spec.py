@@ -35,9 +35,9 @@ def test_rerank_and_app_specs() -> None:
     spec = RetrievalConfigSpec(mode="hybrid", rerank={"model": " rr ", "fusion": "rrf", "retrieval_weight": 2})
     assert spec.rerank == RerankSpec(model="rr", fusion="rrf", retrieval_weight=2.0)
     assert spec.text == "hybrid+rerank:rr,fusion=rrf,retrieval_weight=2"  # defaults left out of the label
-    with pytest.raises(ValidationError, match="rerank.fusion"):
+    with pytest.raises(ValidationError, match=r"rerank\.fusion"):
         RetrievalConfigSpec(mode="hybrid", rerank={"model": "rr", "fusion": "max"})
-    with pytest.raises(ValidationError, match="rerank.top_n"):
+    with pytest.raises(ValidationError, match=r"rerank\.top_n"):
         RetrievalConfigSpec(mode="hybrid", rerank={"model": "rr", "top_n": 0})
     with pytest.raises(ValidationError, match="empty reranker model name"):
         RerankSpec(model="  ")
