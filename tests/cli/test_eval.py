@@ -72,10 +72,27 @@ def test_unknown_embedding_model_in_a_config_is_one_error_line(cli, beir_dir: Pa
     (["--config", "sparse"], "unknown mode 'sparse'"),
     (["--config", "bm25:emb"], "bm25 uses no embedding model"),
     (["--metric", "bleu@3"], "unsupported metric"),
+    (["--config", "hybrid+rerank:rr,fusion=max"], "reranker fusion 'max'"),
+    (["--config", "hybrid+rerank:"], "empty reranker name"),
+    (["--config", "app:"], "empty app name"),
 ])
 def test_usage_errors(cli, beir_dir: Path, args: list[str], message: str) -> None:
     res = run(cli, "retrieval", "--index", "x", "--dataset", beir_dir, "--ingest", *args)
     failed(res, 2, message)  # a usage error
+
+
+def test_unknown_reranker_or_app_exits_1_naming_it(cli, beir_dir: Path, fake_embedder: None,
+                                                   isolated_workspace: Path) -> None:
+    from domainrag.workspace import Workspace
+
+    res = run(cli, "retrieval", "--index", "docs", "--dataset", beir_dir, "--ingest", "--config", "hybrid",
+              "--config", "hybrid+rerank:nope")
+    failed(res, 1, "config 'hybrid+rerank:nope': reranker model 'nope' is not registered")
+    assert "register it with `model create`" in res.output
+    assert Workspace.open(isolated_workspace).catalog.get("index", "docs") is None  # checked before any ingest
+    failed(run(cli, "retrieval", "--dataset", beir_dir, "--config", "app:ghost"), 1, "app 'ghost' not found")
+    failed(run(cli, "retrieval", "--dataset", beir_dir, "--config", "app:ghost", "--config", "bm25"), 2,
+           "--index: needed by config 'bm25'")
 
 
 def test_missing_dataset_file_is_named(cli, beir_dir: Path) -> None:

@@ -70,3 +70,68 @@ def test_run_retrieval_eval_returns_a_typed_result(ws: Any, beir_dir: Path, fake
     assert sec.runs[0].metrics["recall@5"] == 1.0
     with pytest.raises(DomainRagError, match="ingest needs a corpus"):
         ingest_corpus(ws, "other", "emb-a", RetrievalDataset("q", "questions", {}, {}, None, {}))
+
+
+class ShortestFirst:
+    """A stand-in cross-encoder that prefers short passages: an order unrelated to BM25's, known in advance."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, pairs: Any, **_: Any) -> Any:
+        import numpy as np
+
+        self.calls.append(len(pairs))
+        return np.array([-float(len(p)) for _, p in pairs], dtype=np.float32)
+
+
+def test_reranked_and_app_configs_rescore_the_head_and_keep_the_tail(
+    ws: Any, beir_dir: Path, fake_embedder: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from domainrag.evaluation.spec import AppConfigSpec, RerankSpec
+    from domainrag.workspace import Workspace
+
+    scorer = ShortestFirst()
+    monkeypatch.setattr(Workspace, "reranker", lambda self, name: scorer if name == "short" else None)
+    ws.catalog.put("app", "docs", {"name": "docs", "model": "llm", "generation": {},
+                                   "retrieval": {"index": "docs", "mode": "hybrid", "top_k": 2,
+                                                 "rerank_model": "short", "rerank_top_n": 3}})
+    configs = [RetrievalConfigSpec(mode="hybrid"),
+               RetrievalConfigSpec(mode="hybrid", rerank=RerankSpec(model="short", top_n=3)),
+               AppConfigSpec(app="docs")]
+    spec = RetrievalEvalSpec(index="docs", configs=configs, ingest=True, metrics=["recall@5", "mrr@10"], drill_hits=6)
+    sec = run_retrieval_eval(ws, load_beir(beir_dir), spec).retrieval
+    assert sec is not None
+    labels = [r.label for r in sec.runs]
+    assert labels == ["hybrid", "hybrid+rerank:short,top_n=3", "app:docs (hybrid+rerank:short,top_n=3)"]
+    plain, reranked, app = sec.runs
+    assert reranked.config["rerank_model"] == "short" and reranked.config["rerank_top_n"] == 3
+    assert (app.config["app"], app.config["app_top_k"], app.config["index"]) == ("docs", 2, "docs")
+    assert "app" not in plain.config and "rerank_model" not in plain.config
+    assert scorer.calls and max(scorer.calls) <= 3  # the reranker sees the head only, as in the app
+    moved = 0
+    for q in sec.queries:
+        before, after = q.hits[plain.label], q.hits[reranked.label]
+        head = sorted(before[:3], key=lambda h: len(h.text))  # stable, like the reranker's ties
+        expected = [h.chunk_id for h in head] + [h.chunk_id for h in before[3:]]
+        assert [h.chunk_id for h in after] == expected
+        assert [h.chunk_id for h in q.hits[app.label]] == expected  # the app's pipeline is the same one
+        moved += expected != [h.chunk_id for h in before]
+    assert moved  # the reranker changed at least one ranking
+    assert app.metrics == reranked.metrics and set(plain.metrics) == set(reranked.metrics)
+
+
+def test_unknown_reranker_or_app_names_the_config(ws: Any, beir_dir: Path, fake_embedder: None) -> None:
+    from domainrag.evaluation.spec import AppConfigSpec, RerankSpec
+
+    ingest_corpus(ws, "docs", "emb-a", load_beir(beir_dir))
+    nope = RetrievalConfigSpec(mode="hybrid", rerank=RerankSpec(model="nope"))
+    with pytest.raises(NotFoundError, match=r"config 'hybrid\+rerank:nope': reranker model 'nope' is not registered"
+                       ) as exc:
+        resolve_configs(ws, "docs", [nope], ingest=False, embedding_model=None)
+    assert "register it with `model create`" in (exc.value.hint or "")
+    with pytest.raises(NotFoundError, match="app 'ghost' not found"):
+        resolve_configs(ws, None, [AppConfigSpec(app="ghost")], ingest=False, embedding_model=None)
+    ws.catalog.put("app", "orphan", {"name": "orphan", "model": "llm", "retrieval": {"index": "gone"}})
+    with pytest.raises(NotFoundError, match="index 'gone' of app 'orphan'"):
+        resolve_configs(ws, None, [AppConfigSpec(app="orphan")], ingest=False, embedding_model=None)

@@ -9,7 +9,9 @@ from domainrag.errors import DomainRagError
 from domainrag.evaluation.result import AnswerRun
 from domainrag.evaluation.spec import (
     AnswerEvalSpec,
+    AppConfigSpec,
     JudgeSpec,
+    RerankSpec,
     RetrievalConfigSpec,
     RetrievalEvalSpec,
     check_thresholds,
@@ -19,7 +21,7 @@ from domainrag.evaluation.spec import (
 
 def test_config_spec_validation() -> None:
     assert RetrievalConfigSpec(mode="Hybrid", index=" other ").model_dump() == {
-        "mode": "hybrid", "embedding_model": None, "index": "other", "label": None}
+        "kind": "search", "mode": "hybrid", "embedding_model": None, "index": "other", "rerank": None, "label": None}
     assert RetrievalConfigSpec(mode="dense", embedding_model="m", index="i").text == "dense:m@i"
     with pytest.raises(ValidationError, match="unknown mode 'sparse'"):
         RetrievalConfigSpec(mode="sparse")
@@ -27,6 +29,28 @@ def test_config_spec_validation() -> None:
         RetrievalConfigSpec(mode="bm25", embedding_model="m")
     with pytest.raises(ValidationError, match="embedding_model"):
         RetrievalConfigSpec(mode="dense", embedding_model=" ")
+
+
+def test_rerank_and_app_specs() -> None:
+    spec = RetrievalConfigSpec(mode="hybrid", rerank={"model": " rr ", "fusion": "rrf", "retrieval_weight": 2})
+    assert spec.rerank == RerankSpec(model="rr", fusion="rrf", retrieval_weight=2.0)
+    assert spec.text == "hybrid+rerank:rr,fusion=rrf,retrieval_weight=2"  # defaults left out of the label
+    with pytest.raises(ValidationError, match=r"rerank\.fusion"):
+        RetrievalConfigSpec(mode="hybrid", rerank={"model": "rr", "fusion": "max"})
+    with pytest.raises(ValidationError, match=r"rerank\.top_n"):
+        RetrievalConfigSpec(mode="hybrid", rerank={"model": "rr", "top_n": 0})
+    with pytest.raises(ValidationError, match="empty reranker model name"):
+        RerankSpec(model="  ")
+    assert AppConfigSpec(app=" docs ").text == "app:docs"
+    with pytest.raises(ValidationError, match="empty app name"):
+        AppConfigSpec(app=" ")
+    # a config given as a dict is an app config when it names an app, a search config otherwise
+    typed = RetrievalEvalSpec(configs=[{"app": "docs"}, {"kind": "search", "mode": "bm25"}], index="kb").configs
+    assert [c.kind for c in typed] == ["app", "search"]
+    assert RetrievalEvalSpec(configs=[{"app": "docs"}]).index is None  # an app brings its own index
+    with pytest.raises(ValidationError, match="needed by config 'bm25'") as exc:
+        RetrievalEvalSpec(configs=[{"app": "docs"}, {"mode": "bm25"}])
+    assert exc.value.errors()[0]["loc"] == ("index",)
 
 
 def test_retrieval_spec_defaults_and_errors() -> None:

@@ -30,9 +30,12 @@ if TYPE_CHECKING:
 
 app = command_app("eval", "Evaluate retrieval and answers on a data set; write HTML/JSON reports.")
 
-CONFIG_HELP = ("configuration to compare, repeatable: MODE[:EMBEDDING_MODEL][@INDEX] with MODE bm25 | dense | hybrid. "
-               "'dense:M' uses embedding model M on its own index <index>__<m> (built by --ingest); '@INDEX' names an "
-               "existing index. Default: bm25, dense, hybrid")
+CONFIG_HELP = ("configuration to compare, repeatable: MODE[:EMBEDDING_MODEL][@INDEX][+rerank:RERANKER[,KEY=VALUE...]] "
+               "with MODE bm25 | dense | hybrid, or app:NAME. 'dense:M' uses embedding model M on its own index "
+               "<index>__<m> (built by --ingest); '@INDEX' names an existing index; '+rerank:R' rescores the top "
+               "chunks with the registered reranker R, settings fusion=replace|rrf, top_n=N (default 20), "
+               "retrieval_weight=W (rrf), e.g. hybrid+rerank:R,fusion=rrf; 'app:NAME' scores the app's whole "
+               "retrieval pipeline, reranker included. Default: bm25, dense, hybrid")
 FailUnder = Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=MIN, repeatable: exit 1 when any "
                                                      "configuration scores below (e.g. ndcg@10=0.6)")]
 ReportOpt = Annotated[Path | None, typer.Option("--report", help="write a self-contained HTML report here")]
@@ -79,9 +82,10 @@ def _finish(result: EvalResult, runs: Sequence[RetrievalRun | AnswerRun], report
 
 @app.command("retrieval")
 def eval_retrieval(
-    index: Annotated[str, typer.Option(help="index to evaluate (created by --ingest when missing)")],
     dataset: Annotated[Path, typer.Option(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) "
                                                "or a questions .jsonl (id, question, doc)")],
+    index: Annotated[str | None, typer.Option(help="index to evaluate (created by --ingest when missing); not "
+                                                   "needed when every --config is app:NAME")] = None,
     config: Annotated[list[str] | None, typer.Option("--config", help=CONFIG_HELP)] = None,
     ingest: Annotated[bool, typer.Option(help="create the index(es) and ingest corpus.jsonl first")] = False,
     embedding_model: Annotated[str | None, typer.Option(help="embedding model of --index when --ingest creates it "
@@ -99,7 +103,7 @@ def eval_retrieval(
     json_out: JsonOpt = None,
     fail_under: FailUnder = None,
 ) -> None:
-    """Score retrieval configurations (nDCG@10, recall@k, MRR@10, MAP) on a labelled data set."""
+    """Score retrieval configurations (searches, rerankers, apps) by nDCG@10, recall@k, MRR@10, MAP on labelled data."""
     from domainrag.cli.eval_options import RETRIEVAL_FLAGS, build_spec, parse_config
     from domainrag.evaluation.beir import load_retrieval_dataset
     from domainrag.evaluation.retrieval_eval import run_retrieval_eval

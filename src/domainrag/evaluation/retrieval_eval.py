@@ -1,8 +1,9 @@
 """Retrieval evaluation: score search configurations on a labelled data set, at document level, by trec_eval.
 
 :func:`run_retrieval_eval` resolves a :class:`~domainrag.evaluation.spec.RetrievalEvalSpec` against
-the workspace (indexes, embedding models, optional ingestion of the data set's corpus);
-:func:`score_retrievers` scores any set of search functions (the quickstart uses it directly).
+the workspace (indexes, embedding models, rerankers, apps' retrieval pipelines, optional ingestion of
+the data set's corpus); :func:`score_retrievers` scores any set of search functions (the quickstart
+uses it directly).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ from domainrag.evaluation.retrieval import (
     run_from_hits,
     validate_metric,
 )
-from domainrag.evaluation.spec import RetrievalConfigSpec, RetrievalEvalSpec
+from domainrag.evaluation.spec import AppConfigSpec, RerankSpec, RetrievalConfigSpec, RetrievalEvalSpec
+from domainrag.index.base import SearchHit
 from domainrag.index.ingest import ingest_documents
+from domainrag.retrieval.reranker import PairScorer, rerank_hits
 from domainrag.retrieval.retriever import RetrievalConfig, Retriever
+from domainrag.serving.apps import AppRecord, require_app
 from domainrag.workspace import create_index
 from domainrag.zoo import DEFAULT_EMBEDDER
 
@@ -60,21 +64,56 @@ class ResolvedConfig:
     mode: str
     index: str
     embedding_model: str
+    rerank: RerankSpec | None = None
+    app: AppRecord | None = None
+
+
+def pipeline_text(rc: RetrievalConfig) -> str:
+    """An app's retrieval pipeline in the --config grammar's words, e.g. ``hybrid+rerank:rr,fusion=rrf``."""
+    if not rc.rerank_model:
+        return rc.mode
+    stage = RerankSpec(model=rc.rerank_model, fusion=rc.rerank_fusion, top_n=rc.rerank_top_n,
+                       retrieval_weight=rc.rerank_retrieval_weight)
+    return f"{rc.mode}+{stage.text}"
+
+
+def _resolve_app(ws: Any, spec: AppConfigSpec, taken: Sequence[str], ingested: Mapping[str, str]) -> ResolvedConfig:
+    """An app's config; its index must exist, or be one this run ingests (``ingested``: {index: model})."""
+    app = require_app(ws, spec.app)  # NotFoundError naming the known apps
+    idx = app.retrieval.index
+    record = ws.catalog.get("index", idx)
+    if record is None and idx not in ingested:
+        raise NotFoundError(f"index '{idx}' of app '{app.name}' (config '{spec.text}') does not exist",
+                            hint=f"recreate it, or point the app at another index (`domainrag app show {app.name}`)")
+    label = f"{spec.text} ({pipeline_text(app.retrieval)})"
+    label = label if label not in taken else f"{label} #{len(taken) + 1}"
+    model = record["embedding_model"] if record else ingested[idx]
+    return ResolvedConfig(label, app.retrieval.mode, idx, model, _app_rerank(app.retrieval), app)
+
+
+def _app_rerank(rc: RetrievalConfig) -> RerankSpec | None:
+    """The app's reranker stage; its rescored head is max(rerank_top_n, top_k) hits, as Retriever reranks them."""
+    if not rc.rerank_model:
+        return None
+    return RerankSpec(model=rc.rerank_model, fusion=rc.rerank_fusion, top_n=max(rc.rerank_top_n, rc.top_k),
+                      retrieval_weight=rc.rerank_retrieval_weight)
 
 
 def resolve_configs(
-    ws: Any, index: str, specs: Sequence[RetrievalConfigSpec], *, ingest: bool, embedding_model: str | None
+    ws: Any, index: str | None, specs: Sequence[RetrievalConfigSpec | AppConfigSpec], *, ingest: bool,
+    embedding_model: str | None
 ) -> tuple[list[ResolvedConfig], dict[str, str]]:
-    """Map each config to (index, embedding model); returns them and {index: model} of the indexes used.
+    """Map each config to (index, embedding model); returns them and {index: model} of the search configs' indexes.
 
-    Indexes that do not exist are an error unless ``ingest`` (then they are created and filled).
+    Indexes that do not exist are an error unless ``ingest`` (then they are created and filled); an
+    app's index must exist. Apps and rerankers that are not registered are errors naming the config.
     """
 
     def existing_model(name: str) -> str | None:
         rec = ws.catalog.get("index", name)
         return rec["embedding_model"] if rec else None
 
-    base_model = existing_model(index)
+    base_model = existing_model(index) if index else None
     if base_model and embedding_model and embedding_model != base_model:
         raise DomainRagError(
             f"index '{index}' was built with '{base_model}', not '{embedding_model}'",
@@ -84,25 +123,91 @@ def resolve_configs(
     needed: dict[str, str] = {}
     out: list[ResolvedConfig] = []
     for spec in specs:
+        if isinstance(spec, AppConfigSpec):
+            continue  # resolved below, once the indexes this run ingests are known
         if spec.index:
             idx = spec.index
             model = existing_model(idx) or spec.embedding_model or base_model
             if spec.embedding_model and spec.embedding_model != model:
                 raise DomainRagError(f"config '{spec.text}': index '{idx}' was built with '{model}'")
         elif spec.embedding_model and spec.embedding_model != base_model:
+            assert index is not None  # the spec requires one for search configs
             idx, model = derived_index_name(index, spec.embedding_model), spec.embedding_model
             if existing_model(idx) not in (None, model):
                 raise DomainRagError(f"config '{spec.text}': index '{idx}' exists with another model",
                                      hint="name the config's index explicitly")
         else:
+            assert index is not None
             idx, model = index, base_model
         if ws.catalog.get("index", idx) is None and not ingest:
             raise NotFoundError(f"index '{idx}' (for config '{spec.text}') does not exist",
                                 hint="turn ingest on to build it from the data set's corpus.jsonl")
         needed[idx] = model
         label = spec.text if spec.text not in [c.label for c in out] else f"{spec.text} #{len(out) + 1}"
-        out.append(ResolvedConfig(label, spec.mode, idx, model))
+        out.append(ResolvedConfig(label, spec.mode, idx, model, spec.rerank))
+    searches = iter(out)
+    out = []
+    for spec in specs:
+        out.append(_resolve_app(ws, spec, [c.label for c in out], needed if ingest else {})
+                   if isinstance(spec, AppConfigSpec) else next(searches))
+    for cfg in out:  # load every reranker now: a missing one fails before any ingest or scoring
+        if cfg.rerank is not None:
+            _load_reranker(ws, cfg)
     return out, needed
+
+
+def _load_reranker(ws: Any, cfg: ResolvedConfig) -> PairScorer:
+    assert cfg.rerank is not None
+    try:
+        return ws.reranker(cfg.rerank.model)  # type: ignore[no-any-return]
+    except DomainRagError as exc:  # same class (exit status), with the config named
+        raise type(exc)(f"config '{cfg.label}': {exc.message}", hint=exc.hint) from exc
+
+
+class _RerankedSearch:
+    """Retrieval to depth, then the first ``rerank.top_n`` hits reordered by the reranker, the rest kept in order.
+
+    Not Retriever(reranker=...): it rescores max(top_n, k) hits and cuts to k, so scoring to a depth of
+    a few hundred chunks would rescore them all; here the reranker sees what it sees in an app.
+    """
+
+    def __init__(self, retriever: Retriever, reranker: PairScorer, rerank: RerankSpec) -> None:
+        self.retriever, self.reranker, self.rerank = retriever, reranker, rerank
+
+    def __call__(self, text: str, k: int) -> list[SearchHit]:
+        n, cfg = self.rerank.top_n, self.retriever.config
+        hits = self.retriever.run(text, top_k=max(k, n))
+        fusion = (cfg.rank_constant, self.rerank.retrieval_weight) if self.rerank.fusion == "rrf" else None
+        head = rerank_hits(self.reranker, text, hits[:n], context=cfg.rerank_context, fusion=fusion)
+        return (head + hits[n:])[:k]
+
+
+def _searcher(ws: Any, cfg: ResolvedConfig, depth: int, queries: Sequence[str]) -> tuple[Search, dict[str, Any]]:
+    """The search function of one resolved config and the settings the report shows for it."""
+    record = ws.catalog.require("index", cfg.index)
+    if cfg.mode == "bm25" or not queries:
+        embedder = None
+    else:
+        embedder = _BatchQueryEmbedder(ws.index_embedder(cfg.index) if cfg.app else ws.embedder(cfg.embedding_model),
+                                       queries)
+    if cfg.app is not None:  # the app's own settings; depth only widens what is scored beyond its top_k
+        rc = cfg.app.retrieval.model_copy(update={"rerank_model": None})
+    else:
+        rc = RetrievalConfig(index=cfg.index, mode=cfg.mode, top_k=min(depth, 100), candidates=depth,  # type: ignore[arg-type]
+                             vector_store=record["store"]["type"])
+    retriever = Retriever(ws.store(cfg.index), embedder, rc)  # type: ignore[arg-type]  # bm25 never embeds
+    config: dict[str, Any] = {"mode": cfg.mode, "index": cfg.index,
+                              "embedding_model": cfg.embedding_model if cfg.mode != "bm25" else None,
+                              "store": record["store"]["type"], "depth_chunks": depth, "level": "doc",
+                              "rank_constant": rc.rank_constant if cfg.mode == "hybrid" else None,
+                              "index_chunks": record.get("chunks")}
+    if cfg.app is not None:
+        config.update(app=cfg.app.name, app_top_k=cfg.app.retrieval.top_k)
+    if cfg.rerank is None:
+        return (lambda text, k: retriever.run(text, top_k=k)), config
+    config.update(rerank_model=cfg.rerank.model, rerank_fusion=cfg.rerank.fusion, rerank_top_n=cfg.rerank.top_n,
+                  rerank_retrieval_weight=cfg.rerank.retrieval_weight if cfg.rerank.fusion == "rrf" else None)
+    return _RerankedSearch(retriever, _load_reranker(ws, cfg), cfg.rerank), config
 
 
 def ingest_corpus(
@@ -197,21 +302,11 @@ def run_retrieval_eval(
         dataset.queries = {q: dataset.queries[q] for q in keep}
         dataset.qrels = {q: dataset.qrels[q] for q in keep}
     result.warnings = dataset.stats.warnings()
-    result.metadata.models = {m: model_info(ws, m) for m in sorted(set(needed.values()))}
-    searchers: dict[str, tuple[Search, dict[str, Any]]] = {}
-    for cfg in resolved:
-        record = ws.catalog.require("index", cfg.index)
-        embedder = _BatchQueryEmbedder(ws.embedder(cfg.embedding_model), list(dataset.queries.values())) \
-            if cfg.mode != "bm25" and dataset.queries else None
-        rc = RetrievalConfig(index=cfg.index, mode=cfg.mode, top_k=min(depth, 100), candidates=depth,
-                             vector_store=record["store"]["type"])
-        retriever = Retriever(ws.store(cfg.index), embedder, rc)  # type: ignore[arg-type]  # bm25 never embeds
-        config = {"mode": cfg.mode, "index": cfg.index,
-                  "embedding_model": cfg.embedding_model if cfg.mode != "bm25" else None,
-                  "store": record["store"]["type"], "depth_chunks": depth, "level": "doc",
-                  "rank_constant": rc.rank_constant if cfg.mode == "hybrid" else None,
-                  "index_chunks": record.get("chunks")}
-        searchers[cfg.label] = (lambda text, k, r=retriever: r.run(text, top_k=k), config)
+    models = {*needed.values(), *(c.embedding_model for c in resolved),
+              *(c.rerank.model for c in resolved if c.rerank)}
+    result.metadata.models = {m: model_info(ws, m) for m in sorted(models)}
+    queries = list(dataset.queries.values())
+    searchers = {cfg.label: _searcher(ws, cfg, depth, queries) for cfg in resolved}
     section = score_retrievers(searchers, dataset, spec.metrics, depth=depth, drill_hits=spec.drill_hits,
                                progress=progress)
     section.ingest = ingests

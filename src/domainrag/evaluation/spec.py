@@ -1,27 +1,58 @@
 """What to evaluate, as typed specifications, and the pass/fail gate on a result's metrics.
 
-A retrieval evaluation scores one or more configurations (mode, embedding model, index) on a data
-set; an answer evaluation asks one or more RAG apps the questions. Validation errors name the field.
+A retrieval evaluation scores one or more configurations on a data set: a search (mode, embedding
+model, index, optionally a reranker) or an app's whole retrieval pipeline; an answer evaluation asks
+one or more RAG apps the questions. Validation errors name the field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from domainrag.errors import DomainRagError
 from domainrag.evaluation.answers import LOWER_IS_BETTER
 from domainrag.evaluation.result import AnswerRun, RetrievalRun
 from domainrag.evaluation.retrieval import DEFAULT_METRICS, validate_metric
+from domainrag.retrieval.retriever import RerankFusion
 
 Mode = Literal["bm25", "dense", "hybrid"]
 MODES: tuple[str, ...] = ("dense", "bm25", "hybrid")
 
 
+class RerankSpec(BaseModel):
+    """A reranker stage after retrieval: a registered reranker (or cross-encoder folder) and how it is fused.
+
+    The fields mirror the rerank_* fields of an app's retrieval config, so a measured setting can be
+    copied into an app as it is.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(min_length=1, description="registered reranker model name, or a cross-encoder folder")
+    fusion: RerankFusion = Field("replace", description="replace: reranker order; rrf: fused with retrieval order")
+    top_n: int = Field(20, ge=1, le=200, description="top retrieved chunks the reranker rescores")
+    retrieval_weight: float = Field(1.0, ge=0, description="rrf: weight of the retrieval order (reranker: 1)")
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty reranker model name")
+        return value.strip()
+
+    @property
+    def text(self) -> str:
+        """``rerank:MODEL`` plus the settings that differ from the defaults."""
+        extra = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                 for k, v in self.model_dump(exclude={"model"}).items() if v != type(self).model_fields[k].default]
+        return f"rerank:{self.model}" + "".join(f",{e}" for e in extra)
+
+
 class RetrievalConfigSpec(BaseModel):
-    """One configuration to score: a retrieval mode, optionally another embedding model or an existing index.
+    """One search configuration: a retrieval mode, optionally another embedding model, an existing index, a reranker.
 
     Without ``index``, a config whose embedding model differs from the evaluated index's gets its own
     index ``<index>__<model>``; with ``index``, that index is used with the model it was built with.
@@ -29,10 +60,12 @@ class RetrievalConfigSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    kind: Literal["search"] = "search"
     mode: Mode
     embedding_model: str | None = None
     index: str | None = None
-    label: str | None = Field(None, description="name shown in the report (default: MODE[:MODEL][@INDEX])")
+    rerank: RerankSpec | None = None
+    label: str | None = Field(None, description="name shown in the report (default: MODE[:MODEL][@INDEX][+rerank:R])")
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -60,7 +93,39 @@ class RetrievalConfigSpec(BaseModel):
         if self.label:
             return self.label
         return (self.mode + (f":{self.embedding_model}" if self.embedding_model else "")
-                + (f"@{self.index}" if self.index else ""))
+                + (f"@{self.index}" if self.index else "") + (f"+{self.rerank.text}" if self.rerank else ""))
+
+
+class AppConfigSpec(BaseModel):
+    """An app's whole retrieval pipeline (its index, mode, weights, filters, expansion and reranker), as it serves."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["app"] = "app"
+    app: str = Field(min_length=1)
+    label: str | None = Field(None, description="name shown in the report (default: app:NAME)")
+
+    @field_validator("app")
+    @classmethod
+    def _app_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty app name")
+        return value.strip()
+
+    @property
+    def text(self) -> str:
+        return self.label or f"app:{self.app}"
+
+
+def _config_kind(value: Any) -> str:
+    """Tag of a config given as a dict (``kind`` may be left out: a dict with ``app`` is an app) or a model."""
+    if isinstance(value, dict):
+        return str(value.get("kind") or ("app" if "app" in value else "search"))
+    return str(getattr(value, "kind", "search"))
+
+
+ConfigSpec = Annotated[Annotated[RetrievalConfigSpec, Tag("search")] | Annotated[AppConfigSpec, Tag("app")],
+                       Discriminator(_config_kind)]
 
 
 DEFAULT_CONFIGS = (RetrievalConfigSpec(mode="bm25"), RetrievalConfigSpec(mode="dense"),
@@ -70,8 +135,9 @@ DEFAULT_CONFIGS = (RetrievalConfigSpec(mode="bm25"), RetrievalConfigSpec(mode="d
 class RetrievalEvalSpec(BaseModel):
     """A retrieval evaluation of ``index`` (and the indexes its configs name) on one data set."""
 
-    index: str = Field(description="index to evaluate (created when ingest is on and it is missing)")
-    configs: list[RetrievalConfigSpec] = Field(default_factory=lambda: list(DEFAULT_CONFIGS), min_length=1)
+    configs: list[ConfigSpec] = Field(default_factory=lambda: list(DEFAULT_CONFIGS), min_length=1)
+    index: str | None = Field(None, validate_default=True, description="index to evaluate (created when ingest is "
+                              "on and it is missing); needed unless every config is an app")
     ingest: bool = Field(False, description="create the indexes and ingest the data set's corpus first")
     embedding_model: str | None = Field(None, description="embedding model of `index` when ingest creates it")
     store: str | dict[str, Any] = Field("embedded", description="store type or config of indexes ingest creates")
@@ -88,6 +154,16 @@ class RetrievalEvalSpec(BaseModel):
         for m in metrics:
             validate_metric(m)  # ValueError naming the bad one
         return metrics
+
+    @field_validator("index")
+    @classmethod
+    def _index_for_search_configs(cls, index: str | None, info: ValidationInfo) -> str | None:
+        searches = [c.text for c in info.data.get("configs", []) if isinstance(c, RetrievalConfigSpec)]
+        if index is not None and not index.strip():
+            raise ValueError("must not be empty")
+        if index is None and searches:
+            raise ValueError(f"needed by config '{searches[0]}' (only app:NAME configs bring their own index)")
+        return index.strip() if index is not None else None
 
 
 class JudgeSpec(BaseModel):
