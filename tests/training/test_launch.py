@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,11 @@ def test_multi_gpu_command_and_config(tmp_path: Path) -> None:
     loaded = load_config_from_file(args.config_file)  # accelerate's ClusterConfig: unknown keys would raise
     assert loaded.distributed_type.value == "MULTI_GPU"
     assert (loaded.num_processes, loaded.gpu_ids, loaded.mixed_precision) == (2, "0,1", "bf16")
+    # one machine: a free port of its own, so two jobs at once do not both rendezvous on 29500
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", args.main_process_port))
+    pinned = LaunchConfig(num_processes=2, main_process_port=4321)
+    assert _parse(build_launch_command("j3", tmp_path, "file:///lake", pinned)).main_process_port == 4321
 
 
 def test_single_gpu_or_mixed_precision_goes_through_accelerate(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def app_show(name: Annotated[str, typer.Argument(help="app name")], as_json: Jso
 
 @app.command("calibrate")
 def app_calibrate(
-    name: str,
+    name: Annotated[str, typer.Argument(help="app whose gate is fitted")],
     questions: Annotated[Path, typer.Option(help="held-out questions (.jsonl: id, question, doc or docs; "
                                                  "doc null = unanswerable)")],
     target_false_refusal: Annotated[float, typer.Option(min=0.0, max=0.99, help="largest share of answerable "

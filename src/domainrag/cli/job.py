@@ -49,7 +49,7 @@ def job_create(
     deepspeed_config: Annotated[Path | None, typer.Option(help="DeepSpeed JSON config")] = None,
     fsdp_config: Annotated[Path | None, typer.Option(help="accelerate fsdp_* settings (YAML/JSON)")] = None,
     num_machines: Annotated[int, typer.Option(help="machines the processes are spread over")] = 1,
-    machine_rank: Annotated[int, typer.Option(help="this machine's rank (0 is the main one)")] = 0,
+    machine_rank: Annotated[int, typer.Option(help="rank of the machine it runs on (0 is the main one)")] = 0,
     main_process_ip: Annotated[str | None, typer.Option(help="address of the rank-0 machine")] = None,
     main_process_port: Annotated[int | None, typer.Option(help="rendezvous port on it (default 29500)")] = None,
 ) -> None:

@@ -15,6 +15,7 @@ counts the processes of all machines together (accelerate's convention).
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +149,13 @@ def _accelerate_executable() -> str:
     return str(local) if local.exists() else shutil.which("accelerate") or "accelerate"
 
 
+def _free_port() -> int:
+    """A TCP port that is free on this host now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def build_launch_command(
     job_id: str, workspace: str | Path, lake: str, cfg: LaunchConfig | None = None, *, resume: bool = False
 ) -> list[str]:
@@ -175,6 +183,8 @@ def build_launch_command(
     if cfg.num_machines > 1:
         cmd += ["--machine_rank", str(cfg.machine_rank), "--main_process_ip", str(cfg.main_process_ip),
                 "--main_process_port", str(cfg.main_process_port or 29500)]
+    else:  # a free local port: two jobs on one machine must not both rendezvous on torch's default 29500
+        cmd += ["--main_process_port", str(cfg.main_process_port or _free_port())]
     if cfg.devices is not None:
         cmd += ["--gpu_ids", cfg.devices]
     if cfg.mixed_precision != "no":
