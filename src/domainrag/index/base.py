@@ -105,11 +105,11 @@ class VectorStore(ABC):
     def refresh(self) -> None:  # noqa: B027 - optional hook, deliberately a no-op by default
         """Make recent writes searchable (no-op where writes are immediately visible)."""
 
-    def check_dimension(self, model_dim: int, model_name: str) -> None:
-        """Refuse (before any write) if the stored dimension differs from the model's."""
+    def check_dimension(self, model_dim: int, model_name: str, *, query: bool = False) -> None:
+        """Refuse (before any write, or for a ``query``) if the stored dimension differs from the model's."""
         dim = self.dimension()
         if dim is not None and dim != model_dim:
-            raise DimensionMismatchError(self.name, dim, model_name, model_dim)
+            raise DimensionMismatchError(self.name, dim, model_name, model_dim, query=query)
 
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
         """Insert or replace chunks by id; vectors are checked against the index first."""

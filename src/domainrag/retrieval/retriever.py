@@ -8,8 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from domainrag.errors import DimensionMismatchError
 from domainrag.index.base import Filters, SearchHit, VectorStore
 from domainrag.retrieval.embedder import Embedder
 from domainrag.retrieval.fusion import reciprocal_rank_fusion
@@ -104,7 +106,8 @@ class Retriever:
         vector = None  # embedded once: a server that declines to fuse gets the same vector for dense search
         if cfg.mode == "hybrid" and self.store.fuses_on_server:
             vector = _timed(on, "embed", self.embedder.encode_query, query)
-            server = _timed(on, "hybrid", self.store.hybrid_search, query, vector, n, flt, cfg.rank_constant)
+            server = _timed(on, "hybrid", self._guarded, self.store.hybrid_search, vector, query, vector, n, flt,
+                            cfg.rank_constant)
             if server is not None:
                 return self._rerank(query, self._expand(query, server, vector, flt, on), k, on)
         results: dict[str, list[SearchHit]] = {}
@@ -112,7 +115,7 @@ class Retriever:
             results["bm25"] = _timed(on, "bm25", self.store.text_search, query, n, flt)
         elif cfg.mode == "dense":
             vector = _timed(on, "embed", self.embedder.encode_query, query)
-            results["dense"] = _timed(on, "dense", self.store.dense_search, vector, n, flt)
+            results["dense"] = _timed(on, "dense", self._guarded, self.store.dense_search, vector, vector, n, flt)
         else:
             # BM25 needs no query vector: it runs on a worker thread while this one embeds the query and
             # searches the vectors (torch and the engines release the GIL), so hybrid costs about
@@ -121,7 +124,7 @@ class Retriever:
             try:
                 if vector is None:
                     vector = _timed(on, "embed", self.embedder.encode_query, query)
-                results["dense"] = _timed(on, "dense", self.store.dense_search, vector, n, flt)
+                results["dense"] = _timed(on, "dense", self._guarded, self.store.dense_search, vector, vector, n, flt)
             finally:
                 results["bm25"] = bm25.result()
             hits = _timed(on, "fusion", reciprocal_rank_fusion,
@@ -131,6 +134,25 @@ class Retriever:
         if cfg.score_threshold is not None and cfg.mode != "bm25":
             hits = [h for h in hits if h.scores.get("dense", -1.0) >= cfg.score_threshold]
         return self._rerank(query, self._expand(query, hits, vector, flt, on), k, on)
+
+    def _guarded(self, search: Callable[..., T], vector: Any, *args: Any) -> T:
+        """``search(*args)``; when it fails, a query vector of another size than the index's is named as the cause.
+
+        Engines reject a wrong-sized vector with their own message (LanceDB's ValueError, a bare HTTP 400);
+        checking the dimension only after a failure keeps the store round-trip off every good query.
+        """
+        try:
+            return search(*args)
+        except Exception as exc:
+            try:  # an unreachable store (or a stand-in without one) keeps its own error
+                stored = self.store.dimension()
+            except Exception:
+                stored = None
+            size = int(np.shape(vector)[-1])
+            if stored is not None and stored != size:
+                raise DimensionMismatchError(self.store.name, stored, getattr(self.embedder, "name", "of the query"),
+                                             size, query=True) from exc
+            raise
 
     def _expand(
         self, query: str, hits: list[SearchHit], vector: Any, filters: Filters | None, on_stage: OnStage | None = None
