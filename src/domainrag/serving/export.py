@@ -36,7 +36,8 @@ class ExportError(DomainRagError):
     """An export that cannot be done as asked (format, quantization, output place)."""
 
 
-def _check_options(fmt: str, quantization: str, dtype: str) -> None:
+def check_options(fmt: str, quantization: str, dtype: str) -> None:
+    """Raise :class:`ExportError` for an unknown format, GGUF quantization or HF dtype."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     if fmt == "gguf" and quantization not in QUANTIZATIONS:
@@ -148,7 +149,7 @@ def export_model(
     interrupted export never leaves a folder that looks whole, and ``--force`` replaces the old one only then.
     """
     say = progress or (lambda _msg: None)
-    _check_options(fmt, quantization, dtype)
+    check_options(fmt, quantization, dtype)
     if (out is None) == (lake_key is None):
         raise ExportError("name exactly one of --out (a folder) or --lake-key (a lake key)")
     if out is not None:
