@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from domainrag.cli._context import JsonFlag, Waiting, command_app, console, load_json, print_record, print_rows, ws
+from domainrag.cli._context import (
+    JsonFlag,
+    OptionError,
+    Waiting,
+    command_app,
+    console,
+    load_json,
+    print_record,
+    print_rows,
+    ws,
+)
 
 app = command_app("model", "Registered models (versioned artifacts in the lake).")
 
@@ -95,3 +105,34 @@ def _describe(cfg: object) -> str:
     if isinstance(cfg, LlamaCppEndpoint):
         return f"llama.cpp {cfg.gguf}{f' as {cfg.convert}' if cfg.convert else ''} (n_ctx {cfg.n_ctx})"
     return f"in-process transformers ({getattr(cfg, 'dtype', 'auto')})"
+
+
+@app.command("export")
+def model_export(
+    name: Annotated[str, typer.Argument(help="registered LLM or base model")],
+    fmt: Annotated[str, typer.Option("--format", help="hf (transformers / vLLM folder) | gguf (llama.cpp file)")],
+    out: Annotated[Path | None, typer.Option(help="output folder (new or empty; see --force)")] = None,
+    lake_key: Annotated[str | None, typer.Option(help="lake key to write the export under, instead of --out")] = None,
+    quantization: Annotated[str, typer.Option(help="gguf: f16 | f32 | bf16 | q8_0 | q4_0")] = "f16",
+    dtype: Annotated[str, typer.Option(help="hf: float32 | bfloat16 | float16")] = "float32",
+    force: Annotated[bool, typer.Option(help="replace a non-empty output folder or lake key")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a model, its LoRA adapter merged in, for another serving engine.
+
+    hf: safetensors, config, tokenizer and a model card, which transformers and vLLM load as they are.
+    gguf: one GGUF file for llama.cpp (llama-server, llama-cpp-python, or a llamacpp endpoint).
+    """
+    from domainrag.serving.export import ExportError, check_options, export_model
+
+    try:
+        check_options(fmt, quantization, dtype)
+    except ExportError as exc:  # a wrong option value is a usage error (exit status 2)
+        raise OptionError(exc.message, hint=exc.hint) from None
+    with Waiting(f"exporting {name} as {fmt}") as wait:
+        result = export_model(ws(), name, fmt, out=out, lake_key=lake_key, quantization=quantization, dtype=dtype,
+                              force=force, progress=wait.update)
+    if as_json:
+        print_record(result, f"export of {name}", True)
+        return
+    console.print(f"model [bold]{name}[/] exported as {fmt} to {result['location']} ({', '.join(result['files'])})")

@@ -75,7 +75,7 @@ def convert_gguf(gguf_path: str, tensor_type: GgufType) -> str:
     The converted file is written to a temporary name and renamed, under a file lock, so concurrent
     servers never see half a file. Its name carries the source's size and modification time.
     """
-    llama_cpp = import_llama_cpp()
+    import_llama_cpp()  # a clear error before anything is written when the extra is missing
     source = Path(gguf_path)
     stat = source.stat()
     target = _gguf_cache_file(f"{source.stem}.{stat.st_size}-{int(stat.st_mtime)}.{tensor_type}.gguf")
@@ -83,20 +83,27 @@ def convert_gguf(gguf_path: str, tensor_type: GgufType) -> str:
         if target.exists():
             return str(target)
         tmp = target.with_suffix(".partial")
-        params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = getattr(llama_cpp, _FTYPES[tensor_type])
-        params.allow_requantize = True
-        params.nthread = os.cpu_count() or 1
-        from llama_cpp._utils import suppress_stdout_stderr  # llama_cpp is an optional extra: imported on use
-
-        with suppress_stdout_stderr(disable=False):  # llama.cpp prints a line per tensor
-            rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
-        if rc != 0 or not tmp.exists():
-            tmp.unlink(missing_ok=True)
-            raise BackendError(f"llama.cpp could not convert {source} to {tensor_type} (code {rc})",
-                               hint="check the file is a complete GGUF model, or drop the endpoint's convert option")
+        quantize_gguf(source, tmp, tensor_type)
         tmp.replace(target)
     return str(target)
+
+
+def quantize_gguf(source: Path, target: Path, tensor_type: GgufType) -> None:
+    """Write ``source`` re-encoded as ``tensor_type`` to ``target`` with llama.cpp's own quantizer (also used
+    by ``model export --format gguf``); ``target`` is removed again when llama.cpp fails."""
+    llama_cpp = import_llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, _FTYPES[tensor_type])
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    from llama_cpp._utils import suppress_stdout_stderr  # llama_cpp is an optional extra: imported on use
+
+    with suppress_stdout_stderr(disable=False):  # llama.cpp prints a line per tensor
+        rc = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
+    if rc != 0 or not target.exists():
+        target.unlink(missing_ok=True)
+        raise BackendError(f"llama.cpp could not convert {source} to {tensor_type} (code {rc})",
+                           hint="check the file is a complete GGUF model, or drop the endpoint's convert option")
 
 
 def llamacpp_gguf(cfg: LlamaCppEndpoint) -> str:
