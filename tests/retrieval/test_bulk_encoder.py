@@ -18,6 +18,7 @@ from domainrag.index.ingest import embed_text, ingest_paths
 from domainrag.index.record import EmbedderPin
 from domainrag.retrieval.embedder import BULK_ENCODER_ENV, Embedder
 from domainrag.retrieval.int8_guard import MIN_MEAN_COSINE, int8_kernels
+from domainrag.retrieval.onnx_encoder import int8_path
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def bulk(embedder: Embedder, setting: str, bound: float | None = None) -> Embedd
 def verdict_file(e: Embedder) -> dict:
     """The cached guard verdict ``e``'s choice was made on (the one for its bound)."""
     assert e._bulk is not None
-    int8 = e._bulk.path if e._bulk.path.name.endswith(".int8.onnx") else e._bulk.path.with_suffix(".int8.onnx")
+    int8 = e._bulk.path if e._bulk.path.name.endswith(".int8.onnx") else int8_path(e._bulk.path)
     verdicts = json.loads(int8.with_suffix(f".{int8_kernels()}.guard.json").read_text())["verdicts"]
     bound = MIN_MEAN_COSINE if e.int8_min_cosine is None else e.int8_min_cosine
     return next(v for v in verdicts if v["key"]["min_mean"] == bound)

@@ -31,6 +31,7 @@ from filelock import FileLock
 from domainrag.settings import cache_dir
 
 FORMAT_VERSION = 1  # bump when the exported graph changes (inputs, outputs, attention kernel, opset)
+INT8_VERSION = 2  # bump when _quantize's settings change: a cached int8 graph is found by its file name alone
 OPSET = 17
 PROBE = "ONNX export check: how long is the warranty on the DP-220 dosing pump?"
 MIN_PROBE_COSINE = 0.9999
@@ -106,7 +107,7 @@ def int8_variant(model: Any, fp32: OnnxBulkEncoder, threads: int | None = None) 
     quantization, cached beside it; refused when even the probe sentence lands far from torch."""
     import onnxruntime as ort
 
-    target = fp32.path.with_suffix(".int8.onnx")
+    target = int8_path(fp32.path)
     with FileLock(str(target) + ".lock"):
         if not target.exists():
             _quantize(fp32.path, target)
@@ -116,6 +117,11 @@ def int8_variant(model: Any, fp32: OnnxBulkEncoder, threads: int | None = None) 
     if cos < MIN_INT8_PROBE_COSINE:
         raise OnnxUnavailable(f"the int8 graph strays from torch (probe cosine {cos:.4f})")
     return OnnxBulkEncoder(query, fp32.count_tokens)
+
+
+def int8_path(fp32: Path) -> Path:
+    """Where the int8 graph of the float32 graph ``fp32`` is cached (named by :data:`INT8_VERSION`)."""
+    return fp32.with_suffix(f".q{INT8_VERSION}.int8.onnx")
 
 
 def _bulk(model: Any, query: OnnxQueryEncoder) -> OnnxBulkEncoder:
