@@ -316,6 +316,9 @@ def ingest(
     report = ingest_paths(paths, store, embedder, batch_size=batch_size, strict=strict,
                           max_words=max_words, overlap_words=overlap_words, progress=progress,
                           parse_progress=parse_progress)
+    pin = ws.index_record(index).embedder
+    if report.written and pin is not None and pin != (new := pin.with_bulk_encoder(embedder.bulk_path)):
+        ws.catalog.update("index", index, embedder=new.model_dump())  # which bulk encoder wrote these vectors
     if report.written or report.deleted_stale:
         lines = "".join(json.dumps(c.to_dict()) + "\n" for c in report.chunk_records)
         ws.lake.write_text(f"chunks/{index}/ingest-{time.strftime('%Y%m%dT%H%M%S')}.jsonl", lines)

@@ -35,12 +35,15 @@ def test_fp32_bulk_vectors_equal_sentence_transformers_in_order(minilm) -> None:
 
 def test_int8_bulk_vectors_stay_close_and_the_graph_is_cached(minilm) -> None:
     pytest.importorskip("onnxruntime")
-    from domainrag.retrieval.onnx_encoder import load_onnx_bulk_encoder
+    from domainrag.retrieval.onnx_encoder import int8_path, load_onnx_bulk_encoder
 
     encoder = load_onnx_bulk_encoder(minilm.model, threads=1, int8=True)
     assert encoder.path.name.endswith(".int8.onnx") and encoder.path.is_file()
-    assert encoder.path.stat().st_size < 0.5 * encoder.path.with_suffix("").with_suffix(".onnx").stat().st_size
+    fp32 = load_onnx_bulk_encoder(minilm.model, threads=1)
+    assert encoder.path == int8_path(fp32.path)
+    # The MatMul weights shrink to a quarter; the token embeddings (a Gather, left float32) stay whole.
+    assert encoder.path.stat().st_size < 0.75 * fp32.path.stat().st_size
     cos = np.sum(encoder.encode(TEXTS, batch_size=3) * minilm.encode(TEXTS), axis=1)
-    assert cos.min() > 0.85 and cos.mean() > 0.93  # close, not equal: whether retrieval keeps, bench_onnx_bulk.py
+    assert cos.min() > 0.9 and cos.mean() > 0.95  # close, not equal: whether retrieval keeps, bench_onnx_bulk.py
     again = load_onnx_bulk_encoder(minilm.model, threads=1, int8=True)
     assert again.path == encoder.path and np.allclose(again.encode(TEXTS[:2]), encoder.encode(TEXTS[:2]))

@@ -147,12 +147,15 @@ def ingest_documents(
     # lengths share a batch (little padding, as when sentence-transformers sorts one big call) while
     # progress is reported after every batch; a group is written at once.
     group = batch_size * max(encode_group, 1)
+    # Chunk vectors go through the encoder's bulk path where it has one (Embedder.encode_documents: ONNX
+    # Runtime, int8 where its guard passes); encode() stays the path of queries and of plain encoders.
+    encode = getattr(encoder, "encode_documents", encoder.encode)
     for start in range(0, len(todo), group):
         batch = sorted(todo[start : start + group], key=lambda c: len(embed_text(c)), reverse=True)
         parts = []
         for offset in range(0, len(batch), batch_size):
             part = batch[offset : offset + batch_size]
-            parts.append(encoder.encode([embed_text(c) for c in part], batch_size=batch_size))
+            parts.append(encode([embed_text(c) for c in part], batch_size=batch_size))
             done += len(part)
             if progress:
                 progress(done, len(todo))

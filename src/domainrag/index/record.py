@@ -42,6 +42,18 @@ class EmbedderPin(BaseModel):
     model: str
     version: int | None = None
     digest: str | None = None
+    bulk_encoders: list[str] = Field(default_factory=list)
+    """How the index's chunk vectors were computed, each encoder once (``torch``, ``onnx-fp32``, ``onnx-int8``,
+    ``onnx-int8-unguarded``; empty on indexes from before it was recorded). Not part of the model's identity:
+    torch and float32 ONNX vectors agree to cosine 0.9999 and guarded int8 ones stay within the guard's bound
+    of them, so an index may mix them without ``--reembed``; ``onnx-int8-unguarded`` marks vectors of a forced
+    int8 that failed the guard, a reason to re-embed if retrieval suffers."""
+
+    def with_bulk_encoder(self, used: str | None) -> EmbedderPin:
+        """This pin with ``used`` added to :attr:`bulk_encoders` (unchanged if None or already there)."""
+        if not used or used in self.bulk_encoders:
+            return self
+        return self.model_copy(update={"bulk_encoders": sorted([*self.bulk_encoders, used])})
 
     def describe(self) -> str:
         parts = [f"'{self.model}'"]
@@ -49,6 +61,8 @@ class EmbedderPin(BaseModel):
             parts.append(f"v{self.version}")
         if self.digest:
             parts.append(f"digest {self.digest[:12]}")
+        if self.bulk_encoders:
+            parts.append(f"(bulk: {', '.join(self.bulk_encoders)})")
         return " ".join(parts)
 
 

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from domainrag.errors import model_load_error
+from domainrag.errors import DomainRagError, model_load_error
 from domainrag.hardware import native_bf16
+from domainrag.retrieval.int8_guard import MIN_MEAN_COSINE, int8_guard
+from domainrag.retrieval.onnx_encoder import OnnxBulkEncoder, int8_variant, load_onnx_bulk_encoder
 
 if TYPE_CHECKING:
     from domainrag.retrieval.onnx_encoder import OnnxQueryEncoder
@@ -21,6 +23,9 @@ log = logging.getLogger(__name__)
 
 QueryBackend = Literal["auto", "onnx", "torch"]
 QUERY_BACKEND_ENV = "DOMAINRAG_QUERY_BACKEND"
+BulkEncoderSetting = Literal["auto", "torch", "onnx", "onnx-int8"]
+BULK_ENCODER_ENV = "DOMAINRAG_BULK_ENCODER"
+BULK_SETTINGS = ("auto", "torch", "onnx", "onnx-int8")
 
 
 class Embedder:
@@ -42,11 +47,20 @@ class Embedder:
     ``query_bf16`` runs the query's matrix products in bfloat16 (autocast); by default only on CPUs
     with native bf16 instructions, where it saves CPU time while the vector stays within cosine 0.9999
     of the float32 one (stored chunk vectors are always float32). Torch path only.
+
+    ``bulk_encoder`` picks how ``encode_documents`` (what ingestion embeds chunks with) runs: ``"torch"``
+    sentence-transformers ``encode``; ``"onnx"`` :class:`~domainrag.retrieval.onnx_encoder.OnnxBulkEncoder` in
+    float32 (the same vectors, cosine 0.9999); ``"onnx-int8"`` its int8-weight graph; ``"auto"`` (default, or
+    ``DOMAINRAG_BULK_ENCODER``) int8 when :func:`~domainrag.retrieval.int8_guard.int8_guard` passes for this
+    model on this CPU (``int8_min_cosine`` overrides its mean-cosine bound), else float32 ONNX, else torch when
+    the export fails. Chosen once, at the first ``encode_documents``; ``bulk_path`` says what was chosen.
+    ``encode`` (batches of queries, the embeddings API) always stays on torch, so queries keep their encoder.
     """
 
     def __init__(
         self, path: str, name: str | None = None, device: str = "cpu", query_threads: int | None = 1,
         query_bf16: bool | None = None, query_backend: QueryBackend | None = None,
+        bulk_encoder: BulkEncoderSetting | None = None, int8_min_cosine: float | None = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer  # lazy: torch start-up kept off light CLI paths
 
@@ -74,6 +88,15 @@ class Embedder:
         self._onnx: OnnxQueryEncoder | None = None
         self._onnx_error: str | None = None  # why the ONNX path is unavailable, once tried
         self._onnx_lock = threading.Lock()
+        bulk = bulk_encoder or os.environ.get(BULK_ENCODER_ENV) or "auto"
+        if bulk not in BULK_SETTINGS:
+            raise DomainRagError(f"{BULK_ENCODER_ENV}={bulk!r} is not a bulk encoder",
+                                 hint=f"use one of {', '.join(BULK_SETTINGS)}")
+        self.bulk_encoder: BulkEncoderSetting = bulk  # type: ignore[assignment]
+        self.int8_min_cosine = int8_min_cosine
+        self._bulk: OnnxBulkEncoder | None = None
+        self._bulk_path: str | None = None  # torch | onnx-fp32 | onnx-int8 | onnx-int8-unguarded, once chosen
+        self._bulk_lock = threading.Lock()
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         if not texts:
@@ -83,6 +106,26 @@ class Embedder:
             show_progress_bar=False,
         )
         return np.asarray(vecs, dtype=np.float32)
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Chunk vectors for an index, through the bulk encoder ``bulk_encoder`` picks (see the class)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        bulk = self.bulk_for(texts)
+        return self.encode(texts, batch_size) if bulk is None else bulk.encode(texts, batch_size=batch_size)
+
+    @property
+    def bulk_path(self) -> str | None:
+        """What ``encode_documents`` runs on: ``torch``, ``onnx-fp32``, ``onnx-int8`` (guard passed) or
+        ``onnx-int8-unguarded`` (forced by the setting although the guard failed); None before its first call."""
+        return self._bulk_path
+
+    def bulk_for(self, probe: Sequence[str]) -> OnnxBulkEncoder | None:
+        """The ONNX bulk encoder (None: torch), chosen on first call; ``probe``: the corpus's first texts."""
+        with self._bulk_lock:
+            if self._bulk_path is None:
+                self._bulk, self._bulk_path = _choose_bulk(self, probe)
+        return self._bulk
 
     def encode_query(self, query: str) -> np.ndarray:
         """One query, unit length: through ONNX Runtime or torch as ``query_backend`` says."""
@@ -129,6 +172,45 @@ class Embedder:
             vec = self.model(features)["sentence_embedding"][0]
             vec = torch.nn.functional.normalize(vec.float(), p=2, dim=0)
             return vec.cpu().numpy()
+
+
+def _choose_bulk(emb: Embedder, probe: Sequence[str]) -> tuple[OnnxBulkEncoder | None, str]:
+    """(encoder, bulk_path) as ``emb.bulk_encoder`` says; ``auto`` falls back with the reason logged."""
+    setting = emb.bulk_encoder
+    if setting == "torch":
+        return None, "torch"
+    import torch  # lazy: torch start-up kept off light CLI paths
+
+    threads = torch.get_num_threads()  # the threads sentence-transformers would use
+    try:
+        fp32 = load_onnx_bulk_encoder(emb.model, threads)
+    except Exception as e:  # OnnxUnavailable, or e.g. an unwritable cache
+        if setting != "auto":
+            raise DomainRagError(f"{BULK_ENCODER_ENV}={setting}: ONNX bulk encoding unavailable for '{emb.name}': {e}",
+                                 hint=f"set {BULK_ENCODER_ENV}=auto or torch") from e
+        log.warning("bulk encoding for '%s' stays on torch: %s", emb.name, e)
+        return None, "torch"
+    if setting == "onnx":
+        return fp32, "onnx-fp32"
+    try:
+        int8 = int8_variant(emb.model, fp32, threads)
+        bound = MIN_MEAN_COSINE if emb.int8_min_cosine is None else emb.int8_min_cosine
+        verdict = int8_guard(fp32, int8, probe, bound)
+    except Exception as e:
+        if setting != "auto":
+            raise DomainRagError(f"{BULK_ENCODER_ENV}=onnx-int8: int8 bulk encoding unavailable for '{emb.name}': {e}",
+                                 hint=f"set {BULK_ENCODER_ENV}=auto or onnx") from e
+        log.warning("bulk encoding for '%s' stays on float32 ONNX: %s", emb.name, e)
+        return fp32, "onnx-fp32"
+    if verdict.passed:
+        log.info("bulk encoding for '%s' on int8 ONNX: %s", emb.name, verdict.describe())
+        return int8, "onnx-int8"
+    if setting == "onnx-int8":
+        log.warning("bulk encoding for '%s' on int8 ONNX as %s says, although the guard failed: %s",
+                    emb.name, BULK_ENCODER_ENV, verdict.describe())
+        return int8, "onnx-int8-unguarded"
+    log.warning("bulk encoding for '%s' on float32 ONNX, int8 would lose quality: %s", emb.name, verdict.describe())
+    return fp32, "onnx-fp32"
 
 
 class _QueryThreads:

@@ -31,6 +31,7 @@ from filelock import FileLock
 from domainrag.settings import cache_dir
 
 FORMAT_VERSION = 1  # bump when the exported graph changes (inputs, outputs, attention kernel, opset)
+INT8_VERSION = 2  # bump when _quantize's settings change: a cached int8 graph is found by its file name alone
 OPSET = 17
 PROBE = "ONNX export check: how long is the warranty on the DP-220 dosing pump?"
 MIN_PROBE_COSINE = 0.9999
@@ -93,24 +94,37 @@ class OnnxBulkEncoder:
 
 def load_onnx_bulk_encoder(model: Any, threads: int | None = None, int8: bool = False) -> OnnxBulkEncoder:
     """An :class:`OnnxBulkEncoder` for a loaded ``SentenceTransformer`` (the graph of
-    :func:`load_onnx_encoder`; with ``int8``, its weights quantized per channel by ONNX Runtime's dynamic
-    quantization, cached beside it and checked against torch on the probe like the float graph).
+    :func:`load_onnx_encoder`; with ``int8``, :func:`int8_variant` of it).
 
-    Whether int8 keeps retrieval quality is a property of the model and the corpus: measured in
-    ``benchmarks/bench_onnx_bulk.py`` (nDCG@10 on TAT-QA against the float vectors)."""
+    Whether int8 keeps retrieval quality is a property of the model, the corpus and the CPU's int8 kernels:
+    :func:`int8_guard` checks it at first use; ``benchmarks/bench_onnx_bulk.py`` measures nDCG@10 on TAT-QA."""
+    fp32 = _bulk(model, load_onnx_encoder(model, threads))
+    return int8_variant(model, fp32, threads) if int8 else fp32
+
+
+def int8_variant(model: Any, fp32: OnnxBulkEncoder, threads: int | None = None) -> OnnxBulkEncoder:
+    """``fp32``'s graph with its MatMul weights quantized to int8 per channel by ONNX Runtime's dynamic
+    quantization, cached beside it; refused when even the probe sentence lands far from torch."""
     import onnxruntime as ort
 
-    base = load_onnx_encoder(model, threads)
-    query = base
-    if int8:
-        target = base.path.with_suffix(".int8.onnx")
-        with FileLock(str(target) + ".lock"):
-            if not target.exists():
-                _quantize(base.path, target)
-            query = OnnxQueryEncoder(_session(ort, target, threads), base.preprocess, base.pooling, target)
-        cos = _probe_cosine(model, query)
-        if cos < MIN_INT8_PROBE_COSINE:
-            raise OnnxUnavailable(f"the int8 graph strays from torch (probe cosine {cos:.4f})")
+    target = int8_path(fp32.path)
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            _quantize(fp32.path, target)
+        base = fp32.query
+        query = OnnxQueryEncoder(_session(ort, target, threads), base.preprocess, base.pooling, target)
+    cos = _probe_cosine(model, query)
+    if cos < MIN_INT8_PROBE_COSINE:
+        raise OnnxUnavailable(f"the int8 graph strays from torch (probe cosine {cos:.4f})")
+    return OnnxBulkEncoder(query, fp32.count_tokens)
+
+
+def int8_path(fp32: Path) -> Path:
+    """Where the int8 graph of the float32 graph ``fp32`` is cached (named by :data:`INT8_VERSION`)."""
+    return fp32.with_suffix(f".q{INT8_VERSION}.int8.onnx")
+
+
+def _bulk(model: Any, query: OnnxQueryEncoder) -> OnnxBulkEncoder:
     tokenizer = model.tokenizer
     limit = model.max_seq_length
 
