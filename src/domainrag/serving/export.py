@@ -50,7 +50,8 @@ def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file, not a folder", hint="name a new or empty folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise ExportError(f"output folder {out} is not empty", hint="pass --force to replace it, or name another folder")
+        raise ExportError(f"output folder {out} is not empty",
+                          hint="pass --force to replace it, or name another folder")
 
 
 def _base_name(llm: ResolvedLLM) -> str | None:
@@ -82,7 +83,7 @@ def model_card(name: str, llm: ResolvedLLM, fmt: str, detail: str) -> str:
     base = _base_name(llm)
     zoo = BASE_MODELS.get(base or "")
     meta: dict[str, Any] = {}
-    if zoo and zoo.hub_id or base and not zoo:
+    if (zoo and zoo.hub_id) or (base and not zoo):
         meta["base_model"] = zoo.hub_id if zoo else base
     meta["library_name"] = "transformers" if fmt == "hf" else "gguf"
     meta["pipeline_tag"] = "text-generation"
