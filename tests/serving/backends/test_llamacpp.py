@@ -191,3 +191,38 @@ def test_llamacpp_honours_stop_seed_and_penalties(client_ws: Any) -> None:
         choice = resp.json()["choices"][0]
         assert choice["message"]["content"] == expected and choice["finish_reason"] == "stop"
     client_ws.catalog.delete("model", "smol-llamacpp-stop")
+
+
+def test_llamacpp_reuses_the_app_system_prompt_between_requests(client_ws: Any) -> None:
+    """Prefix caching: a second grounded question evaluates only what follows the shared system prompt, and
+    answers exactly as from an empty context."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    from domainrag.data.prompts import ContextPassage, build_messages
+
+    generator = LlamaCppGenerator(str(resolve_gguf(LLM)), n_ctx=1024)
+    evaluated: list[int] = []
+    real_eval = generator.llm.eval
+
+    def counting_eval(tokens: Any) -> None:
+        evaluated.append(len(tokens))
+        real_eval(tokens)
+
+    generator.llm.eval = counting_eval  # type: ignore[method-assign]
+    first = build_messages("How long is the warranty?",
+                           [ContextPassage("Controllers carry a 36-month warranty.", "warranty.md")])
+    second = build_messages("Where is the Oslo office?",
+                            [ContextPassage("The Oslo office is at Storgata 1.", "offices.md")])
+    cfg = GenerationConfig(max_new_tokens=4, temperature=0)
+    try:
+        generator.generate(first, cfg)
+        assert evaluated[0] == generator.count_prompt_tokens(first)  # a cold context evaluates the whole prompt
+        evaluated.clear()
+        warm = generator.generate(second, cfg)
+        shared = generator.count_prompt_tokens(second[:1])  # the system prompt's own tokens
+        assert shared > 40 and evaluated[0] <= generator.count_prompt_tokens(second) - shared + 8, evaluated
+        generator.llm.reset()  # forget the cached prefix: the same question from an empty context
+        evaluated.clear()
+        assert generator.generate(second, cfg) == warm
+        assert evaluated[0] == generator.count_prompt_tokens(second)
+    finally:
+        generator.close()
