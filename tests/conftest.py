@@ -78,27 +78,28 @@ def write_docs(folder: Path, docs: dict[str, str]) -> Path:
 
 @contextmanager
 def _serve(api: Any) -> Iterator[str]:
-    """``domainrag serve``'s FastAPI app under uvicorn on a free loopback port, in a thread; yields its base URL."""
+    """``domainrag serve``'s FastAPI app under uvicorn on a free loopback port, in a thread; yields its base URL.
+    The socket is bound here and handed to uvicorn, so no other process can take the port in between."""
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(api, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
             time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(15)
+        sock.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def serve_api() -> Callable[[Any], AbstractContextManager[str]]:
     """``with serve_api(app) as url``: a real HTTP server for tests that need one (SSE, disconnects, clients)."""
     return _serve

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from domainrag.serving.api import create_api
@@ -149,7 +147,7 @@ def dead_url() -> Callable[[], str]:
 
 
 @pytest.fixture(scope="package")
-def server(tmp_path_factory: pytest.TempPathFactory, minilm) -> Iterator[SimpleNamespace]:
+def server(tmp_path_factory: pytest.TempPathFactory, minilm, serve_api) -> Iterator[SimpleNamespace]:
     """``domainrag serve`` on 127.0.0.1:<free port> with keys required; the `*` key is in $KEY_ENV."""
     from domainrag.retrieval.retriever import RetrievalConfig
     from domainrag.serving.apps import AppSpec, create_app
@@ -164,29 +162,17 @@ def server(tmp_path_factory: pytest.TempPathFactory, minilm) -> Iterator[SimpleN
     star, _ = create_key(ws, "*")
     docs_key, _ = create_key(ws, "docs")
     api = create_api(ws, require_keys=True)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(api, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
     previous = os.environ.get(KEY_ENV)
     os.environ[KEY_ENV] = star
     try:
-        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/v1", api=api, ws=ws, star=star, docs_key=docs_key,
-                              other_embedder=minilm.path)
+        with serve_api(api) as base:
+            yield SimpleNamespace(url=f"{base}/v1", api=api, ws=ws, star=star, docs_key=docs_key,
+                                  other_embedder=minilm.path)
     finally:
         if previous is None:
             os.environ.pop(KEY_ENV, None)
         else:
             os.environ[KEY_ENV] = previous
-        srv.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
 
 
 def _remote_endpoint(server: SimpleNamespace, **more: Any) -> dict[str, Any]:

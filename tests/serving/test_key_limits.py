@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from domainrag.errors import DomainRagError
@@ -133,29 +130,9 @@ def test_rpm_limit_gives_429_then_recovers(served_ws, make_key, openai_error) ->
             assert client.get("/v1/apps", headers=bearer(limited)).status_code == 200
 
 
-@contextmanager
-def uvicorn_server(api: Any) -> Iterator[str]:
-    """``api`` served on a free local port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(api, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-
-
 @pytest.mark.integration
 def test_three_keys_with_one_stream_each_get_429_on_their_second(
-    served_ws, make_key, monkeypatch: pytest.MonkeyPatch, sse_payloads, openai_error
+    served_ws, make_key, monkeypatch: pytest.MonkeyPatch, sse_payloads, openai_error, serve_api
 ) -> None:
     keys = [make_key(max_streams=1) for _ in range(3)]
     api = create_api(served_ws, require_keys=True, max_concurrent=4)
@@ -172,7 +149,7 @@ def test_three_keys_with_one_stream_each_get_429_on_their_second(
     body = {"query": "CTL-400 warranty?", "stream": True}
     results: dict[str, tuple[int, str]] = {}
 
-    with uvicorn_server(api) as url, httpx.Client(base_url=url, timeout=60) as http:
+    with serve_api(api) as url, httpx.Client(base_url=url, timeout=60) as http:
         def first(token: str, kid: str) -> None:
             with http.stream("POST", "/v1/apps/docs/completion", json=body, headers=bearer(token)) as resp:
                 results[kid] = (resp.status_code, resp.read().decode())
