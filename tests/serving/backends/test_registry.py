@@ -120,3 +120,26 @@ def test_remote_app_end_to_end(
             "endpoint": {"type": "openai", "base_url": dead_url(), "model": LLM, "timeout": 5}})
         resp = client.post("/v1/chat/completions", json={"model": "remote-dead", "messages": HELLO, "max_tokens": 8})
         assert resp.status_code == 502 and resp.json()["error"]["code"] == "upstream_error"
+
+
+def test_a_bare_large_gguf_base_model_is_served_by_llamacpp(tmp_path: Path) -> None:
+    """The 1.5B reader named directly (an app's model, ``--judge-model``) runs on llama.cpp, not dequantised to
+    fp32 by transformers; the 135M default stays in-process."""
+    from domainrag.serving.backends import endpoint_for
+    from domainrag.serving.backends.config import LlamaCppEndpoint, TransformersEndpoint
+    from domainrag.workspace import Workspace
+    from domainrag.zoo import BASE_MODELS
+
+    ws = Workspace.open(tmp_path / "ws")
+    reader = endpoint_for(ws, "qwen2.5-coder-1.5b-instruct")
+    assert isinstance(reader, LlamaCppEndpoint) and reader.gguf == "qwen2.5-coder-1.5b-instruct"
+    assert isinstance(endpoint_for(ws, "smollm2-135m-instruct"), TransformersEndpoint)
+    if BASE_MODELS["qwen2.5-coder-1.5b-instruct"].installed:
+        pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+        from domainrag.serving.backends import generator_for
+
+        generator = generator_for(ws, "qwen2.5-coder-1.5b-instruct")
+        assert type(generator).__name__ == "LlamaCppGenerator"
+        answer = generator.generate([{"role": "user", "content": "What is 2 + 3? Reply with the number."}],
+                                    GenerationConfig(max_new_tokens=4, temperature=0))
+        assert "5" in answer, answer

@@ -38,8 +38,13 @@ def _resolved(ws: Workspace, llm: str | ResolvedLLM) -> ResolvedLLM:
 
 
 def endpoint_for(ws: Workspace, llm: str | ResolvedLLM) -> EndpointConfig:
-    """The endpoint an LLM is served by: its record's ``endpoint``, else in-process transformers."""
-    return parse_endpoint(_resolved(ws, llm).endpoint)
+    """The endpoint an LLM is served by: its record's ``endpoint``, else its base model's default backend
+    (llama.cpp for the zoo GGUFs too large to dequantise), else in-process transformers."""
+    resolved = _resolved(ws, llm)
+    base = BASE_MODELS.get(resolved.name)
+    if resolved.record is None and base is not None and base.default_backend == "llamacpp":
+        return parse_endpoint({"type": "llamacpp", "gguf": base.name})
+    return parse_endpoint(resolved.endpoint)
 
 
 @functools.lru_cache(maxsize=16)
