@@ -35,3 +35,24 @@ def test_a_backend_without_logits_gives_no_margin() -> None:
         name = "remote"
 
     assert not supports_reader_score(Remote()) and not_found_margin(Remote(), MESSAGES, "Not found.") is None
+
+
+def test_llamacpp_gives_the_same_margin_shape_and_keeps_its_prefix_cache() -> None:
+    """On llama.cpp (SmolLM2's GGUF): 0 for its own greedy start, clearly negative for another answer; a
+    generation after the scoring answers as from a fresh context."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    from domainrag.serving.backends import LlamaCppGenerator, resolve_gguf
+    from domainrag.serving.generator import GenerationConfig
+
+    generator = LlamaCppGenerator(str(resolve_gguf("smollm2-135m-instruct")), n_ctx=1024)
+    try:
+        assert supports_reader_score(generator)
+        greedy_cfg = GenerationConfig(max_new_tokens=12, temperature=0, repetition_penalty=1.0)
+        fresh = generator.generate(MESSAGES, greedy_cfg)
+        assert not_found_margin(generator, MESSAGES, fresh) == pytest.approx(0.0, abs=1e-3)
+        assert not_found_margin(generator, MESSAGES, "Purple elephants sing opera.") < -1.0
+        assert generator.generate(MESSAGES, greedy_cfg) == fresh  # the context is left usable
+        generator.llm.reset()
+        assert not_found_margin(generator, MESSAGES, "Purple elephants sing opera.") < -1.0  # from empty
+    finally:
+        generator.close()

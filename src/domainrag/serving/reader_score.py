@@ -3,8 +3,9 @@
 Constrained scoring: the mean log-probability of the first ``n`` tokens of the not-found text given the
 prompt, minus that of the reader's greedy answer's first ``n`` tokens. It is 0 when the greedy answer
 starts with the not-found text and negative otherwise; the more negative, the more the reader prefers an
-answer. Needs a backend that exposes a causal LM and its tokenizer (the transformers backend); other
-backends (llama.cpp, remote servers) give ``None``.
+answer. Needs a backend whose logits can be read: the transformers backend (its causal LM and tokenizer)
+or llama.cpp (its context, with the KV cache rolled back between the two continuations); remote servers
+give ``None``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ import contextlib
 import copy
 from typing import Any
 
+import numpy as np
 import torch
 
 FIRST_TOKENS = 4
 
 
+def _is_llamacpp(generator: Any) -> bool:
+    return all(hasattr(generator, a) for a in ("llm", "chat_prompt_tokens", "_lock"))
+
+
 def supports_reader_score(generator: Any) -> bool:
-    """Whether ``generator`` exposes what :func:`not_found_margin` needs (model, tokenizer, prompt_ids)."""
-    return all(hasattr(generator, a) for a in ("model", "tokenizer", "prompt_ids"))
+    """Whether ``generator`` exposes what :func:`not_found_margin` needs (transformers or llama.cpp logits)."""
+    return all(hasattr(generator, a) for a in ("model", "tokenizer", "prompt_ids")) or _is_llamacpp(generator)
 
 
 def not_found_margin(generator: Any, messages: list[dict[str, str]], not_found: str,
@@ -32,6 +38,8 @@ def not_found_margin(generator: Any, messages: list[dict[str, str]], not_found: 
     """
     if not supports_reader_score(generator):
         return None
+    if _is_llamacpp(generator):
+        return _llamacpp_margin(generator, messages, not_found, n)
     model, tokenizer = generator.model, generator.tokenizer
     prompt = generator.prompt_ids(list(messages)).to(model.device)
     target = tokenizer(not_found, add_special_tokens=False, return_tensors="pt")["input_ids"][0, :n].tolist()
@@ -59,3 +67,47 @@ def _continue(model: Any, cache: Any, logprobs: torch.Tensor, forced: list[int] 
                     position_ids=torch.tensor([[position + i]], device=model.device))
         cache, logprobs = out.cache, torch.log_softmax(out.logits[0, -1].float(), dim=-1)
     return total / max(1, len(tokens))
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+def _llamacpp_margin(generator: Any, messages: list[dict[str, str]], not_found: str, n: int) -> float:
+    """:func:`not_found_margin` on a llama.cpp context: the prompt is evaluated once (reusing the prefix the
+    context already holds, as llama.cpp's own generate does), each continuation then runs from the prompt's
+    end, the KV cache cut back to it in between."""
+    llm = generator.llm
+    prompt = generator.chat_prompt_tokens(messages)
+    target = llm.tokenize(not_found.encode(), add_bos=False)[:n]
+    n_vocab = llm.n_vocab()
+
+    def last_logprobs() -> np.ndarray:
+        return _log_softmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy())
+
+    def run(first: np.ndarray, forced: list[int] | None, steps: int) -> float:
+        llm.n_tokens = len(prompt)  # eval() drops the KV cache past n_tokens before it decodes
+        logprobs, total = first, 0.0
+        tokens: list[int | None] = list(forced) if forced is not None else [None] * steps
+        for i, token in enumerate(tokens):
+            chosen = int(logprobs.argmax()) if token is None else token
+            total += float(logprobs[chosen])
+            if i + 1 < len(tokens):
+                llm.eval([chosen])
+                logprobs = last_logprobs()
+        return total / max(1, len(tokens))
+
+    with generator._lock:
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        keep = 0
+        while keep < min(len(cached), len(prompt) - 1) and cached[keep] == prompt[keep]:
+            keep += 1
+        llm.n_tokens = keep
+        llm.eval(prompt[keep:])
+        first = last_logprobs()
+        nf = run(first, target, 0)
+        best = run(first, None, len(target))
+        if hasattr(llm, "_requires_eval"):  # the logits now belong to a continuation, not to the prompt
+            llm._requires_eval = True
+    return min(0.0, nf - best)

@@ -79,12 +79,17 @@ class LlamaCppGenerator:
         """Tokens of the llama.cpp context (prompt + completion)."""
         return int(self.llm.n_ctx())
 
+    def chat_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """The chat prompt's tokens as llama.cpp sees them (the GGUF's own chat template, generation prompt
+        included); without a template in the file, the bare contents."""
+        if self._chat_formatter is None:
+            return [t for m in messages for t in self.llm.tokenize(m["content"].encode(), add_bos=False)]
+        prompt = self._chat_formatter(messages=list(messages)).prompt
+        return list(self.llm.tokenize(prompt.encode(), add_bos=False, special=True))
+
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
         """Tokens of the chat prompt as llama.cpp will see it (the GGUF's own chat template)."""
-        if self._chat_formatter is None:  # no template in the file: the bare contents are the closest count
-            return sum(len(self.llm.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
-        prompt = self._chat_formatter(messages=list(messages)).prompt
-        return len(self.llm.tokenize(prompt.encode(), add_bos=False, special=True))
+        return len(self.chat_prompt_tokens(messages))
 
     def stream(
         self,
