@@ -31,6 +31,11 @@ def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     assert tuned["ndcg@10"] > base["ndcg@10"]
     assert {run["label"] for run in results["answers"]["runs"]} == {"base LLM", "fine-tuned LLM"}
     assert len(results["answers"]["questions"]) == 14
+    # the gate fitted on the training questions, measured on the held-out ones (and their withheld-gold twins)
+    gate = results["gate"]
+    assert "answerability gate" in out and gate["features"] == ["dense", "bm25"] and gate["questions"] == 14
+    assert all(0.0 <= gate[k] <= 1.0 for k in ("false_refusal_rate", "refusal_rate_unanswerable",
+                                                 "refusal_rate_withheld_gate_only"))
     assert (home / "reports" / "quickstart.html").read_text().count("<tr") > 5
     # artifacts are where the output says they are
     models = list((home / "models").iterdir())

@@ -24,6 +24,7 @@ from domainrag.zoo import DEFAULT_EMBEDDER, DEFAULT_LLM
 
 if TYPE_CHECKING:
     from domainrag.evaluation.result import EvalResult
+    from domainrag.serving.gate import GateCalibration
     from domainrag.workspace import Workspace
 
 app = command_app()
@@ -152,17 +153,23 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> EvalR
         )
         console.print(f"app {app}: model {model}, index {idx}")
 
+    _step(console, 8, f"fit {APP}'s answerability gate on the training questions (at most 5 % false refusals)")
+    calibration = _fit_gate(ws, paths.qa_train, fast)
+    console.print(f"gate of {APP}: signals {', '.join(calibration.features)}, threshold "
+                  f"{calibration.threshold:.3f}; it answers the app's not-found text without calling the LLM "
+                  "when the passages do not hold an answer")
+
     heldout = read_qa(paths.qa_heldout)
     answerable = [q for q in heldout if q.get("doc")]
     unanswerable = [q for q in heldout if not q.get("doc")]
-    _step(console, 8, f"invoke {APP} with streaming")
+    _step(console, 9, f"invoke {APP} with streaming")
     rag_ft = load_app(ws, APP)
     for q in answerable[:DEMO_QUESTIONS]:
         console.print(f"[bold]Q:[/] {q['question']}")
         console.print("[bold]A:[/] ", end="")
         print_answer(rag_ft, q["question"])
 
-    _step(console, 9, "evaluate on held-out questions: base vs fine-tuned")
+    _step(console, 10, "evaluate on held-out questions: base vs fine-tuned, and the gate")
 
     eval_qs = answerable[:12] + unanswerable[:2] if fast else heldout
     queries = {q["id"]: q["question"] for q in answerable}
@@ -201,6 +208,7 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> EvalR
         )
     result.title = "domainrag quickstart: base vs fine-tuned on the sample domain"
     result.retrieval = retrieval_section
+    result.gate = gate_rates(rag_ft, calibration, eval_qs, result)
     result.metadata.elapsed_s = round(time.time() - t0, 1)
     _print_tables(console, result, len(eval_qs))
     url = ws.lake.write_json("reports/quickstart.json", result.to_json())
@@ -218,6 +226,46 @@ def run_quickstart(ws: Workspace, console: Console, fast: bool = False) -> EvalR
     ):
         console.print("  " + line)
     return result
+
+
+def _fit_gate(ws: Workspace, questions: Any, fast: bool) -> GateCalibration:
+    """The fine-tuned app's gate fitted on the training questions and their withheld-gold twins, from the
+    retrieval signals only (no LLM call: the reader signal would double the quickstart's generation time)."""
+    from domainrag.evaluation.gate_calibration import calibrate_app
+
+    total = len(read_qa(questions))
+    with progress_bar() as bar:
+        task = bar.add_task("gate signals", total=min(total, 20) if fast else total)
+        return calibrate_app(ws, APP, questions, 0.05, signals=("dense", "bm25"), limit=20 if fast else None,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def gate_rates(rag: Any, calibration: GateCalibration, questions: list[dict[str, Any]],
+               result: EvalResult) -> dict[str, Any]:
+    """What the gate adds to the fine-tuned LLM on the held-out questions, from its decisions on their
+    passages: a question counts as refused with the gate when the gate refuses it or the LLM (in the run
+    without the gate, same passages) refused it. Withheld-gold twins have no LLM answer: the gate alone."""
+    from domainrag.evaluation.gate_calibration import collect_rows
+    from domainrag.serving.gate import decide
+
+    rows = collect_rows(rag, questions, withhold_gold=True, features=calibration.features)
+    llm_refused = {q.id: q.results["fine-tuned LLM"].score.refused for q in result.answers.questions
+                   if "fine-tuned LLM" in q.results} if result.answers else {}
+
+    def share(flags: list[bool]) -> float | None:
+        return round(sum(flags) / len(flags), 4) if flags else None
+
+    gated = [(r, not decide(calibration, r.signals).answerable) for r in rows]
+    return {
+        "features": list(calibration.features), "threshold": calibration.threshold,
+        "fitted_on": calibration.fitted_on,
+        "false_refusal_rate": share([g or llm_refused.get(r.question_id, False)
+                                     for r, g in gated if r.answerable]),
+        "refusal_rate_unanswerable": share([g or llm_refused.get(r.question_id, False)
+                                            for r, g in gated if not r.answerable and not r.withheld]),
+        "refusal_rate_withheld_gate_only": share([g for r, g in gated if r.withheld]),
+        "questions": len(questions),
+    }
 
 
 def _print_tables(console: Console, result: EvalResult, n_questions: int) -> None:
@@ -242,3 +290,12 @@ def _print_tables(console: Console, result: EvalResult, n_questions: int) -> Non
         vals = [answer_run.metrics.get(k) for k in cols]
         table2.add_row(answer_run.label, *("-" if v is None else f"{v:.3f}" for v in vals))
     console.print(table2)
+    if result.gate:
+        gate = result.gate
+        table3 = Table(title=f"fine-tuned LLM with the answerability gate ({' + '.join(gate['features'])}, "
+                             "fitted on the training questions)")
+        for title in ("false refusal (answerable)", "refusal on unanswerable", "refusal, gold withheld (gate)"):
+            table3.add_column(title, justify="right")
+        table3.add_row(*("-" if gate[k] is None else f"{gate[k]:.3f}" for k in
+                         ("false_refusal_rate", "refusal_rate_unanswerable", "refusal_rate_withheld_gate_only")))
+        console.print(table3)

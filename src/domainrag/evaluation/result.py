@@ -159,6 +159,7 @@ class EvalResult(_Record):
     warnings: list[str] = Field(default_factory=list)
     retrieval: RetrievalSection | None = None
     answers: AnswersSection | None = None
+    gate: dict[str, Any] | None = None  # the answerability gate's refusal rates (quickstart), when measured
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-able dict written to disk (and read by the report)."""
