@@ -106,7 +106,13 @@ def test_ingest_through_the_bulk_encoder_retrieves_like_sentence_transformers(
 
     monkeypatch.setattr(EmbeddedStore, "upsert", record)
     monkeypatch.delenv(BULK_ENCODER_ENV, raising=False)
+    create_index(ws, "small", "all-minilm-l6-v2")
+    small = ingest(ws, "small", [SAMPLE_DIR / "docs" / "warranty-policy.md"])  # a few chunks: auto keeps torch
+    assert small.written and ws.embedder("all-minilm-l6-v2").bulk_path is None
+    assert ws.index_record("small").embedder.bulk_encoders == []
+    written.clear()
     create_index(ws, "docs", "all-minilm-l6-v2")
+    monkeypatch.setattr("domainrag.retrieval.embedder.AUTO_MIN_TEXTS", 0)  # the sample corpus through ONNX
     report = ingest(ws, "docs", [SAMPLE_DIR / "docs"])
     embedder = ws.embedder("all-minilm-l6-v2")
     assert embedder.bulk_path in ("onnx-int8", "onnx-fp32")

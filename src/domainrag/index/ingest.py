@@ -12,6 +12,7 @@ document id from the same source.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -149,7 +150,8 @@ def ingest_documents(
     group = batch_size * max(encode_group, 1)
     # Chunk vectors go through the encoder's bulk path where it has one (Embedder.encode_documents: ONNX
     # Runtime, int8 where its guard passes); encode() stays the path of queries and of plain encoders.
-    encode = getattr(encoder, "encode_documents", encoder.encode)
+    bulk = getattr(encoder, "encode_documents", None)
+    encode = functools.partial(bulk, total=len(todo)) if bulk is not None else encoder.encode
     for start in range(0, len(todo), group):
         batch = sorted(todo[start : start + group], key=lambda c: len(embed_text(c)), reverse=True)
         parts = []

@@ -26,6 +26,9 @@ QUERY_BACKEND_ENV = "DOMAINRAG_QUERY_BACKEND"
 BulkEncoderSetting = Literal["auto", "torch", "onnx", "onnx-int8"]
 BULK_ENCODER_ENV = "DOMAINRAG_BULK_ENCODER"
 BULK_SETTINGS = ("auto", "torch", "onnx", "onnx-int8")
+# ``auto`` keeps a corpus smaller than this on torch: the one-off ONNX export, int8 quantization and guard
+# (tens of seconds, once per model and CPU) cost more than they save below about a thousand chunks.
+AUTO_MIN_TEXTS = 1000
 
 
 class Embedder:
@@ -107,10 +110,14 @@ class Embedder:
         )
         return np.asarray(vecs, dtype=np.float32)
 
-    def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Chunk vectors for an index, through the bulk encoder ``bulk_encoder`` picks (see the class)."""
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 64, total: int | None = None) -> np.ndarray:
+        """Chunk vectors for an index, through the bulk encoder ``bulk_encoder`` picks (see the class).
+        ``total``: the chunks this ingest embeds in all; under ``auto``, fewer than :data:`AUTO_MIN_TEXTS`
+        stay on torch (nothing is chosen or exported for them)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._bulk_path is None and self.bulk_encoder == "auto" and total is not None and total < AUTO_MIN_TEXTS:
+            return self.encode(texts, batch_size)
         bulk = self.bulk_for(texts)
         return self.encode(texts, batch_size) if bulk is None else bulk.encode(texts, batch_size=batch_size)
 
