@@ -35,7 +35,7 @@ Variants (LoRA through :func:`domainrag.training.sft.run_sft`, same hyper-parame
     nice .venv/bin/python benchmarks/bench_pubmedqa_sft.py --n-train 200 --n-test 150 \
         --out benchmarks/results/pubmedqa_sft.json
     nice .venv/bin/python benchmarks/bench_pubmedqa_sft.py --variants base-gguf \\
-        --reader qwen2.5-coder-1.5b-instruct --n-test 150 --threads 2 \\
+        --reader qwen2.5-coder-1.5b-instruct --n-test 200 --threads 2 \\
         --out benchmarks/results/pubmedqa_qwen15_base.json
 """
 
