@@ -25,9 +25,18 @@ Variants (LoRA through :func:`domainrag.training.sft.run_sft`, same hyper-parame
   cross-validation on those questions, never on the test split). This
   is BioBERT's protocol (a classifier head on the encoder), and it bounds what the model's own
   representation of the question + abstract says about the answer.
+* ``base-gguf``: a GGUF reader run by llama.cpp (``--reader``, a zoo name such as
+  ``qwen2.5-coder-1.5b-instruct`` or a ``.gguf`` path, resolved by
+  :func:`domainrag.serving.backends.gguf.resolve_gguf`), untrained. Same prompt, rendered with the GGUF's
+  own chat template as the project's llama.cpp backend does, and the same constrained scoring, read
+  from llama.cpp's logits of the last prompt token. No LoRA: training a 1.5B model does not fit a
+  2-core CPU's time budget.
 
     nice .venv/bin/python benchmarks/bench_pubmedqa_sft.py --n-train 200 --n-test 150 \
         --out benchmarks/results/pubmedqa_sft.json
+    nice .venv/bin/python benchmarks/bench_pubmedqa_sft.py --variants base-gguf \\
+        --reader qwen2.5-coder-1.5b-instruct --n-test 200 --threads 2 \\
+        --out benchmarks/results/pubmedqa_qwen15_base.json
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from _machine import lscpu, version
 
 HERE = Path(__file__).resolve().parent
 LABELS = ("yes", "no", "maybe")
@@ -297,6 +308,91 @@ def evaluate(model: Any, tokenizer: Any, entries: dict[str, Any], ids: list[str]
     return result
 
 
+class GgufReader:
+    """A GGUF model in llama.cpp, scored like the transformers models: label logits after ``Answer:``.
+
+    The prompt is rendered the way :class:`domainrag.serving.backends.llamacpp.LlamaCppGenerator` renders
+    it (the GGUF's own chat template, tokenised with special tokens, no extra BOS). Only the last prompt
+    token's logits are computed (``logits_all=False``); the prompt prefix shared with the previous
+    question (system prompt, template) stays in the KV cache.
+    """
+
+    def __init__(self, spec: str, n_threads: int, n_ctx: int = 4096) -> None:
+        from domainrag.serving.backends.gguf import resolve_gguf
+        from domainrag.serving.backends.llamacpp import LlamaCppGenerator
+
+        self.path = resolve_gguf(spec)
+        self.gen = LlamaCppGenerator(self.path, n_ctx=n_ctx, n_threads=n_threads, name=spec)
+        self.llm = self.gen.llm
+        self.tokens = self.label_tokens()
+        self.prompt_tokens = 0
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode(), add_bos=False, special=True)
+
+    def label_tokens(self) -> list[int]:
+        """`` yes`` / `` no`` / `` maybe`` as single tokens, and checked to be what follows ``Answer:`` when the
+        label is written out (so the scored token is the one the model would emit)."""
+        ids = []
+        for label in LABELS:
+            alone = self.llm.tokenize(f" {label}".encode(), add_bos=False)
+            after = self.tokenize(f"x {ANSWER_PREFIX} {label}")
+            if len(alone) != 1 or after[-1] != alone[0] or after[:-1] != self.tokenize(f"x {ANSWER_PREFIX}"):
+                raise SystemExit(f"label {label!r} is not one token after {ANSWER_PREFIX!r}: {alone} / {after}")
+            ids.append(alone[0])
+        if len(set(ids)) != len(ids):
+            raise SystemExit(f"labels share a token: {ids}")
+        return ids
+
+    def prompt(self, entry: dict[str, Any], pid: str) -> list[int]:
+        text = self.gen._chat_formatter(messages=prompt_messages(entry, pid)).prompt
+        return self.tokenize(text + ANSWER_PREFIX)
+
+    def label_logits(self, entries: dict[str, Any], ids: list[str], log_every: int = 10) -> dict[str, list[float]]:
+        import numpy as np
+
+        out: dict[str, list[float]] = {}
+        t0 = time.perf_counter()
+        for i, p in enumerate(ids, 1):
+            tokens = self.prompt(entries[p], p)
+            self.prompt_tokens += len(tokens)
+            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+            keep = 0
+            while keep < min(len(cached), len(tokens) - 1) and cached[keep] == tokens[keep]:
+                keep += 1
+            self.llm.n_tokens = keep  # eval() drops the KV cache from here on
+            self.llm.eval(tokens[keep:])
+            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+            out[p] = [float(logits[t]) for t in self.tokens]
+            print(f"  {p} {entries[p]['final_decision']} {[round(x, 3) for x in out[p]]}", flush=True)  # salvageable
+            if i % log_every == 0 or i == len(ids):
+                el = time.perf_counter() - t0
+                print(f"  {i}/{len(ids)} questions, {el / i:.2f} s each", flush=True)
+        return out
+
+
+def evaluate_gguf(reader: GgufReader, entries: dict[str, Any], ids: list[str],
+                  calib_ids: list[str] | None = None) -> dict[str, Any]:
+    """:func:`evaluate` for a llama.cpp reader; also keeps the raw label logits per test question."""
+    t0 = time.perf_counter()
+    logits = reader.label_logits(entries, ids)
+    seconds = time.perf_counter() - t0
+    result = score(logits, entries) | {
+        "seconds": round(seconds, 1),
+        "s_per_question": round(seconds / len(ids), 3),
+        "prompt_tokens_mean": round(reader.prompt_tokens / len(ids), 1),
+        "label_token_ids": dict(zip(LABELS, reader.tokens, strict=True)),
+    }
+    if calib_ids:
+        calib = reader.label_logits(entries, calib_ids)
+        bias = fit_label_bias(calib, {p: entries[p]["final_decision"] for p in calib_ids})
+        result["calibrated"] = score(logits, entries, bias) | {
+            "bias_yes_no_maybe": bias, "calibration_questions": len(calib_ids),
+            "calibration_accuracy": score(calib, entries, bias)["accuracy"]}
+    result["logits_yes_no_maybe"] = {p: [round(x, 4) for x in v] for p, v in sorted(logits.items())}
+    return result
+
+
 def load_model(base: str, adapter: str | None, dtype: str = "float32") -> Any:
     import torch
     from transformers import AutoModelForCausalLM
@@ -320,7 +416,11 @@ def main(argv: list[str] | None = None) -> None:
                          "offsets on; the test split is then also scored calibrated")
     ap.add_argument("--eval-dtype", choices=("float32", "bfloat16"), default="float32",
                     help="dtype of the evaluated models (bfloat16: ~3x faster on CPUs with AVX512-BF16)")
-    ap.add_argument("--variants", nargs="+", default=["base", "sft", "raft"], choices=["base", "sft", "raft", "probe"])
+    ap.add_argument("--variants", nargs="+", default=["base", "sft", "raft"],
+                    choices=["base", "sft", "raft", "probe", "base-gguf"])
+    ap.add_argument("--reader", default="qwen2.5-coder-1.5b-instruct",
+                    help="GGUF reader of the base-gguf variant: a GGUF-packaged zoo LLM or a .gguf path (llama.cpp)")
+    ap.add_argument("--n-ctx", type=int, default=4096, help="llama.cpp context of the base-gguf variant")
     ap.add_argument("--probe-layers", type=int, nargs="+", default=[12, 16, 20, 24],
                     help="hidden layers the probe variant may read (picked by cross-validation)")
     ap.add_argument(
@@ -341,7 +441,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--conclusion", action="store_true", help="train on 'Answer: <label>. <conclusion>', not the label alone"
     )
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 is fastest on a busy 2-core box); llama.cpp threads for base-gguf")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench-pubmedqa-sft"))
     ap.add_argument("--out", type=Path, default=HERE / "results" / "pubmedqa_sft.json")
@@ -365,13 +466,26 @@ def main(argv: list[str] | None = None) -> None:
     if a.n_test < len(test_ids):
         test_ids = sorted(random.Random(a.seed).sample(test_ids, a.n_test))
     gold = Counter(entries[p]["final_decision"] for p in test_ids)
-    base = resolve_llm(a.base_model)
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    hf_variants = [v for v in a.variants if v != "base-gguf"]
+    base = resolve_llm(a.base_model) if hf_variants else None
+    tokenizer = AutoTokenizer.from_pretrained(base) if hf_variants else None
     a.workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     training: dict[str, Any] = {}
     data_info: dict[str, Any] = {}
+    gguf_info: dict[str, Any] = {}
     for variant in a.variants:
+        if variant == "base-gguf":
+            reader = GgufReader(a.reader, n_threads=a.threads, n_ctx=a.n_ctx)
+            gguf_info = {"reader": a.reader, "gguf": reader.path, "gguf_bytes": Path(reader.path).stat().st_size,
+                         "n_ctx": a.n_ctx, "n_threads": a.threads,
+                         "chat_template": "the GGUF's own (tokenizer.chat_template), as the llamacpp backend"}
+            print(f"== evaluating {variant} ({a.reader}) on {len(test_ids)} test questions", flush=True)
+            results[variant] = evaluate_gguf(reader, entries, test_ids, calib_ids)
+            reader.gen.close()
+            print(f"{variant}: { {k: v for k, v in results[variant].items() if k != 'logits_yes_no_maybe'} }",
+                  flush=True)
+            continue
         if variant == "probe":
             print(f"== probing layers {a.probe_layers} of the base model", flush=True)
             results[variant] = probe(load_model(base, None, a.eval_dtype), tokenizer, entries, train_ids + calib_ids,
@@ -403,14 +517,17 @@ def main(argv: list[str] | None = None) -> None:
             "torch_threads": a.threads,
             "load_at_start": round(load_at_start, 2),
             "platform": platform.platform(),
+            **lscpu(),
         },
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
+            "llama_cpp_python": version("llama_cpp_python"),
             "python": platform.python_version(),
         },
         "setup": {
-            "base_model": a.base_model,
+            "base_model": a.base_model if hf_variants else None,
+            "gguf_reader": gguf_info or None,
             "n_train": len(train_ids),
             "n_test": len(test_ids),
             "test_labels": dict(gold),
