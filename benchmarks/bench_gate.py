@@ -15,7 +15,17 @@ stored in the JSON, so the figures can be recomputed. The gate alone decides the
 passes goes to the reader, which refuses almost nothing at this size (issue 15: 0.000 refusal on
 unanswerable), so with a gate the app's refusal rates are at least these.
 
+``--reranker`` adds the ``rerank`` signal (best cross-encoder score of the top passages): a registered
+reranker or cross-encoder folder, or ``train``: a cross-encoder trained here by the product's reranker job
+(``algorithm: reranker``, registered with ``model create``) on the questions of ``qa_train.jsonl`` that are
+*not* in the fit split (``--train`` onward; never ``qa_heldout.jsonl``), so its scores on fit and test rows
+are both out of sample. Each training question gives one positive, the passage of its gold document that
+holds the question's evidence sentence, and hard negatives, the best passages of *other* documents that
+the app's own hybrid retrieval returns for it: the passages a withheld-gold question is left with.
+
     PYTHONPATH=src .venv/bin/python benchmarks/bench_gate.py --train 100 --out benchmarks/results/gate_sample.json
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_gate.py --train 100 --reranker train \
+        --out benchmarks/results/gate_sample_reranker.json
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import argparse
 import json
 import os
 import platform
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -31,15 +43,22 @@ from pathlib import Path
 
 from _machine import lscpu, version
 
-from domainrag.evaluation.beir import read_questions
+from domainrag.evaluation.beir import gold_docs, read_questions
 from domainrag.evaluation.gate_calibration import GateRow, collect_rows, fit_gate, rates
 from domainrag.serving.apps import AppSpec, create_app, load_app
 from domainrag.serving.gate import DEFAULT_MIN_DENSE, decide
+from domainrag.serving.models import create_model
+from domainrag.serving.rag import RagApp
 from domainrag.workspace import Workspace, create_index, ingest
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "domainrag" / "sample_data"
 SIGNAL_SETS = {"dense+bm25": ["dense", "bm25"], "dense+bm25+reader": ["dense", "bm25", "reader"],
                "reader": ["reader"], "dense": ["dense"]}
+RERANK_SETS = {"rerank": ["rerank"], "rerank+dense": ["rerank", "dense"],
+               "rerank+dense+bm25": ["rerank", "dense", "bm25"], "rerank+reader": ["rerank", "reader"],
+               "rerank+dense+bm25+reader": ["rerank", "dense", "bm25", "reader"]}
+GATE_RERANKER = "gate-reranker"
+TRAINING_INFO = "gate_reranker_training.json"
 
 
 def _split(rows: list[GateRow]) -> dict[str, list[GateRow]]:
@@ -61,6 +80,92 @@ def _test_rates(refused: list[bool], rows: list[GateRow]) -> dict[str, float | N
             "refusal_rate_unanswerable_and_withheld": mean(by["unanswerable"] + by["withheld"])}
 
 
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def reranker_pairs(rag: RagApp, items: list[dict], negatives: int) -> tuple[list[dict], dict[str, int]]:
+    """(query, positive, negatives) rows for the reranker job from answerable training questions.
+
+    Positive: the gold document's passage (retrieved with a doc_id filter) sharing most words with the
+    question's ``evidence`` (its top passage when there is no evidence). Negatives: the first ``negatives``
+    passages of other documents in the app's hybrid retrieval for the question, as the gate sees them when
+    the gold document is withheld.
+    """
+    rows, stats = [], {"questions": 0, "evidence_in_positive": 0, "skipped_no_gold_passage": 0}
+    k = rag.retriever.config.top_k
+    for q in items:
+        question, gold = str(q["question"]), gold_docs(dict(q))
+        if not gold:
+            continue
+        stats["questions"] += 1
+        own = rag.retrieve(question, top_k=50, filters={"doc_id": gold})
+        if not own:
+            stats["skipped_no_gold_passage"] += 1
+            continue
+        evidence = _words(str(q.get("evidence") or ""))
+        best = max(own, key=lambda h: len(evidence & _words(h.text))) if evidence else own[0]
+        if evidence and evidence <= _words(best.text):
+            stats["evidence_in_positive"] += 1
+        others = [h.text for h in rag.retrieve(question, top_k=k + 20) if h.doc_id not in gold][:negatives]
+        rows.append({"query": question, "positive": best.text, "negatives": others})
+    stats["pairs"] = len(rows)
+    return rows, stats
+
+
+def train_reranker(ws: Workspace, rag: RagApp, items: list[dict], args: argparse.Namespace,
+                   tmp: Path) -> dict:
+    """Train a cross-encoder with the reranker job on ``items``, register it as GATE_RERANKER; what was done."""
+    from domainrag.training.jobs import create_job, wait_job
+    from domainrag.training.launch import LaunchConfig
+    from domainrag.training.spec import RerankerJobSpec
+
+    t0 = time.time()
+    rows, stats = reranker_pairs(rag, items, args.reranker_negatives)
+    data = tmp / "gate_reranker_pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    hp = {"loss": args.reranker_loss, "epochs": args.reranker_epochs, "batch_size": 16,
+          "learning_rate": args.reranker_lr, "hard_negatives": 0, "eval_fraction": 0.1, "seed": 0}
+    spec = RerankerJobSpec(name="gate-reranker", base_model=args.embedder, dataset=str(data), hyperparameters=hp,
+                           launch=LaunchConfig(num_processes=1))
+    t1 = time.time()
+    print(f"training the gate reranker on {len(rows)} questions", file=sys.stderr)
+    job = wait_job(ws, create_job(ws, spec).name, timeout=7200)
+    if job.state != "succeeded":
+        raise SystemExit(f"reranker job {job.state}: {job.error}")
+    create_model(ws, GATE_RERANKER, job_id=job.name)
+    metrics = job.metrics or {}
+    info = {"base_model": args.embedder, "hyperparameters": hp, "negatives_per_question": args.reranker_negatives,
+            "training_questions": f"qa_train.jsonl questions {args.train + 1}..{args.train + len(items)} "
+                                  "(disjoint from the fit split; no qa_heldout.jsonl question)",
+            "pairs": stats, "job_metrics": {k: metrics.get(k) for k in ("metrics_before", "metrics_after",
+                                                                          "n_train", "n_eval", "n_examples")},
+            "train_stats": metrics.get("train"),
+            "pair_mining_s": round(t1 - t0, 1), "training_s": round(time.time() - t1, 1)}
+    if args.save_reranker:  # kept: a later run can score with it (--reranker DIR) without training again
+        shutil.copytree(ws.model_dir(GATE_RERANKER) / "artifact", args.save_reranker, dirs_exist_ok=True)
+        (args.save_reranker / TRAINING_INFO).write_text(json.dumps(info, indent=1))
+    return info
+
+
+def reuse_signals(rows: list[GateRow], stored: list[dict], names: tuple[str, ...]) -> dict[str, float]:
+    """Copy ``names`` signals of the same rows (id, answerable, withheld) from a previous run's JSON into ``rows``.
+
+    Returns the largest difference between the stored and the recomputed value of each signal both have
+    (dense, bm25: the check that the rows are the same questions with the same passages).
+    """
+    by_key = {(r["id"], r["answerable"], r["withheld"]): r for r in stored}
+    diff: dict[str, float] = {}
+    for row in rows:
+        old = by_key[(row.question_id, row.answerable, row.withheld)]
+        for name, value in row.signals.items():
+            if value is not None and old.get(name) is not None:
+                diff[name] = max(diff.get(name, 0.0), abs(value - old[name]))
+        for name in names:
+            row.signals[name] = old.get(name)
+    return {k: round(v, 6) for k, v in diff.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train", type=int, default=100, help="questions of qa_train.jsonl to fit on")
@@ -68,6 +173,19 @@ def main() -> None:
     ap.add_argument("--embedder", default="all-minilm-l6-v2")
     ap.add_argument("--llm", default="smollm2-135m-instruct")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--reranker", help="rerank signal from this registered reranker / cross-encoder folder, or "
+                    "'train': train one with the reranker job on qa_train.jsonl questions after the fit split")
+    ap.add_argument("--reranker-train", type=int, default=None,
+                    help="with --reranker train: at most this many training questions (default: all after --train)")
+    ap.add_argument("--reranker-loss", choices=("bce", "mnrl"), default="bce")
+    ap.add_argument("--reranker-epochs", type=int, default=1)
+    ap.add_argument("--reranker-lr", type=float, default=1e-4)
+    ap.add_argument("--heldout", type=int, default=None, help="only the first N test questions (pipeline checks)")
+    ap.add_argument("--save-reranker", type=Path, help="with --reranker train: copy the trained reranker here")
+    ap.add_argument("--reader-from", type=Path,
+                    help="take the reader signal of the same rows from this earlier bench_gate.py JSON instead of "
+                    "running the reader (dense and bm25 are recomputed and compared with it)")
+    ap.add_argument("--reranker-negatives", type=int, default=3, help="hard negatives per training question")
     args = ap.parse_args()
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,16 +198,35 @@ def main() -> None:
         features = ["dense", "bm25", "reader"]
         timings = {}
         rows = {}
+        scorer, reranker_info = None, None
+        if args.reranker == "train":
+            pool = read_questions(SAMPLE / "qa_train.jsonl")[args.train:]
+            reranker_info = train_reranker(ws, rag, pool[: args.reranker_train or None], args, Path(tmp))
+            scorer = ws.reranker(GATE_RERANKER)
+        elif args.reranker:
+            scorer = ws.reranker(args.reranker)
+            saved = Path(args.reranker) / TRAINING_INFO
+            reranker_info = {"reranker": args.reranker,
+                             **(json.loads(saved.read_text()) if saved.is_file() else {})}
+        if scorer is not None:
+            features = ["rerank", *features]
+        stored = json.loads(args.reader_from.read_text())["rows"] if args.reader_from else None
+        if stored:
+            features.remove("reader")
+        reused = {}
         for name, path, limit in (("fit", SAMPLE / "qa_train.jsonl", args.train),
-                                  ("test", SAMPLE / "qa_heldout.jsonl", None)):
+                                  ("test", SAMPLE / "qa_heldout.jsonl", args.heldout)):
             t1 = time.time()
             items = read_questions(path)[: limit or None]
-            rows[name] = collect_rows(rag, items, features=features,
+            rows[name] = collect_rows(rag, items, features=features, reranker=scorer,
                                       progress=lambda d, n, s=name: print(f"\r{s}: {d}/{n}", end="", file=sys.stderr))
             print(file=sys.stderr)
             timings[name] = round(time.time() - t1, 1)
+            if stored:
+                reused[name] = reuse_signals(rows[name], stored[name], ("reader",))
     results = {}
-    for label, signals in SIGNAL_SETS.items():
+    signal_sets = {**SIGNAL_SETS, **(RERANK_SETS if scorer is not None else {})}
+    for label, signals in signal_sets.items():
         cal = fit_gate(rows["fit"], args.target, features=signals)
         refused = [(cal.probability(r.signals) or 0.0) < cal.threshold for r in rows["test"]]
         results[label] = {"features": cal.features, "threshold": round(cal.threshold, 4),
@@ -105,6 +242,9 @@ def main() -> None:
                   "fit_questions": f"qa_train.jsonl first {args.train} + withheld-gold twins",
                   "test_questions": "qa_heldout.jsonl (45 answerable, 5 unanswerable) + withheld-gold twins of the 45",
                   "counts": {k: {c: len(v) for c, v in _split(r).items()} for k, r in rows.items()}},
+        "reranker": reranker_info,
+        "reader_signal_from": None if not stored else {
+            "file": str(args.reader_from), "max_abs_diff_of_recomputed_signals": reused},
         "results": results,
         "signal_seconds": timings,
         "rows": {k: [{"id": r.question_id, "answerable": r.answerable, "withheld": r.withheld, **r.signals}
