@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     run: dict[str, Any] = {"training": None, "sample": [], "questions": questions}
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "model": MODEL, "reports": len(entries),
             "subset": f"first {a.limit} of 277 test reports" if a.limit else "full test_gold",
-            "questions": len(questions)}
+            "questions": len(questions), "domainrag_commit": _git_commit()}  # the code the run started from
 
     def write(stage: str) -> dict[str, Any]:
         report = build_report(meta, results, formats, run, a, t0, load_start, stage)
@@ -504,7 +504,7 @@ def build_report(meta: dict[str, Any], results: dict[str, Any], formats: list[st
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "torch_threads": a.threads, "lscpu": lscpu()},
-        "versions": {"domainrag_commit": _git_commit(),
+        "versions": {"domainrag_commit": meta["domainrag_commit"],
                      **{p: version(p) for p in ("reportlab", "python-docx", "openpyxl", "pdfplumber", "pdfminer.six",
                                                  "pypdfium2", "sentence-transformers", "torch", "lancedb")}},
         "date": time.strftime("%Y-%m-%d"),
