@@ -464,6 +464,13 @@ def main(argv: list[str] | None = None) -> None:
                      indent=1))
 
 
+def compact(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per variant, question and configuration: evidence rank, report rank and words in the top 5 (the top 5s
+    themselves only for the worst questions: all of them would make the JSON ~13 MB)."""
+    return {v: {q: {m: [r["rank"], r["report_rank"], r["top5_words"]] for m, r in row.items()} for q, row in qs.items()}
+            for v, qs in per.items()}
+
+
 def build_report(meta: dict[str, Any], results: dict[str, Any], formats: list[str], run: dict[str, Any],
                  a: argparse.Namespace, t0: float, load_start: tuple[float, ...], stage: str) -> dict[str, Any]:
     per = {v: results[v]["per_question"] for v in results}
@@ -498,7 +505,7 @@ def build_report(meta: dict[str, Any], results: dict[str, Any], formats: list[st
                    for v in done}},
         "worst_questions": {v: {m: worst(per, v, m, sample if m == RERANKED else run["questions"])
                                 for m in (f"hybrid+children{EXPAND}", bar_label)} for v in done},
-        "per_question": per,
+        "per_question": compact(per),
         "total_s": round(time.perf_counter() - t0, 1),
         "load_average_at_start": [round(x, 2) for x in load_start],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
