@@ -204,3 +204,20 @@ def test_real_pdf_outline_sections_and_pages() -> None:
     assert max(b.page or 0 for b in result.blocks) == 17
     # The running head "Shared MIME-info Database" at the top of pages 2.. is not part of the text.
     assert all(not b.text.startswith("Shared MIME-info Database") for b in result.blocks if b.page != 1)
+
+
+def test_unmapped_bullet_between_words_keeps_them_apart(tmp_path: Path) -> None:
+    """reportlab's Helvetica "•" comes out of pdfminer as "(cid:127)": dropping it must not glue its neighbours
+    ("Corporation • 2019" was read as "Corporation2019"), and a leading bullet goes without a trace."""
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(tmp_path / "bullets.pdf"))
+    c.setFont("Helvetica", 10)
+    c.drawString(72, 700, "American Tower Corporation \u2022 2019 Annual Report")
+    c.drawString(72, 650, "\u2022 Leading bullet item")
+    c.showPage()
+    c.save()
+    text = read_pdf(tmp_path / "bullets.pdf").blocks[0].text
+    assert "(cid:" not in text
+    assert "American Tower Corporation 2019 Annual Report" in text
+    assert "Leading bullet item" in text and " Leading" not in text

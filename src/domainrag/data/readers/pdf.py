@@ -274,12 +274,18 @@ def read(path: Path) -> ReadResult:
         for at, path_ in starts:  # entries that point below the last paragraph
             section = path_ if at >= len(boxes) else section
     # pdfminer writes "(cid:N)" for glyphs without a Unicode mapping (mostly bullets): noise, not text.
-    result.blocks = [dataclasses.replace(b, text=_CID_RUN.sub("", b.text), caption=_CID_RUN.sub("", b.caption))
+    result.blocks = [dataclasses.replace(b, text=_drop_cids(b.text), caption=_drop_cids(b.caption))
                      for b in result.blocks]
     return result
 
 
-_CID_RUN = re.compile(r" ?\(cid:\d+\) ?")
+_CID_RUN = re.compile(r"( ?)\(cid:\d+\)( ?)")
+
+
+def _drop_cids(text: str) -> str:
+    """``text`` without pdfminer's "(cid:N)" placeholders; one between two words (a "•" separator,
+    "Annual Report (cid:127) Appendix") leaves a space, so the words stay apart."""
+    return _CID_RUN.sub(lambda m: " " if m.group(1) and m.group(2) else "", text)
 
 
 def _flush(result: ReadResult, run: list[str], section: tuple[str, ...], page: int) -> None:
