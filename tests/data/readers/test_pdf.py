@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -221,3 +222,32 @@ def test_unmapped_bullet_between_words_keeps_them_apart(tmp_path: Path) -> None:
     assert "(cid:" not in text
     assert "American Tower Corporation 2019 Annual Report" in text
     assert "Leading bullet item" in text and " Leading" not in text
+
+
+def test_a_heading_right_above_a_table_is_not_a_chunk_of_its_own(tmp_path: Path) -> None:
+    """The heading names the table's section; alone as a text block it became a "Heading / Heading" chunk
+    that child expansion pulled into the top hits (seen on TAT-QA rendered to PDF)."""
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Table
+
+    class Outlined(SimpleDocTemplate):
+        def afterFlowable(self, flowable: Any) -> None:  # headings get outline entries, as report tools write
+            level = getattr(flowable, "outline_level", None)
+            if level is not None:
+                self.canv.bookmarkPage(key := f"h{id(flowable)}")
+                self.canv.addOutlineEntry(flowable.getPlainText(), key, level=level)
+
+    styles = getSampleStyleSheet()
+    h1, h2 = Paragraph("Quarterly figures", styles["Heading1"]), Paragraph("Revenue by region", styles["Heading2"])
+    h1.outline_level, h2.outline_level = 0, 1
+    grid = [("GRID", (0, 0), (-1, -1), 0.5, "black")]
+    story = [h1, Paragraph("Revenue grew in every region during the quarter under review. " * 3, styles["BodyText"]),
+             h2, Table([["Region", "Revenue"], ["North", "120"], ["South", "95"]], style=grid),
+             Paragraph("The south lagged because of a plant shutdown in May. " * 3, styles["BodyText"])]
+    Outlined(str(tmp_path / "t.pdf")).build(story)
+    blocks = read_pdf(tmp_path / "t.pdf").blocks
+    assert all(b.text.strip() != "Revenue by region" for b in blocks), [(b.kind, b.text[:40]) for b in blocks]
+    table = next(b for b in blocks if b.kind == "table")
+    assert table.section == ("Quarterly figures", "Revenue by region") and "North" in table.text
+    chunks = chunk_document(load_file(tmp_path / "t.pdf")[0], max_words=120, overlap_words=20)
+    assert all("|" in c.text or "grew" in c.text or "lagged" in c.text for c in chunks), [c.text for c in chunks]

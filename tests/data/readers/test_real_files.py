@@ -53,8 +53,12 @@ def test_government_report_ruled_table_and_its_paragraphs() -> None:
     assert any("The data model can (and must) extend" in " ".join(b.text.split()) and b.page == 6
                for b in result.blocks)
     chunks = chunk_document(load_file(path)[0])
-    linked = next(c for c in chunks if c.metadata["kind"] == "table")
-    assert linked.metadata["page"] == 3 and linked.metadata["children"]
+    table_chunk = next(c for c in chunks if c.metadata["kind"] == "table")
+    # The table's section holds no paragraph (only its heading, which is in the section path, not a chunk of
+    # its own): nothing to link, and no "REVISION HISTORY"-only chunk for child expansion to pull in.
+    assert table_chunk.metadata["page"] == 3 and "REVISION HISTORY" in table_chunk.text
+    assert not table_chunk.metadata.get("children")
+    assert not any(c.text.split("\n\n")[-1].strip() == "REVISION HISTORY" for c in chunks)
 
 
 def test_pdf_with_a_table_and_metadata_title() -> None:

@@ -289,6 +289,8 @@ def _drop_cids(text: str) -> str:
 
 
 def _flush(result: ReadResult, run: list[str], section: tuple[str, ...], page: int) -> None:
-    if run:
+    # A run that is only its section's heading (a heading right above a table) is not a block: the heading
+    # is already in the section path of what follows, and alone it made a chunk that said nothing.
+    if run and not (len(run) == 1 and section and run[0].strip() == section[-1].strip()):
         result.blocks.append(Block("text", "\n\n".join(run), section, page))
-        run.clear()
+    run.clear()
