@@ -316,17 +316,22 @@ def evaluate(ws: Workspace, index: str, questions: list[dict[str, Any]]) -> tupl
     return metrics, per_q
 
 
-def run_variant(ws: Workspace, name: str, folder: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
+def parse_and_ingest(ws: Workspace, folder: Path, index: str) -> tuple[list[Path], float, Any, float]:
+    """(files, seconds to parse every file once, the ingest report, seconds of the ingest into a new index)."""
     files = sorted(p for p in folder.iterdir() if p.is_file())
     start = time.perf_counter()
     for f in files:
-        load_file(f)
+        load_file(f, errors=[])
     parse_s = time.perf_counter() - start
-    index = f"sample-{name}"
     create_index(ws, index, MODEL)
     start = time.perf_counter()
     report = ingest(ws, index, [folder])
-    ingest_s = time.perf_counter() - start
+    return files, parse_s, report, time.perf_counter() - start
+
+
+def run_variant(ws: Workspace, name: str, folder: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
+    index = f"sample-{name}"
+    files, parse_s, report, ingest_s = parse_and_ingest(ws, folder, index)
     chunks = report.chunk_records
     metrics, per_q = evaluate(ws, index, questions)
     row = {

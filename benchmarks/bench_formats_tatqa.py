@@ -301,19 +301,8 @@ def file_pages(folder: Path, fmt: str) -> int | None:
 
 def run_variant(ws: Any, variant: str, folder: Path, questions: list[dict[str, Any]], rel: Relevance,
                 entries: list[dict[str, Any]]) -> dict[str, Any]:
-    from domainrag.data.loaders import load_file
-    from domainrag.workspace import create_index, ingest
-
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    start = time.perf_counter()
-    for f in files:
-        load_file(f, errors=[])
-    parse_s = time.perf_counter() - start
+    files, parse_s, report, ingest_s = fs.parse_and_ingest(ws, folder, f"tatqa-{variant}")
     index = f"tatqa-{variant}"
-    create_index(ws, index, MODEL)
-    start = time.perf_counter()
-    report = ingest(ws, index, [folder])
-    ingest_s = time.perf_counter() - start
     chunks = report.chunk_records
     kinds = Counter(c.metadata.get("kind", "text") for c in chunks)
     if variant == "json":  # plain JSONL: no reader kinds; a table is the document whose id is a table uid
