@@ -47,7 +47,7 @@ def test_json_layout_round_trips(tmp_path: Path) -> None:
     result = run_answer_eval({"app": lambda: app}, QUESTIONS, dataset_files={"q.jsonl": qfile}, command="t")
     path = result.write_json(tmp_path / "out" / "r.json")
     data = json.loads(path.read_text())
-    assert list(data) == ["schema", "title", "metadata", "warnings", "retrieval", "answers"]
+    assert list(data) == ["schema", "title", "metadata", "warnings", "retrieval", "answers", "gate"]
     assert data["schema"] == SCHEMA and data["retrieval"] is None and data["metadata"]["command"] == "t"
     entry = data["answers"]["questions"][0]["results"]["app"]
     assert entry["cited"] == [1] and entry["passages"][0]["doc_id"] == "pumps"
