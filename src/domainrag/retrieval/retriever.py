@@ -144,14 +144,13 @@ class Retriever:
         try:
             return search(*args)
         except Exception as exc:
-            try:  # an unreachable store (or a stand-in without one) keeps its own error
-                stored = self.store.dimension()
-            except Exception:
-                stored = None
-            size = int(np.shape(vector)[-1])
-            if stored is not None and stored != size:
-                raise DimensionMismatchError(self.store.name, stored, getattr(self.embedder, "name", "of the query"),
-                                             size, query=True) from exc
+            name = getattr(self.embedder, "name", "of the query")
+            try:
+                self.store.check_dimension(int(np.shape(vector)[-1]), name, query=True)
+            except DimensionMismatchError as mismatch:
+                raise mismatch from exc
+            except Exception:  # an unreachable store (or a stand-in without one) keeps its own error
+                pass
             raise
 
     def _expand(
