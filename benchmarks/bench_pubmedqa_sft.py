@@ -349,20 +349,12 @@ class GgufReader:
         return self.tokenize(text + ANSWER_PREFIX)
 
     def label_logits(self, entries: dict[str, Any], ids: list[str], log_every: int = 10) -> dict[str, list[float]]:
-        import numpy as np
-
         out: dict[str, list[float]] = {}
         t0 = time.perf_counter()
         for i, p in enumerate(ids, 1):
             tokens = self.prompt(entries[p], p)
             self.prompt_tokens += len(tokens)
-            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-            keep = 0
-            while keep < min(len(cached), len(tokens) - 1) and cached[keep] == tokens[keep]:
-                keep += 1
-            self.llm.n_tokens = keep  # eval() drops the KV cache from here on
-            self.llm.eval(tokens[keep:])
-            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+            logits = self.gen.eval_tokens(tokens)  # the prefix shared with the previous question is kept
             out[p] = [float(logits[t]) for t in self.tokens]
             print(f"  {p} {entries[p]['final_decision']} {[round(x, 3) for x in out[p]]}", flush=True)  # salvageable
             if i % log_every == 0 or i == len(ids):

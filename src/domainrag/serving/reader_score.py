@@ -21,7 +21,7 @@ FIRST_TOKENS = 4
 
 
 def _is_llamacpp(generator: Any) -> bool:
-    return all(hasattr(generator, a) for a in ("llm", "chat_prompt_tokens", "_lock"))
+    return all(hasattr(generator, a) for a in ("llm", "chat_prompt_tokens", "eval_tokens", "_lock"))
 
 
 def supports_reader_score(generator: Any) -> bool:
@@ -75,39 +75,23 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _llamacpp_margin(generator: Any, messages: list[dict[str, str]], not_found: str, n: int) -> float:
-    """:func:`not_found_margin` on a llama.cpp context: the prompt is evaluated once (reusing the prefix the
-    context already holds, as llama.cpp's own generate does), each continuation then runs from the prompt's
-    end, the KV cache cut back to it in between."""
-    llm = generator.llm
+    """:func:`not_found_margin` on a llama.cpp context: each continuation is scored token by token with
+    :meth:`~domainrag.serving.backends.llamacpp.LlamaCppGenerator.eval_tokens`, which keeps the prompt (and
+    any prefix the context already held) evaluated once."""
     prompt = generator.chat_prompt_tokens(messages)
-    target = llm.tokenize(not_found.encode(), add_bos=False)[:n]
-    n_vocab = llm.n_vocab()
+    target = generator.llm.tokenize(not_found.encode(), add_bos=False)[:n]
 
-    def last_logprobs() -> np.ndarray:
-        return _log_softmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy())
-
-    def run(first: np.ndarray, forced: list[int] | None, steps: int) -> float:
-        llm.n_tokens = len(prompt)  # eval() drops the KV cache past n_tokens before it decodes
-        logprobs, total = first, 0.0
+    def run(forced: list[int] | None, steps: int) -> float:
         tokens: list[int | None] = list(forced) if forced is not None else [None] * steps
-        for i, token in enumerate(tokens):
+        sequence, total = list(prompt), 0.0
+        for token in tokens:
+            logprobs = _log_softmax(generator.eval_tokens(sequence))
             chosen = int(logprobs.argmax()) if token is None else token
             total += float(logprobs[chosen])
-            if i + 1 < len(tokens):
-                llm.eval([chosen])
-                logprobs = last_logprobs()
+            sequence.append(chosen)
         return total / max(1, len(tokens))
 
     with generator._lock:
-        cached = llm.input_ids[: llm.n_tokens].tolist()
-        keep = 0
-        while keep < min(len(cached), len(prompt) - 1) and cached[keep] == prompt[keep]:
-            keep += 1
-        llm.n_tokens = keep
-        llm.eval(prompt[keep:])
-        first = last_logprobs()
-        nf = run(first, target, 0)
-        best = run(first, None, len(target))
-        if hasattr(llm, "_requires_eval"):  # the logits now belong to a continuation, not to the prompt
-            llm._requires_eval = True
+        nf = run(target, 0)
+        best = run(None, len(target))
     return min(0.0, nf - best)

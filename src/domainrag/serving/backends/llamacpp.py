@@ -87,6 +87,24 @@ class LlamaCppGenerator:
         prompt = self._chat_formatter(messages=list(messages)).prompt
         return list(self.llm.tokenize(prompt.encode(), add_bos=False, special=True))
 
+    def eval_tokens(self, tokens: Sequence[int]) -> Any:
+        """Make ``tokens`` the context's whole content and return the logits after the last one (a numpy
+        copy). The prefix the context already holds is kept, as llama.cpp's own generate does, so scoring a
+        prompt and then continuations of it (``prompt + [t1]``, ``prompt + [t1, t2]``, another ``prompt +
+        [u1]``) evaluates each token once. Callers sharing the generator hold ``_lock`` around their calls."""
+        import numpy as np
+
+        llm = self.llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        keep = 0
+        while keep < min(len(cached), len(tokens) - 1) and cached[keep] == tokens[keep]:
+            keep += 1
+        llm.n_tokens = keep  # eval() drops the KV cache past n_tokens before it decodes
+        llm.eval(list(tokens[keep:]))
+        if hasattr(llm, "_requires_eval"):  # the next generate must not take these logits for its prompt's
+            llm._requires_eval = True
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
+
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
         """Tokens of the chat prompt as llama.cpp will see it (the GGUF's own chat template)."""
         return len(self.chat_prompt_tokens(messages))
