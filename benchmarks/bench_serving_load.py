@@ -11,8 +11,8 @@ retrieved passages; exact token counts from ``stream_options.include_usage``):
 * a single stream alone (the baseline of the aggregate tokens/s target).
 
 Modes: ``old`` deploys the model with ``max_batch: 1`` (one request at a time, as before continuous
-batching), ``new`` with the default. Both servers get the same limiter (``--max-concurrent``, long queue
-wait), so only batching differs. Example:
+batching), ``new`` with the default, ``new:N`` with a prefill budget of N prompt tokens per decode step.
+Every server gets the same limiter (``--max-concurrent``, long queue wait), so only batching differs. Example:
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_serving_load.py --concurrent 50 --rates 0.25,0.5,1,2 \
         --out benchmarks/results/serving_load.json
@@ -56,11 +56,22 @@ def build_workspace(root: Path, max_new_tokens: int) -> None:
                            generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=0)))
 
 
-def deploy(root: Path, max_batch: int) -> None:
+def endpoint(mode: str, max_batch: int) -> dict[str, Any]:
+    """The endpoint of a mode: ``old`` (one request at a time), ``new`` (the default batching) or
+    ``new:N`` (batching with a prefill budget of N prompt tokens between two decode steps)."""
+    if mode == "old":
+        return {"type": "transformers", "max_batch": 1}
+    name, _, budget = mode.partition(":")
+    if name != "new":
+        raise SystemExit(f"unknown mode {mode!r}: old, new or new:PREFILL_BUDGET")
+    return {"type": "transformers", "max_batch": max_batch, **({"prefill_budget": int(budget)} if budget else {})}
+
+
+def deploy(root: Path, config: dict[str, Any]) -> None:
     from domainrag.serving.backends import deploy_model
     from domainrag.workspace import Workspace
 
-    deploy_model(Workspace.open(root), "bench-llm", {"type": "transformers", "max_batch": max_batch})
+    deploy_model(Workspace.open(root), "bench-llm", config)
 
 
 def _free_port() -> int:
@@ -120,13 +131,14 @@ async def run_batch(base: str, questions: list[str], delays: list[float], timeou
 
 
 def measure_mode(root: Path, mode: str, a: argparse.Namespace, questions: list[str]) -> dict[str, Any]:
-    deploy(root, 1 if mode == "old" else a.max_batch)
+    config = endpoint(mode, a.max_batch)
+    deploy(root, config)
     port = _free_port()
     env = {**os.environ, "DOMAINRAG_MAX_CONCURRENT": str(a.max_concurrent), "DOMAINRAG_QUEUE_TIMEOUT": "900"}
     server = subprocess.Popen([sys.executable, "-m", "domainrag.cli.main", "--workspace", str(root), "serve",
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    out: dict[str, Any] = {"max_batch": 1 if mode == "old" else a.max_batch}
+    out: dict[str, Any] = {"endpoint": config}
     try:
         for _ in range(480):
             try:
@@ -170,7 +182,7 @@ def main() -> None:
                     help="comma-separated requests/s; empty: skip")
     ap.add_argument("--requests-per-rate", type=int, default=24)
     ap.add_argument("--slo", type=float, default=2.0, help="TTFT p95 target in seconds")
-    ap.add_argument("--modes", default="old,new")
+    ap.add_argument("--modes", default="old,new", help="comma-separated: old, new, new:PREFILL_BUDGET")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-concurrent", type=int, default=64, help="server's DOMAINRAG_MAX_CONCURRENT (both modes)")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="the app's max_new_tokens")

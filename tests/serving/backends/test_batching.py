@@ -80,6 +80,28 @@ def test_concurrent_requests_share_a_batch_and_answer_as_alone(fp32: Any) -> Non
     assert generator.batch.active == 0
 
 
+def test_prefill_budget_sets_how_many_prompts_join_between_two_steps(fp32: Any) -> None:
+    generator = fp32
+    prompts = [[{"role": "user", "content": q}] for q in QUESTIONS[:3]]
+    answers: list[str | None] = [None] * len(prompts)
+
+    def job(i: int) -> Any:
+        return lambda: answers.__setitem__(i, generator.generate(prompts[i], GREEDY))
+
+    runs: dict[int, list[int]] = {}
+    for budget in (1, 10_000):  # one prompt per step, then every waiting prompt before the first step
+        sizes: list[int] = []
+        generator.batch.on_step, generator.batch.prefill_budget = sizes.append, budget
+        try:
+            _run_together(generator, [job(i) for i in range(len(prompts))])
+        finally:
+            generator.batch.on_step, generator.batch.prefill_budget = None, 1024
+        runs[budget] = sizes
+        assert answers == [_alone(generator, p, GREEDY) for p in prompts]
+    assert runs[1][:3] == [1, 2, 3]
+    assert runs[10_000][0] == 3
+
+
 def test_cancelling_one_request_frees_its_place_and_spares_the_others(fp32: Any) -> None:
     generator = fp32
     story = [{"role": "user", "content": "Write a very long story about a dragon and a castle."}]

@@ -29,11 +29,11 @@ from typing import Any
 
 import torch
 
+from domainrag.serving.backends.config import DEFAULT_PREFILL_BUDGET
 from domainrag.serving.backends.sampling import RequestSampler
 from domainrag.serving.generator import GenerationConfig
 
 DEFAULT_MAX_BATCH = 64
-DEFAULT_PREFILL_BUDGET = 1024  # prompt tokens prefilled between two decode steps (at least one prompt)
 _END = object()
 
 
@@ -126,21 +126,28 @@ class BatchRunner:
 
     def _admit(self) -> None:
         budget = self.prefill_budget
-        while len(self._running) < self.max_batch and (budget > 0 or not self._running):
+        joining: list[tuple[_Request, Any]] = []
+        while len(self._running) + len(joining) < self.max_batch and (budget > 0 or not (self._running or joining)):
             try:
                 request = self._waiting.get_nowait()
             except queue.Empty:
-                return
+                break
             if request.cancel.is_set():
                 request.finish()
                 continue
             try:
-                self._prefill(request)
+                cache = self._prefill(request)
             except Exception as exc:  # this prompt failed (too long, ...): only its request fails
                 request.finish(exc)
+                cache = None
+            if cache is not None:
+                joining.append((request, cache))
             budget -= len(request.ids)
+        if joining:
+            self._join(joining)
 
-    def _prefill(self, request: _Request) -> None:
+    def _prefill(self, request: _Request) -> Any:
+        """Prefill one prompt alone and send its first token; its cache, or None when it already ended."""
         from transformers import DynamicCache
 
         request.sampler = RequestSampler(request.cfg, len(request.ids))
@@ -148,8 +155,7 @@ class BatchRunner:
         with self.lock:
             logits = self.model(input_ids=torch.tensor([request.ids]), cache=cache, use_cache=True,
                                 logits_to_keep=1).logits[:, -1].float()
-        if self._emit(request, logits):
-            self._join(request, cache)
+        return cache if self._emit(request, logits) else None
 
     def _emit(self, request: _Request, scores: torch.Tensor) -> bool:
         """Pick and send the request's next token; whether it goes on."""
@@ -168,19 +174,24 @@ class BatchRunner:
             return False
         return True
 
-    def _join(self, request: _Request, cache: Any) -> None:
-        """Append a prefilled request's cache rows to the batch, left-padding the shorter side."""
-        length = len(request.ids) - 1  # the cache holds every token but the one just picked
-        mask = torch.ones(1, length, dtype=torch.long)
-        if self._cache is None:
-            self._cache, self._mask, self._running = cache, mask, [request]
-            return
-        width = max(self._mask.shape[1], length)  # type: ignore[union-attr]
-        for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
-            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
-            mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
-        self._mask = torch.cat([_left_pad(self._mask, width), _left_pad(mask, width)])
-        self._running.append(request)
+    def _join(self, joining: list[tuple[_Request, Any]]) -> None:
+        """Append prefilled requests' cache rows to the batch, left-padded to the longest row.
+
+        All the requests of one admission round join in one concatenation per layer: the running batch's
+        cache is copied once per round, not once per request.
+        """
+        masks = [torch.ones(1, len(r.ids) - 1, dtype=torch.long) for r, _ in joining]  # all tokens but the last
+        caches = [c for _, c in joining]
+        if self._cache is not None:
+            masks.insert(0, self._mask)  # type: ignore[arg-type]
+            caches.insert(0, self._cache)
+        width = max(m.shape[1] for m in masks)
+        for layers in zip(*(c.layers for c in caches), strict=True):
+            layers[0].keys = torch.cat([_left_pad(layer.keys, width) for layer in layers])
+            layers[0].values = torch.cat([_left_pad(layer.values, width) for layer in layers])
+        self._cache = caches[0]
+        self._mask = torch.cat([_left_pad(m, width) for m in masks])
+        self._running.extend(r for r, _ in joining)
 
     def _step(self) -> None:
         mask = self._mask

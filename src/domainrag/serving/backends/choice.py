@@ -76,7 +76,8 @@ def _load(ws: Workspace, llm: ResolvedLLM, cfg: EndpointConfig) -> Generator:
     if isinstance(cfg, LlamaCppEndpoint):
         return load_llamacpp(llamacpp_gguf(cfg), cfg.n_ctx, cfg.n_threads, llm.name, cfg.flash_attn)
     base, adapter = ws.llm_path(llm)
-    return load_generator(base, adapter, llm.name, cfg.dtype, cfg.max_batch)  # type: ignore[union-attr]
+    return load_generator(base, adapter, llm.name, cfg.dtype, cfg.max_batch,
+                          cfg.prefill_budget)  # type: ignore[union-attr]
 
 
 def _time_once(generator: Generator) -> tuple[float, float]:

@@ -64,7 +64,8 @@ def generator_for(ws: Workspace, name: str | ResolvedLLM) -> Generator:
         import_llama_cpp()
         return load_llamacpp(llamacpp_gguf(cfg), cfg.n_ctx, cfg.n_threads, llm.name, cfg.flash_attn)
     base, adapter = ws.llm_path(llm)
-    return load_generator(base, adapter, llm.name, cfg.dtype, cfg.max_batch)
+    return load_generator(base, adapter, llm.name, cfg.dtype, cfg.max_batch,
+                          cfg.prefill_budget)
 
 
 def validate_endpoint(ws: Workspace, name: str | ResolvedLLM, cfg: EndpointConfig, *, probe: bool = True) -> None:

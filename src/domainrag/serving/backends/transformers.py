@@ -18,6 +18,7 @@ import torch
 from domainrag import hardware
 from domainrag.serving.attention import register
 from domainrag.serving.backends.batching import DEFAULT_MAX_BATCH, BatchRunner
+from domainrag.serving.backends.config import DEFAULT_PREFILL_BUDGET
 from domainrag.serving.generator import GenerationConfig
 from domainrag.serving.metrics import record_batch_size
 from domainrag.serving.stop_sequences import StopAt
@@ -27,7 +28,8 @@ class TransformersGenerator:
     """A causal LM (optionally with a LoRA adapter merged in) that streams chat completions."""
 
     def __init__(self, base_path: str, adapter_path: str | None = None, name: str | None = None,
-                 dtype: str = "auto", max_batch: int = DEFAULT_MAX_BATCH) -> None:
+                 dtype: str = "auto", max_batch: int = DEFAULT_MAX_BATCH,
+                 prefill_budget: int = DEFAULT_PREFILL_BUDGET) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = name or base_path
@@ -52,7 +54,7 @@ class TransformersGenerator:
         eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(self.tokenizer.eos_token_id)
-        self.batch = BatchRunner(model, eos_ids, self._lock, max_batch=max_batch)
+        self.batch = BatchRunner(model, eos_ids, self._lock, max_batch=max_batch, prefill_budget=prefill_budget)
         self.batch.on_step = lambda size: record_batch_size(self.name, size)  # /metrics' batch-size histogram
 
     @property
@@ -126,6 +128,7 @@ def resolve_dtype(dtype: str) -> str:
 
 @functools.lru_cache(maxsize=3)
 def load_generator(base_path: str, adapter_path: str | None = None, name: str | None = None,
-                   dtype: str = "auto", max_batch: int = DEFAULT_MAX_BATCH) -> TransformersGenerator:
+                   dtype: str = "auto", max_batch: int = DEFAULT_MAX_BATCH,
+                   prefill_budget: int = DEFAULT_PREFILL_BUDGET) -> TransformersGenerator:
     """Process-wide cache of loaded generators (loading costs seconds)."""
-    return TransformersGenerator(base_path, adapter_path, name, dtype, max_batch)
+    return TransformersGenerator(base_path, adapter_path, name, dtype, max_batch, prefill_budget)
