@@ -89,13 +89,14 @@ def test_prefill_budget_sets_how_many_prompts_join_between_two_steps(fp32: Any) 
         return lambda: answers.__setitem__(i, generator.generate(prompts[i], GREEDY))
 
     runs: dict[int, list[int]] = {}
+    default = generator.batch.prefill_budget
     for budget in (1, 10_000):  # one prompt per step, then every waiting prompt before the first step
         sizes: list[int] = []
         generator.batch.on_step, generator.batch.prefill_budget = sizes.append, budget
         try:
             _run_together(generator, [job(i) for i in range(len(prompts))])
         finally:
-            generator.batch.on_step, generator.batch.prefill_budget = None, 1024
+            generator.batch.on_step, generator.batch.prefill_budget = None, default
         runs[budget] = sizes
         assert answers == [_alone(generator, p, GREEDY) for p in prompts]
     assert runs[1][:3] == [1, 2, 3]

@@ -11,6 +11,7 @@ import pytest
 
 from domainrag.errors import DomainRagError
 from domainrag.serving.backends import generator_for, parse_endpoint
+from domainrag.serving.backends.config import DEFAULT_PREFILL_BUDGET
 from domainrag.serving.generator import GenerationConfig
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,8 @@ def test_transformers_bfloat16_deploy(client_ws: Any) -> None:
 
     create_model(client_ws, "smol-bf16", source="path", path=Path(resolve_llm(LLM)))
     record = deploy_model(client_ws, "smol-bf16", {"type": "transformers", "dtype": "bfloat16"})
-    assert record["endpoint"] == {"type": "transformers", "dtype": "bfloat16", "max_batch": 64}
+    assert record["endpoint"] == {"type": "transformers", "dtype": "bfloat16", "max_batch": 64,
+                                  "prefill_budget": DEFAULT_PREFILL_BUDGET}
     generator = generator_for(client_ws, "smol-bf16")
     assert next(generator.model.parameters()).dtype == torch.bfloat16
     assert generator.generate(HELLO, SHORT).strip()

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from domainrag.errors import DomainRagError
 
 DEFAULT_API_KEY_ENV = "DOMAINRAG_REMOTE_API_KEY"
-DEFAULT_PREFILL_BUDGET = 1024  # prompt tokens prefilled between two decode steps of a continuous batch
+DEFAULT_PREFILL_BUDGET = 4096  # prompt tokens prefilled between two decode steps of a continuous batch
 ENDPOINT_EXAMPLES = (
     '{"type": "transformers"} | {"type": "openai", "base_url": "http://host:8000/v1", "model": "name"} | '
     '{"type": "llamacpp", "gguf": "smollm2-135m-instruct", "n_ctx": 2048}'
