@@ -11,7 +11,13 @@ import pytest
 from domainrag.data.formats import Pair
 from domainrag.errors import DomainRagError
 from domainrag.training.reporting import MemoryReporter
-from domainrag.training.reranker import RerankerArgs, negative_tuples, ranking_metrics, run_reranker
+from domainrag.training.reranker import (
+    RerankerArgs,
+    negative_tuples,
+    ranking_metrics,
+    run_reranker,
+    worse_than_bi_encoder,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,6 +55,14 @@ def test_ranking_metrics() -> None:
     ideal = 1 + 1 / 1.584962500721156
     assert metrics["ndcg@10"] == pytest.approx((1 + 0.5) / ideal / 2)
     assert ranking_metrics([], []) == {}
+
+
+def test_a_reranker_worse_than_the_bi_encoder_is_named() -> None:
+    before, after = {"ndcg@10": 0.76}, {"ndcg@10": 0.40}
+    message = worse_than_bi_encoder(before, after, 14)
+    assert message and "0.400 < 0.760" in message and "14 optimizer steps" in message and "epochs" in message
+    assert worse_than_bi_encoder(before, {"ndcg@10": 0.80}, 14) is None
+    assert worse_than_bi_encoder({}, {}, 0) is None  # no held-out queries: nothing to compare
 
 
 def test_negative_tuples_put_given_negatives_first_and_never_a_positive() -> None:
@@ -107,6 +121,7 @@ def test_reranker_beats_the_confused_bi_encoder(embedder: str, tmp_path: Path, l
 
     meta = json.loads((result.output_dir / "domainrag_reranker.json").read_text())
     assert meta["kind"] == "reranker" and meta["metrics_after"] == result.metrics_after
+    assert meta["warnings"] == [] and not any("WARNING" in line for line in reporter.lines)
     assert meta["train"]["loss"] == loss
     reloaded = CrossEncoder(str(result.output_dir), device="cpu")
     q = "What does fault code E1234 mean?"
