@@ -54,6 +54,8 @@ from domainrag.workspace import Workspace, create_index, ingest
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "domainrag" / "sample_data"
 SIGNAL_SETS = {"dense+bm25": ["dense", "bm25"], "dense+bm25+reader": ["dense", "bm25", "reader"],
                "reader": ["reader"], "dense": ["dense"]}
+CHECK_SETS = {"check": ["check"], "dense+bm25+check": ["dense", "bm25", "check"],
+              "dense+bm25+reader+check": ["dense", "bm25", "reader", "check"]}
 RERANK_SETS = {"rerank": ["rerank"], "rerank+dense": ["rerank", "dense"],
                "rerank+dense+bm25": ["rerank", "dense", "bm25"], "rerank+reader": ["rerank", "reader"],
                "rerank+dense+bm25+reader": ["rerank", "dense", "bm25", "reader"]}
@@ -186,7 +188,11 @@ def main() -> None:
                     help="take the reader signal of the same rows from this earlier bench_gate.py JSON instead of "
                     "running the reader (dense and bm25 are recomputed and compared with it)")
     ap.add_argument("--reranker-negatives", type=int, default=3, help="hard negatives per training question")
+    ap.add_argument("--reader-signals", default="reader",
+                    help="comma-separated signals read from the reader's logits: reader (not-found margin), "
+                    "check (yes/no: do the passages state the answer?)")
     args = ap.parse_args()
+    reader_signals = [s for s in args.reader_signals.split(",") if s]
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace.open(Path(tmp) / "ws")
@@ -195,7 +201,7 @@ def main() -> None:
         create_app(ws, AppSpec.model_validate({"name": "qa", "model": args.llm, "retrieval": {
             "vector_store": "embedded", "index": "docs", "top_k": 3, "mode": "hybrid"}}))
         rag = load_app(ws, "qa")
-        features = ["dense", "bm25", "reader"]
+        features = ["dense", "bm25", *reader_signals]
         timings = {}
         rows = {}
         scorer, reranker_info = None, None
@@ -211,7 +217,7 @@ def main() -> None:
         if scorer is not None:
             features = ["rerank", *features]
         stored = json.loads(args.reader_from.read_text())["rows"] if args.reader_from else None
-        if stored:
+        if stored and "reader" in features:
             features.remove("reader")
         reused = {}
         for name, path, limit in (("fit", SAMPLE / "qa_train.jsonl", args.train),
@@ -225,8 +231,12 @@ def main() -> None:
             if stored:
                 reused[name] = reuse_signals(rows[name], stored[name], ("reader",))
     results = {}
-    signal_sets = {**SIGNAL_SETS, **(RERANK_SETS if scorer is not None else {})}
+    signal_sets = {**SIGNAL_SETS, **(RERANK_SETS if scorer is not None else {}),
+                   **(CHECK_SETS if "check" in reader_signals else {})}
+    available = set(rows["fit"][0].signals) if rows["fit"] else set()
     for label, signals in signal_sets.items():
+        if not set(signals) <= available:
+            continue
         cal = fit_gate(rows["fit"], args.target, features=signals)
         refused = [(cal.probability(r.signals) or 0.0) < cal.threshold for r in rows["test"]]
         results[label] = {"features": cal.features, "threshold": round(cal.threshold, 4),

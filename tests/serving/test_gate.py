@@ -45,6 +45,22 @@ def test_signals_are_the_best_scores_of_the_top_passages_and_the_hits_stay_as_re
     assert gate_signals("q", [_hit(1, 0.3, 1.0, rerank=-2.5)], features=["rerank"]) == {"rerank": -2.5}
 
 
+def test_reader_signals_come_from_their_scorers_on_the_apps_messages() -> None:
+    asked: list[list[dict[str, str]]] = []
+
+    def checker(messages: list[dict[str, str]]) -> float:
+        asked.append(messages)
+        return 2.5
+
+    hits = [_hit(1, 0.3, 9.0)]
+    messages = [{"role": "user", "content": "Context: passage 1\n\nQuestion: q"}]
+    signals = gate_signals("q", hits, features=["dense", "check"], checker=checker, messages=lambda: messages)
+    assert signals == {"dense": 0.3, "check": 2.5} and asked == [messages]
+    assert gate_signals("q", hits, features=["check"], messages=lambda: messages) == {"check": None}  # no scorer
+    assert gate_signals("q", [], features=["check"], checker=checker, messages=lambda: messages) == {"check": None}
+    assert len(asked) == 1  # no passage: the reader is not asked
+
+
 def test_an_uncalibrated_gate_refuses_only_below_the_default_dense_floor() -> None:
     low, high = decide(None, {"dense": DEFAULT_MIN_DENSE - 0.01}), decide(None, {"dense": DEFAULT_MIN_DENSE + 0.01})
     assert (low.answerable, low.ran, low.calibrated) == (False, True, False)

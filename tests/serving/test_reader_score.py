@@ -1,12 +1,22 @@
-"""The reader's not-found margin from the real SmolLM2 logits: 0 when the reader's greedy answer is the
-not-found text, negative when it prefers another answer, None for a backend without logits."""
+"""Gate signals from real reader logits. The not-found margin (SmolLM2): 0 when the reader's greedy answer is
+the not-found text, negative when it prefers another answer, None for a backend without logits. The answer
+check: the yes-over-no log-odds of the first reply token, and with the 1.5B reader (when installed) higher for
+a passage that states the answer than for one that does not."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from domainrag.serving.reader_score import FIRST_TOKENS, not_found_margin, supports_reader_score
+from domainrag.serving.reader_score import (
+    CHECK_QUESTION,
+    FIRST_TOKENS,
+    answer_check,
+    check_messages,
+    not_found_margin,
+    supports_reader_score,
+)
+from domainrag.zoo import BASE_MODELS
 
 pytestmark = pytest.mark.integration
 
@@ -54,5 +64,66 @@ def test_llamacpp_gives_the_same_margin_shape_and_keeps_its_prefix_cache() -> No
         assert generator.generate(MESSAGES, greedy_cfg) == fresh  # the context is left usable
         generator.llm.reset()
         assert not_found_margin(generator, MESSAGES, "Purple elephants sing opera.") < -1.0  # from empty
+    finally:
+        generator.close()
+
+
+def test_the_answer_check_is_the_yes_over_no_log_odds_of_the_first_reply_token(api) -> None:
+    generator = api.state.apps.get("docs").generator
+    check = check_messages(MESSAGES)
+    assert check[-1]["content"].startswith(MESSAGES[-1]["content"]) and check[-1]["content"].endswith(CHECK_QUESTION)
+    with torch.inference_mode():
+        logits = generator.model(input_ids=generator.prompt_ids(check)).logits[0, -1].double()
+    tok = generator.tokenizer
+
+    def first(words: tuple[str, ...]) -> list[int]:
+        return sorted({tok(w, add_special_tokens=False)["input_ids"][0] for w in words})
+
+    yes = first(("yes", "Yes", " yes", " Yes", "YES"))
+    no = first(("no", "No", " no", " No", "NO"))
+    expected = float(torch.logsumexp(logits[yes], 0) - torch.logsumexp(logits[no], 0))
+    assert answer_check(generator, MESSAGES) == pytest.approx(expected, abs=1e-3)
+
+    class Remote:
+        name = "remote"
+
+    assert answer_check(Remote(), MESSAGES) is None
+
+
+def test_llamacpp_answer_check_leaves_the_context_usable() -> None:
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed (make install-llamacpp)")
+    from domainrag.serving.backends import LlamaCppGenerator, resolve_gguf
+    from domainrag.serving.generator import GenerationConfig
+
+    generator = LlamaCppGenerator(str(resolve_gguf("smollm2-135m-instruct")), n_ctx=1024)
+    try:
+        greedy_cfg = GenerationConfig(max_new_tokens=12, temperature=0, repetition_penalty=1.0)
+        fresh = generator.generate(MESSAGES, greedy_cfg)
+        first = answer_check(generator, MESSAGES)
+        # again with the prompt already in the context: only the tail is evaluated (a different batch split,
+        # so the float sums differ a little)
+        assert first is not None and first == pytest.approx(answer_check(generator, MESSAGES), abs=0.05)
+        assert generator.generate(MESSAGES, greedy_cfg) == fresh
+    finally:
+        generator.close()
+
+
+@pytest.mark.skipif(not BASE_MODELS["qwen2.5-coder-1.5b-instruct"].installed,
+                    reason="make models-extra installs the 1.5B reader's weight packages")
+def test_the_15b_reader_checks_higher_when_the_passage_states_the_answer() -> None:
+    from domainrag.serving.backends import LlamaCppGenerator, resolve_gguf
+
+    generator = LlamaCppGenerator(str(resolve_gguf("qwen2.5-coder-1.5b-instruct")), n_ctx=1024)
+    question = "How often should the DP-220's diaphragm be replaced?"
+
+    def ask(passage: str) -> float | None:
+        user = f"Context:\n[1]\n<<<\n{passage}\n>>>\n\nQuestion: {question}"
+        return answer_check(generator, [{"role": "system", "content": "Answer from the passages."},
+                                        {"role": "user", "content": user}])
+
+    try:
+        states = ask("The DP-220 dosing pump delivers 12 litres per hour. Replace its diaphragm every 4000 hours.")
+        lacks = ask("The DP-220 dosing pump delivers 12 litres per hour at 10 bar and weighs 4 kg.")
+        assert states is not None and lacks is not None and states > lacks + 1.0
     finally:
         generator.close()

@@ -86,8 +86,8 @@ def app_calibrate(
                                                      "removed from the passages, as an unanswerable one")] = True,
     reranker: Annotated[str | None, typer.Option(help="registered reranker the gate scores with, when the app "
                                                       "has none")] = None,
-    signals: Annotated[str, typer.Option(help="comma-separated gate signals: rerank, dense, bm25, reader "
-                                              "(those unavailable are left out)")] = "rerank,dense,bm25,reader",
+    signals: Annotated[str, typer.Option(help="comma-separated gate signals: rerank, dense, bm25, reader, check "
+                                              "(those unavailable are left out)")] = "rerank,dense,bm25,reader,check",
     limit: Annotated[int | None, typer.Option(min=1, help="use the first N questions")] = None,
 ) -> None:
     """Fit the app's answerability gate on labelled questions to a target false-refusal rate and store it."""

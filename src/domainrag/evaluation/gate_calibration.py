@@ -22,7 +22,7 @@ import numpy as np
 from domainrag.errors import DomainRagError
 from domainrag.evaluation.beir import gold_docs, read_questions
 from domainrag.serving.apps import load_app, set_gate
-from domainrag.serving.gate import FEATURES, GATE_TOP_N, GateCalibration, gate_signals
+from domainrag.serving.gate import FEATURES, GATE_TOP_N, READER_FEATURES, GateCalibration, gate_signals
 from domainrag.serving.rag import RagApp
 
 WITHHOLD_EXTRA = 20
@@ -52,6 +52,7 @@ def collect_rows(
 ) -> list[GateRow]:
     """Gate signals of every question (and of its withheld-gold twin); the reader signal needs ``rag.generator``."""
     reader = rag.gate.reader if rag.gate is not None else None
+    checker = rag.gate.checker if rag.gate is not None else None
     k = rag.retriever.config.top_k
     rows: list[GateRow] = []
     for i, q in enumerate(items):
@@ -61,7 +62,7 @@ def collect_rows(
         for answerable, withheld in variants:
             hits = [h for h in hits_all if h.doc_id not in gold][:k] if withheld else hits_all[:k]
             signals = gate_signals(question, hits, features=features, reranker=reranker, reader=reader,
-                                   messages=lambda h=hits, q=question: rag.messages(q, h), top_n=top_n)
+                                   checker=checker, messages=lambda h=hits, q=question: rag.messages(q, h), top_n=top_n)
             rows.append(GateRow(str(q.get("id", i)), answerable, withheld, signals))
         if progress:
             progress(i + 1, len(items))
@@ -143,10 +144,10 @@ def calibrate_app(
     if unknown:
         raise DomainRagError(f"unknown gate signal(s): {', '.join(unknown)}", hint=f"choose from {', '.join(FEATURES)}")
     items = read_questions(questions)[: limit or None]
-    rag = load_app(ws, name, with_generator="reader" in signals)
+    rag = load_app(ws, name, with_generator=any(s in READER_FEATURES for s in signals))
     scorer = ws.reranker(reranker) if reranker and "rerank" in signals else None
-    if "reader" in signals and (rag.gate is None or rag.gate.reader is None):
-        signals = [s for s in signals if s != "reader"]  # the app's backend exposes no logits
+    if rag.gate is None or rag.gate.reader is None:
+        signals = [s for s in signals if s not in READER_FEATURES]  # the app's backend exposes no logits
     rows = collect_rows(rag, items, withhold_gold=withhold_gold, features=signals, reranker=scorer,
                         progress=progress)
     cal = fit_gate(rows, target_false_refusal, features=signals, reranker=reranker if scorer else None,

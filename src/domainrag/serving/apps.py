@@ -13,7 +13,7 @@ from domainrag.serving.backends import check_llm, generator_for
 from domainrag.serving.gate import DEFAULT_MIN_DENSE, Gate, GateCalibration
 from domainrag.serving.generator import Generator
 from domainrag.serving.rag import GenerationSettings, RagApp
-from domainrag.serving.reader_score import not_found_margin, supports_reader_score
+from domainrag.serving.reader_score import answer_check, not_found_margin, supports_reader_score
 from domainrag.storage.preflight import preflight, require
 from domainrag.workspace import Workspace
 
@@ -127,11 +127,14 @@ def make_gate(ws: Workspace, app: AppRecord, reranker: Any, generator: Generator
     cal = app.gate
     if cal is not None and cal.reranker and "rerank" in cal.features and reranker is None:
         reranker = ws.reranker(cal.reranker)
-    reader = None
+    reader = checker = None
     if generator is not None and supports_reader_score(generator):
         not_found = app.generation.not_found_answer
 
         def reader(messages: list[dict[str, str]]) -> float | None:
             return not_found_margin(generator, messages, not_found)
 
-    return Gate(cal, reranker=reranker, reader=reader)
+        def checker(messages: list[dict[str, str]]) -> float | None:
+            return answer_check(generator, messages)
+
+    return Gate(cal, reranker=reranker, reader=reader, checker=checker)

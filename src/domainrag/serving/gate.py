@@ -7,7 +7,9 @@ Signals of one question (``None`` where a signal cannot be computed):
 * ``dense``: the best dense cosine similarity among them; ``bm25``: the best BM25 score;
 * ``reader``: the reader's own preference for the not-found answer, mean log-probability of the first
   tokens of the app's not-found text minus that of its greedy answer's first tokens (0 when the greedy
-  answer is the not-found text), from the backend's logits (:mod:`.reader_score`).
+  answer is the not-found text), from the backend's logits (:mod:`.reader_score`);
+* ``check``: the reader asked whether the passages state the answer, log-odds of its "yes" over "no"
+  (one more prompt prefill per question; :func:`.reader_score.answer_check`).
 
 A :class:`GateCalibration` (fitted by ``domainrag app calibrate``, stored with the app) turns the signals
 into p(answerable) with a logistic model and compares it with a threshold chosen for the user's target
@@ -27,8 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from domainrag.index.base import SearchHit
 from domainrag.retrieval.reranker import PairScorer, rerank_hits
 
-Feature = Literal["rerank", "dense", "bm25", "reader"]
-FEATURES: tuple[Feature, ...] = ("rerank", "dense", "bm25", "reader")
+Feature = Literal["rerank", "dense", "bm25", "reader", "check"]
+FEATURES: tuple[Feature, ...] = ("rerank", "dense", "bm25", "reader", "check")
+READER_FEATURES = ("reader", "check")
+"""Signals read from the reader's logits: they need the app's generator (a backend with logits)."""
 
 DEFAULT_MIN_DENSE = 0.2
 """Uncalibrated apps refuse only when no passage reaches this dense cosine similarity: off-topic questions.
@@ -98,6 +102,7 @@ def gate_signals(
     features: Sequence[str] = FEATURES,
     reranker: PairScorer | None = None,
     reader: ReaderScore | None = None,
+    checker: ReaderScore | None = None,
     messages: Callable[[], list[dict[str, str]]] | None = None,
     top_n: int = GATE_TOP_N,
 ) -> dict[str, float | None]:
@@ -118,8 +123,9 @@ def gate_signals(
         if name in features:
             values = [h.scores[name] for h in top if name in h.scores]
             out[name] = max(values) if values else None
-    if "reader" in features:
-        out["reader"] = reader(messages()) if reader is not None and messages is not None and top else None
+    for name, score in (("reader", reader), ("check", checker)):
+        if name in features:
+            out[name] = score(messages()) if score is not None and messages is not None and top else None
     return out
 
 
@@ -145,13 +151,14 @@ def decide(calibration: GateCalibration | None, signals: dict[str, float | None]
 
 
 class Gate:
-    """An app's gate: its calibration (or none), the reranker and reader scorer it may use."""
+    """An app's gate: its calibration (or none), the reranker and reader scorers it may use."""
 
     def __init__(self, calibration: GateCalibration | None, *, reranker: PairScorer | None = None,
-                 reader: ReaderScore | None = None) -> None:
+                 reader: ReaderScore | None = None, checker: ReaderScore | None = None) -> None:
         self.calibration = calibration
         self.reranker = reranker
         self.reader = reader
+        self.checker = checker
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -161,5 +168,5 @@ class Gate:
               messages: Callable[[], list[dict[str, str]]] | None = None) -> GateDecision:
         top_n = self.calibration.top_n if self.calibration else GATE_TOP_N
         signals = gate_signals(query, hits, features=self.features, reranker=self.reranker, reader=self.reader,
-                               messages=messages, top_n=top_n)
+                               checker=self.checker, messages=messages, top_n=top_n)
         return decide(self.calibration, signals)

@@ -1,4 +1,5 @@
-"""The reader's own preference for the not-found answer, from its logits (a gate signal, see :mod:`.gate`).
+"""Gate signals read from the reader's logits (see :mod:`.gate`): its preference for the not-found answer
+(:func:`not_found_margin`) and its yes/no verdict on whether the passages state the answer (:func:`answer_check`).
 
 Constrained scoring: the mean log-probability of the first ``n`` tokens of the not-found text given the
 prompt, minus that of the reader's greedy answer's first ``n`` tokens. It is 0 when the greedy answer
@@ -18,6 +19,11 @@ import numpy as np
 import torch
 
 FIRST_TOKENS = 4
+CHECK_SYSTEM = ("You check whether numbered context passages answer a question. Reply with one word: "
+                "yes if the passages state the answer, no if they do not.")
+CHECK_QUESTION = "Do the passages state the answer to the question? yes or no?"
+_YES = ("yes", "Yes", " yes", " Yes", "YES")
+_NO = ("no", "No", " no", " No", "NO")
 
 
 def _is_llamacpp(generator: Any) -> bool:
@@ -95,3 +101,42 @@ def _llamacpp_margin(generator: Any, messages: list[dict[str, str]], not_found: 
         nf = run(target, 0)
         best = run(None, len(target))
     return min(0.0, nf - best)
+
+
+def check_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The yes/no question put to the reader: the app's passages and question (its last user turn) under a
+    checking instruction instead of the answering one."""
+    return [{"role": "system", "content": CHECK_SYSTEM},
+            {"role": "user", "content": f"{messages[-1]['content']}\n\n{CHECK_QUESTION}"}]
+
+
+def answer_check(generator: Any, messages: list[dict[str, str]]) -> float | None:
+    """log p(yes) − log p(no) of the reader's first reply token to :data:`CHECK_QUESTION` (each summed over
+    casings); ``None`` if the backend has no logits. One prompt prefill, no generation.
+
+    Asked to *check* rather than to answer, a small reader separates passages that hold the answer from
+    passages that do not far better than its not-found margin does (benchmarks/README.md, answerability gate).
+    """
+    if not supports_reader_score(generator):
+        return None
+    check = check_messages(messages)
+    if _is_llamacpp(generator):
+        def first(word: str) -> int:
+            return generator.llm.tokenize(word.encode(), add_bos=False)[0]
+
+        with generator._lock:
+            logits = np.asarray(generator.eval_tokens(generator.chat_prompt_tokens(check)), dtype=np.float64)
+    else:
+        model, tokenizer = generator.model, generator.tokenizer
+
+        def first(word: str) -> int:
+            return tokenizer(word, add_special_tokens=False)["input_ids"][0]
+
+        lock = getattr(generator, "_lock", None)
+        with lock if lock is not None else contextlib.nullcontext(), torch.inference_mode():
+            ids = generator.prompt_ids(check).to(model.device)
+            logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1].double().cpu().numpy()
+    logprobs = _log_softmax(logits)
+    yes = sorted({first(w) for w in _YES})
+    no = sorted({first(w) for w in _NO})
+    return float(np.logaddexp.reduce(logprobs[yes]) - np.logaddexp.reduce(logprobs[no]))
