@@ -188,6 +188,7 @@ def main() -> None:
                     help="take the reader signal of the same rows from this earlier bench_gate.py JSON instead of "
                     "running the reader (dense and bm25 are recomputed and compared with it)")
     ap.add_argument("--reranker-negatives", type=int, default=3, help="hard negatives per training question")
+    ap.add_argument("--note", default="", help="how the machine was shared during the run (stored in the JSON)")
     ap.add_argument("--reader-signals", default="reader",
                     help="comma-separated signals read from the reader's logits: reader (not-found margin), "
                     "check (yes/no: do the passages state the answer?)")
@@ -247,7 +248,7 @@ def main() -> None:
     out = {
         "benchmark": "answerability gate on the sample domain",
         "command": "PYTHONPATH=src .venv/bin/python " + " ".join(sys.argv),
-        "note": "run on a shared 2-core machine under heavy load from other jobs: timings are not comparable",
+        "note": args.note,
         "setup": {"embedder": args.embedder, "llm": args.llm, "retrieval": "hybrid top_k 3", "target": args.target,
                   "fit_questions": f"qa_train.jsonl first {args.train} + withheld-gold twins",
                   "test_questions": "qa_heldout.jsonl (45 answerable, 5 unanswerable) + withheld-gold twins of the 45",
