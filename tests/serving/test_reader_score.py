@@ -5,6 +5,7 @@ a passage that states the answer than for one that does not."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,9 @@ from domainrag.serving.reader_score import (
     answer_check,
     check_messages,
     not_found_margin,
+    single_token_ids,
     supports_reader_score,
+    yes_no_log_odds,
 )
 from domainrag.zoo import BASE_MODELS
 
@@ -76,11 +79,12 @@ def test_the_answer_check_is_the_yes_over_no_log_odds_of_the_first_reply_token(a
         logits = generator.model(input_ids=generator.prompt_ids(check)).logits[0, -1].double()
     tok = generator.tokenizer
 
-    def first(words: tuple[str, ...]) -> list[int]:
-        return sorted({tok(w, add_special_tokens=False)["input_ids"][0] for w in words})
+    def one_token(words: tuple[str, ...]) -> list[int]:  # words SmolLM2 writes as a single token
+        return sorted({ids[0] for w in words if len(ids := tok(w, add_special_tokens=False)["input_ids"]) == 1})
 
-    yes = first(("yes", "Yes", " yes", " Yes", "YES"))
-    no = first(("no", "No", " no", " No", "NO"))
+    yes = one_token(("yes", "Yes", " yes", " Yes", "YES", " YES"))
+    no = one_token(("no", "No", " no", " No", "NO", " NO"))
+    assert len(yes) == 4 and len(no) == 6  # "YES" / " YES" are two tokens there: their "Y" is no yes
     expected = float(torch.logsumexp(logits[yes], 0) - torch.logsumexp(logits[no], 0))
     assert answer_check(generator, MESSAGES) == pytest.approx(expected, abs=1e-3)
 
@@ -88,6 +92,12 @@ def test_the_answer_check_is_the_yes_over_no_log_odds_of_the_first_reply_token(a
         name = "remote"
 
     assert answer_check(Remote(), MESSAGES) is None
+
+
+def test_single_token_ids_leave_out_words_of_several_tokens() -> None:
+    vocab = {"yes": [7], "Yes": [8], "YES": [3, 9], " yes": [7]}
+    assert single_token_ids(vocab.__getitem__, ("yes", "Yes", "YES", " yes")) == [7, 8]
+    assert yes_no_log_odds(np.log(np.array([0.1, 0.3, 0.6])), [1], [0, 2]) == pytest.approx(np.log(0.3 / 0.7))
 
 
 def test_llamacpp_answer_check_leaves_the_context_usable() -> None:

@@ -31,6 +31,7 @@ import httpx
 
 from domainrag.errors import DomainRagError
 from domainrag.evaluation.answers import SENTENCE_BREAK
+from domainrag.serving.reader_score import NO_WORDS, YES_WORDS, single_token_ids, yes_no_log_odds
 
 API_KEY_ENV = "DOMAINRAG_JUDGE_API_KEY"
 PASSAGE_CHARS = 1200
@@ -43,9 +44,6 @@ Statement: {statement}
 Does the context support the statement? Answer yes or no."""
 # Compact on purpose: with blank lines, numbered single passages or few-shot turns, SmolLM2-135M stopped
 # ranking supported statements above contradicted ones (0-4 of 6 test pairs instead of 6 of 6).
-
-YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES", " YES")
-NO_WORDS = ("no", "No", " no", " No", "NO", " NO")
 
 _CITE = re.compile(r"\s*\[\d{1,3}\]")
 _ANSWER_WORD = re.compile(r"\b(yes|no|supported|unsupported|not supported)\b", re.IGNORECASE)
@@ -133,9 +131,11 @@ class LogitJudge(SentenceJudge):
         if not 0.0 < threshold < 1.0:
             raise JudgeError(f"judge threshold must be between 0 and 1, not {threshold}")
         self.generator, self.name, self.threshold, self.prompt = generator, name, threshold, prompt
-        tok = generator.tokenizer
-        self.yes_ids = _single_token_ids(tok, YES_WORDS)
-        self.no_ids = _single_token_ids(tok, NO_WORDS)
+        def encode(word: str) -> list[int]:
+            return generator.tokenizer.encode(word, add_special_tokens=False)
+
+        self.yes_ids = single_token_ids(encode, YES_WORDS)
+        self.no_ids = single_token_ids(encode, NO_WORDS)
         if not self.yes_ids or not self.no_ids:
             raise JudgeError(f"judge model '{name}': its tokenizer has no single token for 'yes'/'no'",
                              hint="use another judge model, or a judge behind an OpenAI-compatible URL")
@@ -147,9 +147,8 @@ class LogitJudge(SentenceJudge):
         ids = self.generator.prompt_ids(judge_messages(statement, passages, self.prompt))
         with self._lock, torch.inference_mode():
             logits = self.generator.model(input_ids=ids).logits[0, -1].float()
-        yes = torch.logsumexp(logits[self.yes_ids], 0).item()
-        no = torch.logsumexp(logits[self.no_ids], 0).item()
-        return 1.0 / (1.0 + math.exp(no - yes))
+        log_odds = yes_no_log_odds(logits.cpu().numpy(), self.yes_ids, self.no_ids)
+        return 1.0 / (1.0 + math.exp(-log_odds))
 
     def check(self, statement: str, passages: Sequence[str]) -> tuple[bool, dict[str, Any]]:
         p = self.p_yes(statement, passages)
@@ -158,15 +157,6 @@ class LogitJudge(SentenceJudge):
     def describe(self) -> dict[str, Any]:
         return {"configured": True, "kind": "in-process (yes/no next-token logits)", "model": self.name,
                 "threshold": self.threshold, "system": JUDGE_SYSTEM, "prompt": self.prompt}
-
-
-def _single_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
-    ids = []
-    for w in words:
-        enc = tokenizer.encode(w, add_special_tokens=False)
-        if len(enc) == 1 and enc[0] not in ids:
-            ids.append(enc[0])
-    return ids
 
 
 class TextJudge(SentenceJudge):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,9 @@ FIRST_TOKENS = 4
 CHECK_SYSTEM = ("You check whether numbered context passages answer a question. Reply with one word: "
                 "yes if the passages state the answer, no if they do not.")
 CHECK_QUESTION = "Do the passages state the answer to the question? yes or no?"
-_YES = ("yes", "Yes", " yes", " Yes", "YES")
-_NO = ("no", "No", " no", " No", "NO")
+YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES", " YES")
+NO_WORDS = ("no", "No", " no", " No", "NO", " NO")
+"""The reply tokens read as "yes" / "no" (by the gate's check and the in-process faithfulness judge)."""
 
 
 def _is_llamacpp(generator: Any) -> bool:
@@ -110,33 +112,54 @@ def check_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
             {"role": "user", "content": f"{messages[-1]['content']}\n\n{CHECK_QUESTION}"}]
 
 
+def single_token_ids(encode: Callable[[str], list[int]], words: Sequence[str]) -> list[int]:
+    """Ids of the ``words`` the tokenizer writes as one token, in order, without repeats (a word split into
+    several tokens is left out: its first piece, "Y" of "YES", is not a yes)."""
+    ids: list[int] = []
+    for word in words:
+        enc = encode(word)
+        if len(enc) == 1 and enc[0] not in ids:
+            ids.append(enc[0])
+    return ids
+
+
+def yes_no_log_odds(logits: np.ndarray, yes: Sequence[int], no: Sequence[int]) -> float:
+    """log p(yes) − log p(no) of one next-token distribution, each side summed over its token ids."""
+    values = np.asarray(logits, dtype=np.float64)
+    return float(np.logaddexp.reduce(values[list(yes)]) - np.logaddexp.reduce(values[list(no)]))
+
+
+def _encoder(generator: Any) -> Callable[[str], list[int]]:
+    """The backend's tokenizer as ``text -> ids`` (no special tokens)."""
+    if _is_llamacpp(generator):
+        return lambda text: generator.llm.tokenize(text.encode(), add_bos=False)
+    return lambda text: generator.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _next_token_logits(generator: Any, messages: list[dict[str, str]]) -> np.ndarray:
+    """The logits of the reader's first reply token to ``messages``: one prompt prefill, no generation."""
+    if _is_llamacpp(generator):
+        with generator._lock:
+            return np.asarray(generator.eval_tokens(generator.chat_prompt_tokens(messages)), dtype=np.float64)
+    model = generator.model
+    lock = getattr(generator, "_lock", None)  # the backend serves one forward pass at a time
+    with lock if lock is not None else contextlib.nullcontext(), torch.inference_mode():
+        ids = generator.prompt_ids(messages).to(model.device)
+        return model(input_ids=ids, logits_to_keep=1).logits[0, -1].double().cpu().numpy()
+
+
 def answer_check(generator: Any, messages: list[dict[str, str]]) -> float | None:
-    """log p(yes) − log p(no) of the reader's first reply token to :data:`CHECK_QUESTION` (each summed over
-    casings); ``None`` if the backend has no logits. One prompt prefill, no generation.
+    """log p(yes) − log p(no) of the reader's first reply token to :data:`CHECK_QUESTION` (each side summed
+    over :data:`YES_WORDS` / :data:`NO_WORDS`); ``None`` if the backend has no logits or its tokenizer no
+    single-token yes/no. One prompt prefill, no generation.
 
     Asked to *check* rather than to answer, a small reader separates passages that hold the answer from
     passages that do not far better than its not-found margin does (benchmarks/README.md, answerability gate).
     """
     if not supports_reader_score(generator):
         return None
-    check = check_messages(messages)
-    if _is_llamacpp(generator):
-        def first(word: str) -> int:
-            return generator.llm.tokenize(word.encode(), add_bos=False)[0]
-
-        with generator._lock:
-            logits = np.asarray(generator.eval_tokens(generator.chat_prompt_tokens(check)), dtype=np.float64)
-    else:
-        model, tokenizer = generator.model, generator.tokenizer
-
-        def first(word: str) -> int:
-            return tokenizer(word, add_special_tokens=False)["input_ids"][0]
-
-        lock = getattr(generator, "_lock", None)
-        with lock if lock is not None else contextlib.nullcontext(), torch.inference_mode():
-            ids = generator.prompt_ids(check).to(model.device)
-            logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1].double().cpu().numpy()
-    logprobs = _log_softmax(logits)
-    yes = sorted({first(w) for w in _YES})
-    no = sorted({first(w) for w in _NO})
-    return float(np.logaddexp.reduce(logprobs[yes]) - np.logaddexp.reduce(logprobs[no]))
+    encode = _encoder(generator)
+    yes, no = single_token_ids(encode, YES_WORDS), single_token_ids(encode, NO_WORDS)
+    if not yes or not no:
+        return None
+    return yes_no_log_odds(_next_token_logits(generator, check_messages(messages)), yes, no)
