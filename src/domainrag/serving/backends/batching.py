@@ -29,11 +29,10 @@ from typing import Any
 
 import torch
 
-from domainrag.serving.backends.config import DEFAULT_PREFILL_BUDGET
+from domainrag.serving.backends.config import DEFAULT_MAX_BATCH, DEFAULT_PREFILL_BUDGET
 from domainrag.serving.backends.sampling import RequestSampler
 from domainrag.serving.generator import GenerationConfig
 
-DEFAULT_MAX_BATCH = 64
 _END = object()
 
 
@@ -139,9 +138,9 @@ class BatchRunner:
                 cache = self._prefill(request)
             except Exception as exc:  # this prompt failed (too long, ...): only its request fails
                 request.finish(exc)
-                cache = None
-            if cache is not None:
-                joining.append((request, cache))
+            else:
+                if cache is not None:  # None: it ended with its first token
+                    joining.append((request, cache))
             budget -= len(request.ids)
         if joining:
             self._join(joining)

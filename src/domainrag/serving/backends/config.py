@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from domainrag.errors import DomainRagError
 
 DEFAULT_API_KEY_ENV = "DOMAINRAG_REMOTE_API_KEY"
+DEFAULT_MAX_BATCH = 64  # requests decoded together by a continuous batch
 DEFAULT_PREFILL_BUDGET = 4096  # prompt tokens prefilled between two decode steps of a continuous batch
 ENDPOINT_EXAMPLES = (
     '{"type": "transformers"} | {"type": "openai", "base_url": "http://host:8000/v1", "model": "name"} | '
@@ -38,8 +39,8 @@ class TransformersEndpoint(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 on CPUs with AVX512-BF16/AMX (half the memory, faster prompts), "
         "else float32")
-    max_batch: int = Field(64, ge=1, le=1024, description="requests decoded together (continuous batching); "
-                           "1 runs one request at a time")
+    max_batch: int = Field(DEFAULT_MAX_BATCH, ge=1, le=1024,
+                           description="requests decoded together (continuous batching); 1 runs one request at a time")
     prefill_budget: int = Field(DEFAULT_PREFILL_BUDGET, ge=1, le=1_000_000,
                                 description="prompt tokens read between two decode steps (at least one prompt): "
                                 "higher gives waiting requests their first token sooner, lower keeps the "

@@ -17,8 +17,8 @@ import torch
 
 from domainrag import hardware
 from domainrag.serving.attention import register
-from domainrag.serving.backends.batching import DEFAULT_MAX_BATCH, BatchRunner
-from domainrag.serving.backends.config import DEFAULT_PREFILL_BUDGET
+from domainrag.serving.backends.batching import BatchRunner
+from domainrag.serving.backends.config import DEFAULT_MAX_BATCH, DEFAULT_PREFILL_BUDGET
 from domainrag.serving.generator import GenerationConfig
 from domainrag.serving.metrics import record_batch_size
 from domainrag.serving.stop_sequences import StopAt
