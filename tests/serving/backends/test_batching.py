@@ -150,3 +150,32 @@ def test_deploy_times_the_backends_and_records_the_choice(client_ws: Any, monkey
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
     llm = client_ws.resolve_llm("smol-timed")
     assert [choice.label(c) for c in choice.candidates(client_ws, llm)] == ["transformers float32"]
+
+
+def test_the_running_cache_grows_in_place_and_answers_stay_those_of_generate(fp32: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 3 free positions the running cache outgrows its buffers every few steps while requests join and leave:
+    the answers are still ``generate``'s, and a decode step writes into the buffer instead of copying it."""
+    from domainrag.serving.backends import batching
+
+    monkeypatch.setattr(batching, "SPARE", 3)
+    generator = fp32
+    prompts = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    configs = [GenerationConfig(temperature=0, max_new_tokens=n) for n in (5, 16, 9, 16)]  # leave at different steps
+    answers: list[str | None] = [None] * len(prompts)
+    buffers: list[int] = []
+
+    def job(i: int) -> Any:
+        return lambda: answers.__setitem__(i, generator.generate(prompts[i], configs[i]))
+
+    def step(size: int) -> None:
+        layer = generator.batch._cache.layers[0]
+        buffers.append(layer.keys.untyped_storage().data_ptr())
+
+    generator.batch.on_step = step
+    try:
+        _run_together(generator, [job(i) for i in range(len(prompts))])
+    finally:
+        generator.batch.on_step = None
+    assert answers == [_alone(generator, p, c) for p, c in zip(prompts, configs, strict=True)]
+    assert 1 < len(set(buffers)) < len(buffers)  # reallocated now and then, written in place in between

@@ -14,6 +14,8 @@ would change; it also pads decode batches for CUDA graphs. This loop keeps every
 * Requests join between steps (prefill up to ``prefill_budget`` prompt tokens per step, at least one) and
   leave at every step (end of text, ``max_new_tokens``, cancelled, or the consumer closed the stream); the
   padding columns no remaining row needs are dropped.
+* The running batch's cache layers keep :data:`SPARE` free positions (``_spare_layer``): a decode step
+  writes its keys in place, where ``DynamicCache``'s ``torch.cat`` copied the whole batch's cache every step.
 
 ``max_batch=1`` is the old behaviour (one request at a time), kept for comparisons (benchmarks).
 """
@@ -21,6 +23,7 @@ would change; it also pads decode batches for CUDA graphs. This loop keeps every
 from __future__ import annotations
 
 import atexit
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -34,6 +37,7 @@ from domainrag.serving.backends.sampling import RequestSampler
 from domainrag.serving.generator import GenerationConfig
 
 _END = object()
+SPARE = 128  # free positions in the running cache; when they run out, the cache is copied once into a larger one
 
 
 @dataclass(eq=False)
@@ -185,10 +189,10 @@ class BatchRunner:
             masks.insert(0, self._mask)  # type: ignore[arg-type]
             caches.insert(0, self._cache)
         width = max(m.shape[1] for m in masks)
-        for layers in zip(*(c.layers for c in caches), strict=True):
-            layers[0].keys = torch.cat([_left_pad(layer.keys, width) for layer in layers])
-            layers[0].values = torch.cat([_left_pad(layer.values, width) for layer in layers])
+        joined = [_stacked([(layer.keys, layer.values) for layer in layers], width)
+                  for layers in zip(*(c.layers for c in caches), strict=True)]
         self._cache = caches[0]
+        self._cache.layers = joined
         self._mask = torch.cat([_left_pad(m, width) for m in masks])
         self._running.extend(r for r, _ in joining)
 
@@ -216,19 +220,61 @@ class BatchRunner:
         index = torch.tensor(keep)
         mask = self._mask.index_select(0, index)  # type: ignore[union-attr]
         start = int((mask.shape[1] - mask.sum(dim=1)).min())  # the fewest padding columns of any kept row
-        for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, start:]
-            layer.values = layer.values.index_select(0, index)[:, :, start:]
+        width = mask.shape[1] - start
+        self._cache.layers = [_stacked([(layer.keys[:, :, start:].index_select(0, index),
+                                                    layer.values[:, :, start:].index_select(0, index))], width)
+                              for layer in self._cache.layers]
         self._mask = mask[:, start:]
         self._running = [self._running[i] for i in keep]
 
 
-def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    """``tensor`` (``[B, T]`` mask or ``[B, H, T, D]`` keys) with zeros before position 0, to ``width`` positions."""
-    dim = 1 if tensor.dim() == 2 else 2
-    missing = width - tensor.shape[dim]
-    if missing == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+@functools.cache
+def _spare_layer() -> type:
+    """:class:`SpareLayer`, defined on first use: transformers is imported where a model runs, not at import."""
+    from transformers.cache_utils import DynamicLayer
+
+    class SpareLayer(DynamicLayer):  # type: ignore[misc]
+        """A running batch's cache layer: ``keys``/``values`` (``[B, H, T, D]``) are views of buffers with free
+        positions after ``T``, so a decode step writes its keys in place (``DynamicLayer.update`` concatenates,
+        copying the whole batch's cache every step: at 50 streams most of a step's time)."""
+
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+            super().__init__()
+            self._buffers = (keys, values)
+            self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+            self.device, self.is_initialized = keys.device, True
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            length, new = self.keys.shape[2], key_states.shape[2]
+            if length + new > self._buffers[0].shape[2]:
+                self._buffers = _stacked([(self.keys, self.values)], length)._buffers
+            keys, values = self._buffers
+            keys[:, :, length:length + new] = key_states
+            values[:, :, length:length + new] = value_states
+            self.keys, self.values = keys[:, :, :length + new], values[:, :, :length + new]
+            return self.keys, self.values
+
+    return SpareLayer
+
+
+def _stacked(parts: list[tuple[torch.Tensor, torch.Tensor]], width: int) -> Any:
+    """A cache layer of the rows of every ``(keys, values)`` in ``parts``, each left-padded with zeros to ``width``
+    positions, in new buffers with :data:`SPARE` free positions (one copy of the parts)."""
+    rows = sum(k.shape[0] for k, _ in parts)
+    _, heads, _, dim = parts[0][0].shape
+    buffers = [parts[0][i].new_empty(rows, heads, width + SPARE, dim) for i in (0, 1)]
+    row = 0
+    for part in parts:
+        count, length = part[0].shape[0], part[0].shape[2]
+        for buffer, tensor in zip(buffers, part, strict=True):
+            buffer[row:row + count, :, :width - length].zero_()  # padding must hold numbers: 0 x NaN is NaN
+            buffer[row:row + count, :, width - length:width] = tensor
+        row += count
+    return _spare_layer()(buffers[0], buffers[1], width)
+
+
+def _left_pad(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """A ``[B, T]`` mask with zeros before position 0, to ``width`` positions."""
+    missing = width - mask.shape[1]
+    return mask if missing == 0 else torch.cat([mask.new_zeros(mask.shape[0], missing), mask], dim=1)
