@@ -316,7 +316,8 @@ def evaluate(ws: Workspace, index: str, questions: list[dict[str, Any]]) -> tupl
     return metrics, per_q
 
 
-def parse_and_ingest(ws: Workspace, folder: Path, index: str) -> tuple[list[Path], float, Any, float]:
+def parse_and_ingest(ws: Workspace, folder: Path, index: str,
+                     contextual_header: bool = True) -> tuple[list[Path], float, Any, float]:
     """(files, seconds to parse every file once, the ingest report, seconds of the ingest into a new index)."""
     files = sorted(p for p in folder.iterdir() if p.is_file())
     start = time.perf_counter()
@@ -325,13 +326,14 @@ def parse_and_ingest(ws: Workspace, folder: Path, index: str) -> tuple[list[Path
     parse_s = time.perf_counter() - start
     create_index(ws, index, MODEL)
     start = time.perf_counter()
-    report = ingest(ws, index, [folder])
+    report = ingest(ws, index, [folder], contextual_header=contextual_header)
     return files, parse_s, report, time.perf_counter() - start
 
 
-def run_variant(ws: Workspace, name: str, folder: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
+def run_variant(ws: Workspace, name: str, folder: Path, questions: list[dict[str, Any]],
+                contextual_header: bool = True) -> dict[str, Any]:
     index = f"sample-{name}"
-    files, parse_s, report, ingest_s = parse_and_ingest(ws, folder, index)
+    files, parse_s, report, ingest_s = parse_and_ingest(ws, folder, index, contextual_header)
     chunks = report.chunk_records
     metrics, per_q = evaluate(ws, index, questions)
     row = {
@@ -390,6 +392,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/formats_sample.json"))
     ap.add_argument("--keep", type=Path, default=None, help="also copy the rendered PDF/DOCX files here")
+    ap.add_argument("--contextual-header", choices=("on", "off"), default="on",
+                    help="title and section path in front of each chunk (ingest's --contextual-header)")
     a = ap.parse_args()
     paths = sample_paths()
     questions = [q for q in read_qa(paths.qa_heldout) if q.get("doc")]
@@ -406,7 +410,7 @@ def main() -> None:
         ws = Workspace.open(work / "ws")
         folders = {"md": paths.docs, "pdf": work / "rendered" / "pdf", "docx": work / "rendered" / "docx"}
         for name in VARIANTS:
-            results[name] = run_variant(ws, name, folders[name], questions)
+            results[name] = run_variant(ws, name, folders[name], questions, a.contextual_header == "on")
     per = {v: results[v]["per_question"] for v in VARIANTS}
     md_metrics = results["md"]["summary"]["metrics"]
     bar = {v: {m: round(results[v]["summary"]["metrics"][m]["recall@5"] - md_metrics[m]["recall@5"], 2)
@@ -415,6 +419,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "model": MODEL,
         "questions": len(questions),
+        "contextual_header": a.contextual_header,
         "skipped_unanswerable": len(read_qa(paths.qa_heldout)) - len(questions),
         "rendered": {"elements": drawn, "seconds": round(render_s, 2)},
         "variants": {v: results[v]["summary"] for v in VARIANTS},

@@ -300,8 +300,8 @@ def file_pages(folder: Path, fmt: str) -> int | None:
 
 
 def run_variant(ws: Any, variant: str, folder: Path, questions: list[dict[str, Any]], rel: Relevance,
-                entries: list[dict[str, Any]]) -> dict[str, Any]:
-    files, parse_s, report, ingest_s = fs.parse_and_ingest(ws, folder, f"tatqa-{variant}")
+                entries: list[dict[str, Any]], contextual_header: bool = True) -> dict[str, Any]:
+    files, parse_s, report, ingest_s = fs.parse_and_ingest(ws, folder, f"tatqa-{variant}", contextual_header)
     index = f"tatqa-{variant}"
     chunks = report.chunk_records
     kinds = Counter(c.metadata.get("kind", "text") for c in chunks)
@@ -357,14 +357,14 @@ def train(a: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]]:
     from domainrag.zoo import resolve_embedder
 
     ra = argparse.Namespace(data_dir=a.data_dir, context=None, expand_children=EXPAND, seed=a.seed,
-                            pipeline_negatives=a.pipeline_negatives, train_pairs=a.train_pairs, epochs=1,
+                            pipeline_negatives=a.pipeline_negatives, train_pairs=a.train_pairs, epochs=a.epochs,
                             batch_size=16, loss="mnrl", in_batch_negatives=2, hard_negatives=0,
                             eval_fraction=0.05, max_length=a.max_length, learning_rate=a.learning_rate)
     embedder = CachedEmbedder(load_embedder(resolve_embedder(MODEL), MODEL))
     start = time.perf_counter()
     pairs, n, available = br.dev_pairs(ra, work / "rerank", embedder)
     mined = time.perf_counter() - start
-    out = work / "reranker"
+    out = a.save_reranker or work / "reranker"
     info = br.train_reranker(pairs, out, ra)
     return out, {"dev_pairs_available": available, "dev_pairs_used": n,
                  "pipeline_negatives_per_pair": a.pipeline_negatives, "mining_seconds": round(mined, 1), **info}
@@ -391,11 +391,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-pairs", type=int, default=300, help="dev pairs for the reranker; 0 = no reranker")
     ap.add_argument("--pipeline-negatives", type=int, default=3)
     ap.add_argument("--learning-rate", type=float, default=5e-5)
+    ap.add_argument("--epochs", type=int, default=1, help="reranker training epochs")
+    ap.add_argument("--save-reranker", type=Path, default=None, help="keep the trained reranker in this folder")
     ap.add_argument("--max-length", type=int, default=192)
     ap.add_argument("--rerank-queries", type=int, default=0, help="seeded sample for the reranked runs (0 = all)")
     ap.add_argument("--keep", type=Path, default=None, help="also copy the rendered files here")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--contextual-header", choices=("on", "off"), default="on",
+                    help="title and section path in front of each chunk (ingest's --contextual-header)")
     a = ap.parse_args(argv)
     formats = [f for f in a.formats.split(",") if f]
     if bad := set(formats) - set(FORMATS):
@@ -415,7 +419,8 @@ def main(argv: list[str] | None = None) -> None:
     run: dict[str, Any] = {"training": None, "sample": [], "questions": questions}
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "model": MODEL, "reports": len(entries),
             "subset": f"first {a.limit} of 277 test reports" if a.limit else "full test_gold",
-            "questions": len(questions), "domainrag_commit": _git_commit()}  # the code the run started from
+            "questions": len(questions), "contextual_header": a.contextual_header,
+            "domainrag_commit": _git_commit()}  # the code the run started from
 
     def write(stage: str) -> dict[str, Any]:
         report = build_report(meta, results, formats, run, a, t0, load_start, stage)
@@ -433,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
         ws = Workspace.open(work / "ws")
         folders = {"json": json_folder(a.data_dir, work, entries), **{f: work / "rendered" / f for f in formats}}
         for name, folder in folders.items():  # the cheap configurations first: written before any training
-            results[name] = run_variant(ws, name, folder, questions, rel, entries)
+            results[name] = run_variant(ws, name, folder, questions, rel, entries, a.contextual_header == "on")
         write("without reranker")
         reranker_dir = a.reranker
         if reranker_dir is None and a.train_pairs:

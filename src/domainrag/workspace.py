@@ -290,6 +290,7 @@ def ingest(
     reembed: bool = False,
     strict: bool = False,
     parse_progress: ParseProgress | None = None,
+    contextual_header: bool = True,
 ) -> IngestReport:
     """Load, chunk, embed and upsert files into a catalogued index; records the chunks in the lake.
 
@@ -315,7 +316,7 @@ def ingest(
             ws.catalog.update("index", index, embedder=ws.embedder_pin(record.embedding_model).model_dump())
     report = ingest_paths(paths, store, embedder, batch_size=batch_size, strict=strict,
                           max_words=max_words, overlap_words=overlap_words, progress=progress,
-                          parse_progress=parse_progress)
+                          parse_progress=parse_progress, contextual_header=contextual_header)
     pin = ws.index_record(index).embedder
     if report.written and pin is not None and pin != (new := pin.with_bulk_encoder(embedder.bulk_path)):
         ws.catalog.update("index", index, embedder=new.model_dump())  # which bulk encoder wrote these vectors

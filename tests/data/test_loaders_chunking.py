@@ -96,3 +96,18 @@ def test_structured_chunks_start_with_their_section_path() -> None:
     assert text.text == "CTL-400 datasheet > Mechanical\n\nThe controller weighs 2.1 kg."
     assert text.metadata["section"] == "CTL-400 datasheet > Mechanical" and text.metadata["page"] == 2
     assert table.text.startswith("Readings\n\n| a | b |")  # a sheet's name is said once, not twice
+
+
+def test_contextual_header_off_leaves_the_bare_text_and_new_ids() -> None:
+    """``contextual_header=False`` (ingest --no-contextual-header): no section path in the chunk and no title in
+    the embedded text; the chunk ids follow the text, so switching re-ids the chunks instead of mixing them."""
+    from domainrag.data.blocks import Block
+    from domainrag.index.ingest import embed_text
+
+    doc = Document("ctl.pdf", "", "CTL-400", {}, (
+        Block("text", "The controller weighs 2.1 kg.", ("CTL-400 datasheet", "Mechanical"), 2),))
+    (on,), (off,) = chunk_document(doc), chunk_document(doc, contextual_header=False)
+    assert off.text == "The controller weighs 2.1 kg." and off.metadata["section"] == on.metadata["section"]
+    assert embed_text(on) == "CTL-400\nCTL-400 datasheet > Mechanical\n\nThe controller weighs 2.1 kg."
+    assert embed_text(off, contextual_header=False) == off.text
+    assert on.chunk_id != off.chunk_id

@@ -39,3 +39,19 @@ def test_progress_moves_per_batch_and_every_chunk_is_written(tmp_path: Path) -> 
         assert hits[0].chunk_id == chunk.chunk_id
     again = ingest_documents(docs, store, embedder, batch_size=2)
     assert again.written == 0 and again.skipped_existing == 11
+
+
+def test_contextual_header_off_embeds_and_stores_the_bare_text(tmp_path: Path) -> None:
+    """ingest --no-contextual-header reaches the chunker and the embedder: neither title nor section path."""
+    from domainrag.data.blocks import Block
+
+    doc = Document("ctl.pdf", "", "CTL-400", {}, (Block("text", "It weighs 2.1 kg.", ("Datasheet", "Mechanical"), 1),))
+    store = EmbeddedStore("idx", EmbeddedStoreConfig(), str(tmp_path / "lance"))
+    embedder = _CountingEmbedder()
+    seen: list[str] = []
+    embedder.encode = lambda texts, batch_size=64: (seen.extend(texts), FakeEmbedder.encode(embedder, texts))[1]  # type: ignore[method-assign]
+    report = ingest_documents([doc], store, embedder, contextual_header=False)
+    assert seen == ["It weighs 2.1 kg."] and report.chunk_records[0].text == "It weighs 2.1 kg."
+    seen.clear()
+    ingest_documents([doc], store, embedder)  # on (the default): new ids, the old chunk removed as stale
+    assert seen == ["CTL-400\nDatasheet > Mechanical\n\nIt weighs 2.1 kg."] and store.count() == 1

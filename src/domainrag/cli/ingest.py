@@ -13,7 +13,8 @@ app = command_app()
 
 @app.command("ingest")
 def ingest_cmd(
-    paths: Annotated[list[str], typer.Argument(help="files, folders or s3:// / oss:// URLs (txt, md, html, jsonl)")],
+    paths: Annotated[list[str], typer.Argument(help="files, folders or s3:// / oss:// URLs (text, "
+                                                           "Markdown, HTML, JSONL, PDF, Office, CSV, images)")],
     index: Annotated[str, typer.Option(help="target index")],
     batch_size: Annotated[int, typer.Option(min=1, help="chunks per embedding batch (the progress bar moves per "
                                                          "batch)")] = 64,
@@ -22,6 +23,8 @@ def ingest_cmd(
     reembed: Annotated[bool, typer.Option(help="rebuild the index from PATHS with its embedding model as it is "
                                                "now (after the model changed)")] = False,
     strict: Annotated[bool, typer.Option(help="any skipped file or line is an error, and nothing is written")] = False,
+    contextual_header: Annotated[bool, typer.Option(help="put the document title and section path in front of "
+                                                         "each chunk's embedded and searched text")] = True,
 ) -> None:
     """Load, chunk, embed and bulk-write documents (POST /_bulk). Re-running resumes.
 
@@ -45,7 +48,8 @@ def ingest_cmd(
             bar.update(task, completed=done, total=total, description=f"ingest → {index}: embedding chunks")
 
         report = ingest(ws(), index, paths, batch_size=batch_size, max_words=max_words, overlap_words=overlap_words,
-                        progress=progress, reembed=reembed, strict=strict, parse_progress=parsed)
+                        progress=progress, reembed=reembed, strict=strict, parse_progress=parsed,
+                        contextual_header=contextual_header)
     for origin, status in report.files.items():
         if status != "ingested":
             err_console.print(f"[yellow]{status}:[/] {origin}", highlight=False)

@@ -51,9 +51,11 @@ _PARA = re.compile(r"\n\s*\n")
 NEIGHBOURS = 2  # text chunks linked on each side of a table
 
 
-def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20) -> list[Chunk]:
+def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20, *,
+                   contextual_header: bool = True) -> list[Chunk]:
     """Paragraph-aware word windows: paragraphs are packed up to ``max_words``; a longer
-    paragraph is cut into windows overlapping by ``overlap_words``.
+    paragraph is cut into windows overlapping by ``overlap_words``. ``contextual_header``: a structured
+    chunk starts with its section path (off: the bare text).
 
     Written by hand because the splitters in the big frameworks drag in their whole stack; this
     is the part of them we need (and it keeps chunk boundaries stable across versions).
@@ -61,7 +63,7 @@ def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20)
     if overlap_words >= max_words:
         raise ValueError("overlap_words must be smaller than max_words")
     if doc.blocks:
-        return _chunk_blocks(doc, max_words, overlap_words)
+        return _chunk_blocks(doc, max_words, overlap_words, contextual_header)
     return _make_chunks(doc, [(text, {}) for text in _pack(doc.text, max_words, overlap_words)])
 
 
@@ -201,15 +203,15 @@ def _table_pieces(block: Block, max_words: int) -> list[str]:
     return [caption + "\n".join(head + g) for g in groups]
 
 
-def _headed(block: Block, text: str) -> str:
+def _headed(block: Block, text: str, on: bool) -> str:
     """``text`` under its section path: a chunk cut out of a section still names what it is about (the
     product a "Mechanical" paragraph belongs to), for BM25 and the embedder alike."""
-    if not block.section or (block.caption and block.section == (block.caption,)):  # a sheet: caption is its name
-        return text
+    if not on or not block.section or (block.caption and block.section == (block.caption,)):
+        return text  # (a sheet: its caption is its name, said once)
     return f"{' > '.join(block.section)}\n\n{text}"
 
 
-def _chunk_blocks(doc: Document, max_words: int, overlap_words: int) -> list[Chunk]:
+def _chunk_blocks(doc: Document, max_words: int, overlap_words: int, header: bool) -> list[Chunk]:
     pieces: list[tuple[str, dict[str, Any]]] = []
     kinds: list[tuple[str, tuple[str, ...], int]] = []  # (kind, section, table number or -1) per piece
     run: list[Block] = []  # consecutive text blocks of one section and page, packed together
@@ -217,7 +219,7 @@ def _chunk_blocks(doc: Document, max_words: int, overlap_words: int) -> list[Chu
     def flush() -> None:
         if run:
             for text in _pack("\n\n".join(b.text for b in run), max_words, overlap_words):
-                pieces.append((_headed(run[0], text), _where(run[0])))
+                pieces.append((_headed(run[0], text, header), _where(run[0])))
                 kinds.append((run[0].kind, run[0].section, -1))
             run.clear()
 
@@ -225,7 +227,7 @@ def _chunk_blocks(doc: Document, max_words: int, overlap_words: int) -> list[Chu
         if block.kind == "table":
             flush()
             for text in _table_pieces(block, max_words):
-                pieces.append((_headed(block, text), _where(block)))
+                pieces.append((_headed(block, text, header), _where(block)))
                 kinds.append(("table", block.section, number))
             continue
         if run and (block.kind, block.section, block.page) != (run[0].kind, run[0].section, run[0].page):

@@ -60,9 +60,12 @@ class DocumentIdCollision(DomainRagError):
     """Two sources map to one document id; nothing was written or deleted."""
 
 
-def embed_text(chunk: Chunk) -> str:
-    """What gets embedded: title + chunk text (the title disambiguates short chunks)."""
-    return f"{chunk.title}\n{chunk.text}" if chunk.title and not chunk.text.startswith("#") else chunk.text
+def embed_text(chunk: Chunk, contextual_header: bool = True) -> str:
+    """What gets embedded: title + chunk text (the title disambiguates short chunks); the bare text when
+    ``contextual_header`` is off."""
+    if contextual_header and chunk.title and not chunk.text.startswith("#"):
+        return f"{chunk.title}\n{chunk.text}"
+    return chunk.text
 
 
 def _source(doc: Document) -> str:
@@ -123,9 +126,11 @@ def ingest_documents(
     progress: ProgressFn | None = None,
     report: IngestReport | None = None,
     encode_group: int = 8,
+    contextual_header: bool = True,
 ) -> IngestReport:
     """Chunk, embed and upsert documents; ``encode_group`` batches are embedded per model call and
-    written together (the unit a crash can lose and a re-run redoes)."""
+    written together (the unit a crash can lose and a re-run redoes). ``contextual_header``: the
+    document title and section path go in front of what is embedded and searched (docs/formats.md)."""
     report = report or IngestReport()
     # Refuse before the first write if the index was built for another dimension.
     store.check_dimension(encoder.dimension, encoder.name)
@@ -134,7 +139,8 @@ def ingest_documents(
     before = _check_collisions(docs, store)
     chunks: list[Chunk] = []
     for doc in docs:
-        chunks.extend(chunk_document(doc, max_words=max_words, overlap_words=overlap_words))
+        chunks.extend(chunk_document(doc, max_words=max_words, overlap_words=overlap_words,
+                                     contextual_header=contextual_header))
     report.documents += len(docs)
     report.chunks += len(chunks)
     report.chunk_records.extend(chunks)
@@ -153,11 +159,12 @@ def ingest_documents(
     bulk = getattr(encoder, "encode_documents", None)
     encode = functools.partial(bulk, total=len(todo)) if bulk is not None else encoder.encode
     for start in range(0, len(todo), group):
-        batch = sorted(todo[start : start + group], key=lambda c: len(embed_text(c)), reverse=True)
+        batch = sorted(todo[start : start + group], key=lambda c: len(embed_text(c, contextual_header)),
+                       reverse=True)
         parts = []
         for offset in range(0, len(batch), batch_size):
             part = batch[offset : offset + batch_size]
-            parts.append(encode([embed_text(c) for c in part], batch_size=batch_size))
+            parts.append(encode([embed_text(c, contextual_header) for c in part], batch_size=batch_size))
             done += len(part)
             if progress:
                 progress(done, len(todo))
@@ -183,6 +190,7 @@ def ingest_paths(
     strict: bool = False,
     parse_progress: ParseProgress | None = None,
     parse_workers: int | None = None,
+    contextual_header: bool = True,
 ) -> IngestReport:
     """Ingest local files/folders and remote URLs (preflighted, downloaded to a temporary folder).
 
@@ -205,4 +213,5 @@ def ingest_paths(
         raise DomainRagError(f"no document could be loaded from {', '.join(map(str, paths))}:\n  {found}",
                              hint=f"supported file types: {', '.join(SUPPORTED_SUFFIXES)}")
     return ingest_documents(docs, store, encoder, batch_size=batch_size, max_words=max_words,
-                            overlap_words=overlap_words, progress=progress, report=report)
+                            overlap_words=overlap_words, progress=progress, report=report,
+                            contextual_header=contextual_header)
