@@ -12,6 +12,7 @@ retrieved passages; exact token counts from ``stream_options.include_usage``):
 
 Modes: ``old`` deploys the model with ``max_batch: 1`` (one request at a time, as before continuous
 batching), ``new`` with the default, ``new:N`` with a prefill budget of N prompt tokens per decode step.
+``MODE@SRC`` runs that mode's server from another checkout's ``src`` folder (two commits in one run).
 Every server gets the same limiter (``--max-concurrent``, long queue wait), so only batching differs. Example:
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_serving_load.py --concurrent 50 --rates 0.25,0.5,1,2 \
@@ -40,7 +41,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "src/domainrag/sample_data"
 LLM = "smollm2-135m-instruct"
 
 
-def build_workspace(root: Path, max_new_tokens: int) -> None:
+def build_workspace(root: Path, max_new_tokens: int, temperature: float) -> None:
     from domainrag.retrieval.retriever import RetrievalConfig
     from domainrag.serving.apps import AppSpec, create_app
     from domainrag.serving.models import create_model
@@ -53,12 +54,13 @@ def build_workspace(root: Path, max_new_tokens: int) -> None:
     ingest(ws, "docs", [SAMPLE / "docs"])
     create_model(ws, "bench-llm", source="path", path=Path(resolve_llm(LLM)))
     create_app(ws, AppSpec(name="bench", model="bench-llm", retrieval=RetrievalConfig(index="docs", top_k=3),
-                           generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=0)))
+                           generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)))
 
 
 def endpoint(mode: str, max_batch: int) -> dict[str, Any]:
     """The endpoint of a mode: ``old`` (one request at a time), ``new`` (the default batching) or
     ``new:N`` (batching with a prefill budget of N prompt tokens between two decode steps)."""
+    mode = mode.partition("@")[0]
     if mode == "old":
         return {"type": "transformers", "max_batch": 1}
     name, _, budget = mode.partition(":")
@@ -135,10 +137,15 @@ def measure_mode(root: Path, mode: str, a: argparse.Namespace, questions: list[s
     deploy(root, config)
     port = _free_port()
     env = {**os.environ, "DOMAINRAG_MAX_CONCURRENT": str(a.max_concurrent), "DOMAINRAG_QUEUE_TIMEOUT": "900"}
+    if src := mode.partition("@")[2]:
+        env["PYTHONPATH"] = str(Path(src).resolve())
+        out_src = {"src": src}
+    else:
+        out_src = {}
     server = subprocess.Popen([sys.executable, "-m", "domainrag.cli.main", "--workspace", str(root), "serve",
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    out: dict[str, Any] = {"endpoint": config}
+    out: dict[str, Any] = {"endpoint": config, **out_src}
     try:
         for _ in range(480):
             try:
@@ -182,7 +189,10 @@ def main() -> None:
                     help="comma-separated requests/s; empty: skip")
     ap.add_argument("--requests-per-rate", type=int, default=24)
     ap.add_argument("--slo", type=float, default=2.0, help="TTFT p95 target in seconds")
-    ap.add_argument("--modes", default="old,new", help="comma-separated: old, new, new:PREFILL_BUDGET")
+    ap.add_argument("--modes", default="old,new", help="comma-separated: old, new, new:PREFILL_BUDGET, each with "
+                                                        "an optional @SRC (a checkout's src folder)")
+    ap.add_argument("--temperature", type=float, default=0.1, help="the app's temperature (0.1 is the app default; "
+                                                                    "runs before 2026-12-07 evening used 0)")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-concurrent", type=int, default=64, help="server's DOMAINRAG_MAX_CONCURRENT (both modes)")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="the app's max_new_tokens")
@@ -195,11 +205,12 @@ def main() -> None:
     modes: dict[str, Any] = {}
     out = {"command": " ".join(sys.argv), "note": a.note, "machine": lscpu(),
            "versions": {p: version(p) for p in ("torch", "transformers", "domainrag")},
-           "model": LLM, "max_new_tokens": a.max_new_tokens, "slo_ttft_p95_s": a.slo, "modes": modes}
+           "model": LLM, "max_new_tokens": a.max_new_tokens, "temperature": a.temperature, "slo_ttft_p95_s": a.slo,
+           "modes": modes}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ws"
-        build_workspace(root, a.max_new_tokens)
+        build_workspace(root, a.max_new_tokens, a.temperature)
         for mode in a.modes.split(","):
             modes[mode] = measure_mode(root, mode, a, questions)
             if a.concurrent and "concurrent" in modes[mode]:
