@@ -23,6 +23,12 @@ are both out of sample. Each training question gives one positive, the passage o
 holds the question's evidence sentence, and hard negatives, the best passages of *other* documents that
 the app's own hybrid retrieval returns for it: the passages a withheld-gold question is left with.
 
+``--dataset tatqa``: the same on TAT-QA (financial report extracts): one index of the dev and test reports
+(``convert_tatqa --structure``: a document per paragraph and per table), fit on ``--train`` dev questions and
+test on ``--heldout`` (default 100) test questions, both seeded samples of the questions with evidence. A
+question's withheld twin loses its *whole report* (table and every paragraph), not only the evidence, so
+nothing left in the index can answer it. TAT-QA has no unanswerable questions of its own.
+
     PYTHONPATH=src .venv/bin/python benchmarks/bench_gate.py --train 100 --out benchmarks/results/gate_sample.json
     PYTHONPATH=src .venv/bin/python benchmarks/bench_gate.py --train 100 --reranker train \
         --out benchmarks/results/gate_sample_reranker.json
@@ -34,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import sys
@@ -41,6 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import convert_tatqa
+from _beir_out import DEFAULT_DATA_DIR
 from _machine import lscpu, version
 
 from domainrag.evaluation.beir import gold_docs, read_questions
@@ -168,9 +177,31 @@ def reuse_signals(rows: list[GateRow], stored: list[dict], names: tuple[str, ...
     return {k: round(v, 6) for k, v in diff.items()}
 
 
+def tatqa_items(data_dir: Path, work: Path, ws: Workspace) -> dict[str, list[dict]]:
+    """Index TAT-QA dev + test reports into ``docs``; questions with evidence per split, each with ``docs`` =
+    every document of its report (the withheld twin loses the whole report)."""
+    items: dict[str, list[dict]] = {}
+    for split in ("dev", "test"):
+        folder = work / f"tatqa-{split}"
+        convert_tatqa.convert(data_dir, folder, split, structure=True)
+        ingest(ws, "docs", [folder / "corpus.jsonl"])
+        report: dict[str, list[str]] = {}
+        for line in (folder / "corpus.jsonl").read_text().splitlines():
+            doc = json.loads(line)
+            if children := (doc.get("metadata") or {}).get("children"):  # a table: its report's paragraphs
+                for uid in [doc["_id"], *children]:
+                    report[uid] = [doc["_id"], *children]
+        items[split] = [{**q, "docs": report[q["docs"][0]]} for q in read_questions(folder / "questions.jsonl")
+                        if q.get("docs")]
+    return items
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", type=int, default=100, help="questions of qa_train.jsonl to fit on")
+    ap.add_argument("--dataset", choices=("sample", "tatqa"), default="sample")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared data folder (tatqa/)")
+    ap.add_argument("--seed", type=int, default=0, help="TAT-QA: the question samples")
+    ap.add_argument("--train", type=int, default=100, help="questions to fit on (qa_train.jsonl, or TAT-QA dev)")
     ap.add_argument("--target", type=float, default=0.05)
     ap.add_argument("--embedder", default="all-minilm-l6-v2")
     ap.add_argument("--llm", default="smollm2-135m-instruct")
@@ -198,7 +229,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace.open(Path(tmp) / "ws")
         create_index(ws, "docs", args.embedder, "embedded")
-        ingest(ws, "docs", [SAMPLE / "docs"])
+        if args.dataset == "tatqa":
+            if args.reranker == "train":
+                raise SystemExit("--reranker train trains on the sample domain only; pass a reranker folder")
+            tatqa = tatqa_items(args.data_dir, Path(tmp), ws)
+            rng = random.Random(args.seed)
+            splits = [("fit", rng.sample(tatqa["dev"], min(args.train, len(tatqa["dev"])))),
+                      ("test", rng.sample(tatqa["test"], min(args.heldout or 100, len(tatqa["test"]))))]
+        else:
+            ingest(ws, "docs", [SAMPLE / "docs"])
+            splits = [("fit", read_questions(SAMPLE / "qa_train.jsonl")[: args.train]),
+                      ("test", read_questions(SAMPLE / "qa_heldout.jsonl")[: args.heldout or None])]
         create_app(ws, AppSpec.model_validate({"name": "qa", "model": args.llm, "retrieval": {
             "vector_store": "embedded", "index": "docs", "top_k": 3, "mode": "hybrid"}}))
         rag = load_app(ws, "qa")
@@ -221,10 +262,8 @@ def main() -> None:
         if stored and "reader" in features:
             features.remove("reader")
         reused = {}
-        for name, path, limit in (("fit", SAMPLE / "qa_train.jsonl", args.train),
-                                  ("test", SAMPLE / "qa_heldout.jsonl", args.heldout)):
+        for name, items in splits:
             t1 = time.time()
-            items = read_questions(path)[: limit or None]
             rows[name] = collect_rows(rag, items, features=features, reranker=scorer,
                                       progress=lambda d, n, s=name: print(f"\r{s}: {d}/{n}", end="", file=sys.stderr))
             print(file=sys.stderr)
@@ -246,12 +285,16 @@ def main() -> None:
     default = [not decide(None, r.signals).answerable for r in rows["test"]]
     results[f"uncalibrated default (dense >= {DEFAULT_MIN_DENSE})"] = {"test": _test_rates(default, rows["test"])}
     out = {
-        "benchmark": "answerability gate on the sample domain",
+        "benchmark": f"answerability gate on {'TAT-QA' if args.dataset == 'tatqa' else 'the sample domain'}",
         "command": "PYTHONPATH=src .venv/bin/python " + " ".join(sys.argv),
         "note": args.note,
         "setup": {"embedder": args.embedder, "llm": args.llm, "retrieval": "hybrid top_k 3", "target": args.target,
-                  "fit_questions": f"qa_train.jsonl first {args.train} + withheld-gold twins",
-                  "test_questions": "qa_heldout.jsonl (45 answerable, 5 unanswerable) + withheld-gold twins of the 45",
+                  "fit_questions": f"qa_train.jsonl first {args.train} + withheld-gold twins"
+                  if args.dataset == "sample"
+                  else f"TAT-QA dev, {args.train} sampled (seed {args.seed}) + twins without their report",
+                  "test_questions": "qa_heldout.jsonl (45 answerable, 5 unanswerable) + withheld-gold twins of the 45"
+                  if args.dataset == "sample" else f"TAT-QA test_gold, {len(splits[1][1])} sampled + twins without "
+                  "their report",
                   "counts": {k: {c: len(v) for c, v in _split(r).items()} for k, r in rows.items()}},
         "reranker": reranker_info,
         "reader_signal_from": None if not stored else {

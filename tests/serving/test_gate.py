@@ -45,6 +45,20 @@ def test_signals_are_the_best_scores_of_the_top_passages_and_the_hits_stay_as_re
     assert gate_signals("q", [_hit(1, 0.3, 1.0, rerank=-2.5)], features=["rerank"]) == {"rerank": -2.5}
 
 
+def test_a_hybrid_hit_that_one_retriever_missed_scores_zero_for_it() -> None:
+    """Top passages found by dense only: bm25 is 0 (evidence for the gate), not None (which left a calibrated gate
+    unable to run: TAT-QA withheld-report questions hit this). Hits that were never fused keep None."""
+    from domainrag.retrieval.fusion import reciprocal_rank_fusion
+
+    dense_only = [SearchHit("a::0", "a", "x", 0.8), SearchHit("b::0", "b", "y", 0.6)]
+    fused = reciprocal_rank_fusion({"dense": dense_only, "bm25": [SearchHit("c::0", "c", "z", 7.0)]},
+                                   weights={"bm25": 0.5}, k=2)  # c (BM25 only) ranks third
+    assert gate_signals("q", fused, features=["dense", "bm25"], top_n=2) == {"dense": 0.8, "bm25": 0.0}
+    plain = SearchHit("a::0", "a", "x", 0.8)
+    plain.scores["dense"] = 0.8
+    assert gate_signals("q", [plain], features=["dense", "bm25"]) == {"dense": 0.8, "bm25": None}
+
+
 def test_reader_signals_come_from_their_scorers_on_the_apps_messages() -> None:
     asked: list[list[dict[str, str]]] = []
 

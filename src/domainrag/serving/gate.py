@@ -119,9 +119,12 @@ def gate_signals(
             copies = [SearchHit(h.chunk_id, h.doc_id, h.text, h.score, h.title, dict(h.metadata)) for h in top]
             scores = [h.scores["rerank"] for h in rerank_hits(reranker, query, copies)]
         out["rerank"] = max(scores) if scores else None
+    # Hybrid hits (fused: they carry their ranks) that one retriever did not return score 0 for it: "BM25 found
+    # none of the top passages" is evidence, where None would leave a calibrated gate unable to run at all.
+    fused = any(h.ranks for h in top)
     for name in ("dense", "bm25"):
         if name in features:
-            values = [h.scores[name] for h in top if name in h.scores]
+            values = [h.scores.get(name, 0.0) if fused else h.scores[name] for h in top if fused or name in h.scores]
             out[name] = max(values) if values else None
     for name, score in (("reader", reader), ("check", checker)):
         if name in features:
