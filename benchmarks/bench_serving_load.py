@@ -212,11 +212,13 @@ def main() -> None:
         root = Path(tmp) / "ws"
         build_workspace(root, a.max_new_tokens, a.temperature)
         for mode in a.modes.split(","):
-            modes[mode] = measure_mode(root, mode, a, questions)
-            if a.concurrent and "concurrent" in modes[mode]:
-                modes[mode]["aggregate_vs_single_stream"] = round(
-                    modes[mode]["concurrent"]["output_tokens_per_s"]
-                    / modes[mode]["single_stream"]["output_tokens_per_s"], 2)
+            runs = sum(1 for key in modes if key.partition(" (run")[0] == mode)
+            key = f"{mode} (run {runs + 1})" if runs else mode  # a mode named twice is measured twice
+            modes[key] = measure_mode(root, mode, a, questions)
+            if a.concurrent and "concurrent" in modes[key]:
+                modes[key]["aggregate_vs_single_stream"] = round(
+                    modes[key]["concurrent"]["output_tokens_per_s"]
+                    / modes[key]["single_stream"]["output_tokens_per_s"], 2)
             Path(a.out).write_text(json.dumps(out, indent=2))  # each mode saved as soon as it is measured
     print(json.dumps({k: v for k, v in out.items() if k != "machine"}, indent=2))
 
