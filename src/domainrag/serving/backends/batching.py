@@ -221,9 +221,9 @@ class BatchRunner:
         mask = self._mask.index_select(0, index)  # type: ignore[union-attr]
         start = int((mask.shape[1] - mask.sum(dim=1)).min())  # the fewest padding columns of any kept row
         width = mask.shape[1] - start
-        self._cache.layers = [_stacked([(layer.keys[:, :, start:].index_select(0, index),
-                                                    layer.values[:, :, start:].index_select(0, index))], width)
-                              for layer in self._cache.layers]
+        kept = ((layer.keys[:, :, start:].index_select(0, index), layer.values[:, :, start:].index_select(0, index))
+                for layer in self._cache.layers)  # one layer's rows at a time
+        self._cache.layers = [_stacked([rows], width) for rows in kept]
         self._mask = mask[:, start:]
         self._running = [self._running[i] for i in keep]
 
@@ -240,16 +240,16 @@ def _spare_layer() -> type:
 
         def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
             super().__init__()
-            self._buffers = (keys, values)
+            self._storage = (keys, values)
             self.keys, self.values = keys[:, :, :length], values[:, :, :length]
             self.device, self.is_initialized = keys.device, True
 
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
                    **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
             length, new = self.keys.shape[2], key_states.shape[2]
-            if length + new > self._buffers[0].shape[2]:
-                self._buffers = _stacked([(self.keys, self.values)], length)._buffers
-            keys, values = self._buffers
+            if length + new > self._storage[0].shape[2]:
+                self._storage = _stacked([(self.keys, self.values)], length)._storage
+            keys, values = self._storage
             keys[:, :, length:length + new] = key_states
             values[:, :, length:length + new] = value_states
             self.keys, self.values = keys[:, :, :length + new], values[:, :, :length + new]
