@@ -83,3 +83,18 @@ def test_request_sampler_reads_ids_appended_between_calls() -> None:
     ids.append(0)
     assert sampler(ids, scores) == 1
     assert sampler([0], scores) == 1  # shorter ids (another prompt): rebuilt, not read from the old buffer
+
+
+def test_draw_never_picks_a_removed_token_when_the_noise_is_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exponential draw of exactly 0 made 0 / 0 = NaN for a removed token, and argmax picks NaN."""
+    from domainrag.serving.backends import sampling
+
+    class _ZeroNoise:
+        def __init__(self, like: torch.Tensor) -> None:
+            self.like = like
+
+        def exponential_(self) -> torch.Tensor:
+            return torch.zeros_like(self.like)
+
+    monkeypatch.setattr(sampling.torch, "empty_like", _ZeroNoise)
+    assert draw(torch.log(torch.tensor([[0.5, 0.5, 0.0]]))) in (0, 1)
