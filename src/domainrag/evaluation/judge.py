@@ -31,7 +31,7 @@ import httpx
 
 from domainrag.errors import DomainRagError
 from domainrag.evaluation.answers import SENTENCE_BREAK
-from domainrag.serving.reader_score import NO_WORDS, YES_WORDS, single_token_ids, yes_no_log_odds
+from domainrag.serving.reader_score import NO_WORDS, YES_WORDS, single_token_ids, token_encoder, yes_no_log_odds
 
 API_KEY_ENV = "DOMAINRAG_JUDGE_API_KEY"
 PASSAGE_CHARS = 1200
@@ -131,9 +131,7 @@ class LogitJudge(SentenceJudge):
         if not 0.0 < threshold < 1.0:
             raise JudgeError(f"judge threshold must be between 0 and 1, not {threshold}")
         self.generator, self.name, self.threshold, self.prompt = generator, name, threshold, prompt
-        def encode(word: str) -> list[int]:
-            return generator.tokenizer.encode(word, add_special_tokens=False)
-
+        encode = token_encoder(generator)
         self.yes_ids = single_token_ids(encode, YES_WORDS)
         self.no_ids = single_token_ids(encode, NO_WORDS)
         if not self.yes_ids or not self.no_ids:

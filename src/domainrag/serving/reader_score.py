@@ -129,8 +129,8 @@ def yes_no_log_odds(logits: np.ndarray, yes: Sequence[int], no: Sequence[int]) -
     return float(np.logaddexp.reduce(values[list(yes)]) - np.logaddexp.reduce(values[list(no)]))
 
 
-def _encoder(generator: Any) -> Callable[[str], list[int]]:
-    """The backend's tokenizer as ``text -> ids`` (no special tokens)."""
+def token_encoder(generator: Any) -> Callable[[str], list[int]]:
+    """The backend's tokenizer as ``text -> ids`` (no special tokens), llama.cpp or transformers."""
     if _is_llamacpp(generator):
         return lambda text: generator.llm.tokenize(text.encode(), add_bos=False)
     return lambda text: generator.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -158,7 +158,7 @@ def answer_check(generator: Any, messages: list[dict[str, str]]) -> float | None
     """
     if not supports_reader_score(generator):
         return None
-    encode = _encoder(generator)
+    encode = token_encoder(generator)
     yes, no = single_token_ids(encode, YES_WORDS), single_token_ids(encode, NO_WORDS)
     if not yes or not no:
         return None

@@ -248,7 +248,7 @@ def _spare_layer() -> type:
                    **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
             length, new = self.keys.shape[2], key_states.shape[2]
             if length + new > self._storage[0].shape[2]:
-                self._storage = _stacked([(self.keys, self.values)], length)._storage
+                self._storage = _storage([(self.keys, self.values)], length)
             keys, values = self._storage
             keys[:, :, length:length + new] = key_states
             values[:, :, length:length + new] = value_states
@@ -258,20 +258,25 @@ def _spare_layer() -> type:
     return SpareLayer
 
 
-def _stacked(parts: list[tuple[torch.Tensor, torch.Tensor]], width: int) -> Any:
-    """A cache layer of the rows of every ``(keys, values)`` in ``parts``, each left-padded with zeros to ``width``
-    positions, in new buffers with :data:`SPARE` free positions (one copy of the parts)."""
+def _storage(parts: list[tuple[torch.Tensor, torch.Tensor]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """New key and value buffers holding the rows of every ``(keys, values)`` in ``parts``, each left-padded with
+    zeros to ``width`` positions, then :data:`SPARE` free positions (one copy of the parts)."""
     rows = sum(k.shape[0] for k, _ in parts)
     _, heads, _, dim = parts[0][0].shape
-    buffers = [parts[0][i].new_empty(rows, heads, width + SPARE, dim) for i in (0, 1)]
+    keys, values = (parts[0][i].new_empty(rows, heads, width + SPARE, dim) for i in (0, 1))
     row = 0
     for part in parts:
         count, length = part[0].shape[0], part[0].shape[2]
-        for buffer, tensor in zip(buffers, part, strict=True):
+        for buffer, tensor in zip((keys, values), part, strict=True):
             buffer[row:row + count, :, :width - length].zero_()  # padding must hold numbers: 0 x NaN is NaN
             buffer[row:row + count, :, width - length:width] = tensor
         row += count
-    return _spare_layer()(buffers[0], buffers[1], width)
+    return keys, values
+
+
+def _stacked(parts: list[tuple[torch.Tensor, torch.Tensor]], width: int) -> Any:
+    """A running-cache layer of :func:`_storage`'s buffers, ``width`` positions long."""
+    return _spare_layer()(*_storage(parts, width), width)
 
 
 def _left_pad(mask: torch.Tensor, width: int) -> torch.Tensor:
