@@ -92,3 +92,6 @@ def test_build_spec_maps_fields_to_options() -> None:
         build_spec(RetrievalEvalSpec, RETRIEVAL_FLAGS, index="docs", max_words=0)
     with pytest.raises(DomainRagError, match=r"^--app: app named twice: a"):
         build_spec(AnswerEvalSpec, ANSWER_FLAGS, apps=["a", "b", "a"])
+    with pytest.raises(DomainRagError, match=r"^--concurrency: "):
+        build_spec(AnswerEvalSpec, ANSWER_FLAGS, apps=["a"], concurrency=0)
+    assert build_spec(AnswerEvalSpec, ANSWER_FLAGS, apps=["a"]).concurrency >= 1

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from domainrag.errors import DomainRagError
 from domainrag.evaluation.answer_eval import run_answer_eval
 from domainrag.evaluation.judge import JUDGE_PROMPT
 from domainrag.evaluation.result import EvalResult
@@ -51,3 +54,36 @@ def test_result_is_typed_and_the_error_entry_scores_wrong(tmp_path: Path) -> Non
     with pytest.raises(Exception, match="no question"):
         run_answer_eval({"app": lambda: ScriptedApp({})}, [{"id": "e", "question": " "}],
                         dataset_files={"q.jsonl": qfile})
+
+
+class _Barrier(ScriptedApp):
+    """Answers only once ``n`` questions are in flight together; a serial runner would wait forever."""
+
+    def __init__(self, answers: dict[str, str], n: int) -> None:
+        super().__init__(answers)
+        self.barrier = threading.Barrier(n, timeout=10)
+
+    def invoke(self, query: str) -> Any:
+        self.barrier.wait()
+        return super().invoke(query)
+
+
+def test_questions_are_asked_concurrently_and_kept_in_order(tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("x")
+    answers = {QUESTIONS[0]["question"]: "Prime it for 30 seconds [1].",
+               QUESTIONS[1]["question"]: "The knowledge base does not contain this information.",
+               QUESTIONS[2]["question"]: "Yes [1]."}
+    ticks: list[int] = []
+    result = run_answer_eval({"app": lambda: _Barrier(answers, 3)}, QUESTIONS, dataset_files={"q.jsonl": qfile},
+                             concurrency=3, progress=lambda label, done, total: ticks.append(done))
+    assert result.answers is not None
+    assert [q.results["app"].answer for q in result.answers.questions] == [answers[q["question"]] for q in QUESTIONS]
+    assert result.answers.runs[0].errors == 0 and result.answers.runs[0].metrics["key_fact_accuracy"] == 1.0
+    assert ticks == [1, 2, 3]
+    serial = run_answer_eval({"app": lambda: ScriptedApp(answers)}, QUESTIONS, dataset_files={"q.jsonl": qfile},
+                             concurrency=1)
+    assert serial.answers is not None and serial.answers.runs[0].metrics == result.answers.runs[0].metrics
+    with pytest.raises(DomainRagError, match="concurrency"):
+        run_answer_eval({"app": lambda: ScriptedApp(answers)}, QUESTIONS, dataset_files={"q.jsonl": qfile},
+                        concurrency=0)

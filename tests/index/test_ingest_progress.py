@@ -55,3 +55,23 @@ def test_contextual_header_off_embeds_and_stores_the_bare_text(tmp_path: Path) -
     seen.clear()
     ingest_documents([doc], store, embedder)  # on (the default): new ids, the old chunk removed as stale
     assert seen == ["CTL-400\nDatasheet > Mechanical\n\nIt weighs 2.1 kg."] and store.count() == 1
+
+
+def test_vectors_embedded_while_parsing_are_used_not_embedded_again(tmp_path: Path) -> None:
+    from domainrag.index.ingest import EmbedWhileParsing
+
+    docs = [Document(f"d{i}.md", f"document {i} " + "word " * (i * 3 + 1), f"doc {i}") for i in range(6)]
+    store = EmbeddedStore("idx", EmbeddedStoreConfig(), str(tmp_path / "lance"))
+    embedder = _CountingEmbedder()
+    early = EmbedWhileParsing(store, embedder, batch_size=2, max_words=120, overlap_words=20, contextual_header=True)
+    early.loaded(docs[:4], 4, 6)  # four files of six parsed; two batches embedded before the rest arrive
+    assert early.work() and not early.work() and embedder.calls == [2, 2] and len(early.vectors) == 4
+    report = ingest_documents(docs, store, embedder, batch_size=2, vectors=early.vectors)
+    assert sum(embedder.calls) == 6 and report.written == store.count() == 6  # only the two late ones embedded
+    for chunk in report.chunk_records:  # each chunk stored with its own vector, early or late
+        hits = store.dense_search(embedder.encode([embed_text(chunk)])[0], 1)
+        assert hits[0].chunk_id == chunk.chunk_id
+    again = EmbedWhileParsing(store, embedder, batch_size=2, max_words=120, overlap_words=20,
+                              contextual_header=True)
+    again.loaded(docs, 6, 6)
+    assert not again.work() and again.vectors == {}  # chunks the index holds are not embedded again

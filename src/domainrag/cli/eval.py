@@ -148,6 +148,9 @@ def eval_answers(
                                                "gate off, as a run labelled 'APP (no gate)'")] = False,
     withhold_gold: Annotated[int, typer.Option(min=0, help="also ask the first N answerable questions with their "
                                                            "gold documents withheld (expected answer: not found)")] = 0,
+    concurrency: Annotated[int | None, typer.Option(help="questions in flight at once (default 8), so that a "
+                                                         "batching backend decodes several answers per step; 1 "
+                                                         "asks them one by one")] = None,
     report: ReportOpt = None,
     json_out: JsonOpt = None,
     fail_under: FailUnder = None,
@@ -163,7 +166,8 @@ def eval_answers(
         raise OptionError("--judge-url needs --judge-model (the model name at that endpoint)")
     judge = {"model": judge_model, "url": judge_url, "threshold": judge_threshold} if judge_model else None
     spec = build_spec(AnswerEvalSpec, ANSWER_FLAGS, apps=app_names, no_retrieval=no_retrieval, judge=judge,
-                      limit=limit, compare_gate=compare_gate, withhold_gold=withhold_gold)
+                      limit=limit, compare_gate=compare_gate, withhold_gold=withhold_gold,
+                      **({} if concurrency is None else {"concurrency": concurrency}))
     bar, update = labelled_progress()
     with bar:
         result = evaluate_apps(ws(), spec, dataset, progress=update)

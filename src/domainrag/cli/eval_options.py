@@ -34,7 +34,8 @@ RETRIEVAL_FLAGS = {"index": "--index", "configs": "--config", "ingest": "--inges
                    "limit": "--limit"}
 ANSWER_FLAGS = {"apps": "--app", "no_retrieval": "--no-retrieval", "judge": "--judge-model", "limit": "--limit",
                 "judge.model": "--judge-model", "judge.url": "--judge-url", "judge.threshold": "--judge-threshold",
-                "compare_gate": "--compare-gate", "withhold_gold": "--withhold-gold"}
+                "compare_gate": "--compare-gate", "withhold_gold": "--withhold-gold",
+                "concurrency": "--concurrency"}
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import Any, Protocol
 
 from domainrag.data.loaders import TEXT_SUFFIXES, Document, load_file
 from domainrag.data.readers import READERS
@@ -93,6 +93,18 @@ def fetch_sources(paths: Sequence[str | Path], workdir: Path) -> list[SourceFile
 
 
 ParseProgress = Callable[[str, int, int], None]  # (label, done, total): files parsed, pages of a long file
+
+
+class Meanwhile(Protocol):
+    """Work for the ingesting process while worker processes parse (e.g. embedding what is parsed already)."""
+
+    def loaded(self, docs: list[Document], parsed: int, files: int) -> None:
+        """One file's documents, as soon as its worker returns them; ``parsed`` of ``files`` are in now."""
+
+    def work(self) -> bool:
+        """Do one short unit of work (about a second at most: parse progress waits for it); whether more is left."""
+
+
 PAGE_BAR_MIN = 20  # a file with at least this many pages gets its own progress bar by pages
 
 
@@ -123,6 +135,7 @@ def load_sources(
     *,
     workers: int | None = None,
     progress: ParseProgress | None = None,
+    meanwhile: Meanwhile | None = None,
 ) -> list[Document]:
     """Load every source; a bad file (or bad JSONL line) is appended to ``errors`` and skipped, the rest continue.
 
@@ -133,9 +146,14 @@ def load_sources(
     (PDF layout analysis is pure Python and holds the GIL, so threads would not help); the results are
     taken in file order, so documents, errors and outcomes are exactly those of parsing in this process.
     ``progress`` gets ``("parse files", done, total)`` and, for a file of many pages, ``(name, page, pages)``.
+    ``meanwhile`` is told each file's documents as soon as a worker returns them (in any order) and is given
+    this process's time while the workers parse (:class:`Meanwhile`), where the CPU has more cores than
+    workers; parsing in this process, or workers on every core, leave no such time.
     """
     n = parse_workers(sources) if workers is None else min(workers, len(sources))
-    results = _parallel(sources, n, progress) if n > 1 else _serial(sources, progress)
+    if (os.cpu_count() or 1) <= n:
+        meanwhile = None  # no core left for it: sharing the workers' cores slowed a whole ingest down (benchmarks/)
+    results = _parallel(sources, n, progress, meanwhile) if n > 1 else _serial(sources, progress)
     docs: list[Document] = []
     for src, (loaded, new_errors, status) in zip(sources, results, strict=True):
         docs.extend(loaded)
@@ -200,7 +218,8 @@ def _load_in_worker(src: SourceFile, report_pages: bool) -> _Result:
     return load_one(src, pages if report_pages else None)
 
 
-def _parallel(sources: Sequence[SourceFile], workers: int, progress: ParseProgress | None) -> list[_Result]:
+def _parallel(sources: Sequence[SourceFile], workers: int, progress: ParseProgress | None,
+              meanwhile: Meanwhile | None = None) -> list[_Result]:
     """Parse in worker processes; results in file order. Workers are spawned, not forked: the ingesting
     process may already hold the embedder's threads (torch, OpenMP), which a fork would copy half-held."""
     ctx = multiprocessing.get_context("spawn")
@@ -209,12 +228,18 @@ def _parallel(sources: Sequence[SourceFile], workers: int, progress: ParseProgre
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
         futures = [pool.submit(_load_in_worker, src, progress is not None) for src in sources]
         pending = set(futures)
+        busy = False  # whether ``meanwhile`` has work left: then look at the workers without waiting
         while pending:
-            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=0 if busy else 0.25, return_when=FIRST_COMPLETED)
             _drain(queue, progress)
             done += len(finished)
             if progress and finished:
                 progress("parse files", done, len(sources))
+            if meanwhile is not None:
+                for n, future in enumerate(finished, start=done - len(finished) + 1):
+                    if future.exception() is None:
+                        meanwhile.loaded(future.result()[0], n, len(sources))
+                busy = bool(pending) and meanwhile.work()
         _drain(queue, progress)
         return [_result(src, f) for src, f in zip(sources, futures, strict=True)]
 

@@ -2,12 +2,15 @@
 
 Apps are anything with ``invoke(question)`` (see :class:`Answerer`), given as loaders so only one
 app's model is in memory at a time. An app or judge failure costs its own questions, never the run.
+Questions are asked ``concurrency`` at a time, so a backend that batches requests (the transformers
+backend's continuous batching, a remote server) decodes several answers per forward pass.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +31,8 @@ from domainrag.evaluation.result import (
 )
 
 EXCERPT_CHARS = 240
+DEFAULT_CONCURRENCY = 8
+"""Questions in flight at once: enough for continuous batching to pay off on a CPU (benchmarks/README.md)."""
 Progress = Callable[[str, int, int], None]
 """``progress(label, done, total)``."""
 
@@ -110,6 +115,26 @@ def _status(with_retrieval: bool, judge: Judge | None, faithfulness: float | Non
     return {}
 
 
+def _ask_all(app: Answerer, questions: Sequence[Mapping[str, Any]], judge: Judge | None, with_retrieval: bool,
+             concurrency: int, done: Callable[[int], None] | None) -> list[tuple[AnswerEntry, bool]]:
+    """Every question to one app, ``concurrency`` at a time; results in question order. ``done(n)`` after each."""
+    if concurrency == 1:
+        out = []
+        for i, q in enumerate(questions):
+            out.append(_ask(app, q, judge, with_retrieval))
+            if done:
+                done(i + 1)
+        return out
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="domainrag-eval") as pool:
+        futures = {pool.submit(_ask, app, q, judge, with_retrieval): i for i, q in enumerate(questions)}
+        results: list[Any] = [None] * len(questions)
+        for n, future in enumerate(as_completed(futures)):
+            results[futures[future]] = future.result()  # _ask records an app's failure; it does not raise
+            if done:
+                done(n + 1)
+    return results
+
+
 def run_answer_eval(
     apps: Mapping[str, Callable[[], Answerer]],
     items: Sequence[dict[str, Any]],
@@ -121,12 +146,16 @@ def run_answer_eval(
     progress: Progress | None = None,
     command: str | None = None,
     warnings: Sequence[str] = (),
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> EvalResult:
     """Ask every app every question and score the answers; an app error is recorded per question.
 
     ``apps`` maps a label to a loader; ``configs`` what the report shows about each label;
-    ``warnings`` are carried into the result.
+    ``warnings`` are carried into the result; ``concurrency`` questions are in flight at once (1: one
+    after the other, in this thread). Answers and scores are kept in question order either way.
     """
+    if concurrency < 1:
+        raise DomainRagError(f"concurrency must be at least 1, not {concurrency}")
     t0 = time.time()
     name = Path(next(iter(dataset_files.values()))).stem if dataset_files else "questions"
     result = new_result(f"Answer evaluation — {name}", dataset_files, command)
@@ -148,14 +177,13 @@ def run_answer_eval(
             result.warnings.append(message)
             app = _Unloadable(message)
         with_retrieval = getattr(app, "uses_retrieval", True)  # closed-book runs have no context to check
-        scores, judge_errors, t1 = [], 0, time.time()
-        for i, q in enumerate(questions):
-            entry, judge_failed = _ask(app, q, judge, with_retrieval)
-            judge_errors += judge_failed
+        t1 = time.time()
+        tick = (lambda done, lb=label: progress(f"answer ({lb})", done, len(questions))) if progress else None
+        asked = _ask_all(app, questions, judge, with_retrieval, concurrency, tick)
+        judge_errors = sum(failed for _, failed in asked)
+        scores = [entry.score for entry, _ in asked]
+        for q, (entry, _) in zip(questions, asked, strict=True):
             per_question[q["id"]][label] = entry
-            scores.append(entry.score)
-            if progress:
-                progress(f"answer ({label})", i + 1, len(questions))
         metrics = aggregate_scores(scores)
         runs.append(AnswerRun(label=label, config=dict((configs or {}).get(label, {"app": label})), metrics=metrics,
                               status=_status(with_retrieval, judge, metrics["faithfulness"], judge_errors),

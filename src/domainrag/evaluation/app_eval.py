@@ -127,4 +127,5 @@ def evaluate_apps(
     if spec.judge and not spec.judge.url:
         models[spec.judge.model] = model_info(ws, spec.judge.model)
     return run_answer_eval(loaders, items, dataset_files={questions.name: questions}, configs=configs, judge=judge,
-                           models=models, progress=progress, warnings=warnings, command=command)
+                           models=models, progress=progress, warnings=warnings, command=command,
+                           concurrency=spec.concurrency)

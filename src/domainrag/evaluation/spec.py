@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from domainrag.errors import DomainRagError
+from domainrag.evaluation.answer_eval import DEFAULT_CONCURRENCY
 from domainrag.evaluation.answers import LOWER_IS_BETTER
 from domainrag.evaluation.result import AnswerRun, RetrievalRun
 from domainrag.evaluation.retrieval import DEFAULT_METRICS, validate_metric
@@ -184,6 +185,8 @@ class AnswerEvalSpec(BaseModel):
     compare_gate: bool = Field(False, description="add a run per app with its answerability gate off")
     withhold_gold: int = Field(0, ge=0, description="also ask the first N answerable questions with their gold "
                                "documents withheld from the passages, as unanswerable ones")
+    concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=256,
+                             description="questions in flight at once (1: one after the other)")
 
     @field_validator("apps")
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +115,60 @@ def _check_collisions(docs: Sequence[Document], store: VectorStore) -> dict[str,
     return existing
 
 
+def _bulk_encode(encoder: Encoder, total: int) -> Callable[..., np.ndarray]:
+    """Chunk vectors go through the encoder's bulk path where it has one (Embedder.encode_documents: ONNX
+    Runtime, int8 where its guard passes); encode() stays the path of queries and of plain encoders."""
+    bulk = getattr(encoder, "encode_documents", None)
+    return functools.partial(bulk, total=total) if bulk is not None else encoder.encode
+
+
+class EmbedWhileParsing:
+    """Embeds the chunks of files already parsed while worker processes parse the rest (a ``Meanwhile`` of
+    :func:`~domainrag.data.sources.load_sources`), so the embedder is not idle until the last file is read.
+
+    Nothing is written meanwhile: the ingest's checks (colliding ids, ``strict``) need every file first. The
+    vectors wait in :attr:`vectors`, keyed by the exact text embedded, and :func:`ingest_documents` takes them
+    instead of embedding those texts again. Chunks the index already holds are not embedded.
+    """
+
+    def __init__(self, store: VectorStore, encoder: Encoder, *, batch_size: int, max_words: int,
+                 overlap_words: int, contextual_header: bool) -> None:
+        self.store, self.encoder, self.batch_size = store, encoder, batch_size
+        self.chunking = {"max_words": max_words, "overlap_words": overlap_words,
+                         "contextual_header": contextual_header}
+        self.vectors: dict[str, np.ndarray] = {}
+        self._todo: list[str] = []
+        self._queued = 0  # texts queued so far; times _expected (files / files parsed): the ingest's estimated size
+        self._expected = 1.0
+
+    def loaded(self, docs: list[Document], parsed: int, files: int) -> None:
+        self._expected = files / parsed  # the bulk path is picked by the whole ingest's size, as ingest_documents does
+        chunks = [c for doc in docs for c in chunk_document(doc, **self.chunking)]
+        present = self.store.existing_ids([c.chunk_id for c in chunks]) if self.store.exists() else set()
+        header = self.chunking["contextual_header"]
+        texts = {embed_text(c, header) for c in chunks if c.chunk_id not in present} - self.vectors.keys()
+        self._todo.extend(sorted(texts, key=len, reverse=True))  # one file's similar lengths share a batch
+        self._queued += len(texts)
+
+    def work(self) -> bool:
+        if not self._todo:
+            return False
+        part, self._todo = self._todo[: self.batch_size], self._todo[self.batch_size :]
+        vecs = _bulk_encode(self.encoder, round(self._queued * self._expected))(part, batch_size=self.batch_size)
+        self.vectors.update(zip(part, vecs, strict=True))
+        return bool(self._todo)
+
+
+def _vectors(encode: Callable[..., np.ndarray], texts: list[str], ready: Mapping[str, np.ndarray],
+             batch_size: int) -> np.ndarray:
+    """``texts``' vectors: those in ``ready`` as they are, the others encoded now."""
+    missing = [t for t in texts if t not in ready]
+    if len(missing) == len(texts):
+        return encode(texts, batch_size=batch_size)
+    fresh = dict(zip(missing, encode(missing, batch_size=batch_size), strict=True)) if missing else {}
+    return np.stack([fresh[t] if t in fresh else ready[t] for t in texts])
+
+
 def ingest_documents(
     docs: Sequence[Document],
     store: VectorStore,
@@ -127,10 +181,12 @@ def ingest_documents(
     report: IngestReport | None = None,
     encode_group: int = 8,
     contextual_header: bool = True,
+    vectors: Mapping[str, np.ndarray] | None = None,
 ) -> IngestReport:
     """Chunk, embed and upsert documents; ``encode_group`` batches are embedded per model call and
     written together (the unit a crash can lose and a re-run redoes). ``contextual_header``: the
-    document title and section path go in front of what is embedded and searched (docs/formats.md)."""
+    document title and section path go in front of what is embedded and searched (docs/formats.md).
+    ``vectors``: texts embedded already (:class:`EmbedWhileParsing`), used instead of embedding them again."""
     report = report or IngestReport()
     # Refuse before the first write if the index was built for another dimension.
     store.check_dimension(encoder.dimension, encoder.name)
@@ -154,17 +210,15 @@ def ingest_documents(
     # lengths share a batch (little padding, as when sentence-transformers sorts one big call) while
     # progress is reported after every batch; a group is written at once.
     group = batch_size * max(encode_group, 1)
-    # Chunk vectors go through the encoder's bulk path where it has one (Embedder.encode_documents: ONNX
-    # Runtime, int8 where its guard passes); encode() stays the path of queries and of plain encoders.
-    bulk = getattr(encoder, "encode_documents", None)
-    encode = functools.partial(bulk, total=len(todo)) if bulk is not None else encoder.encode
+    encode = _bulk_encode(encoder, len(todo))
     for start in range(0, len(todo), group):
         batch = sorted(todo[start : start + group], key=lambda c: len(embed_text(c, contextual_header)),
                        reverse=True)
         parts = []
         for offset in range(0, len(batch), batch_size):
             part = batch[offset : offset + batch_size]
-            parts.append(encode([embed_text(c, contextual_header) for c in part], batch_size=batch_size))
+            parts.append(_vectors(encode, [embed_text(c, contextual_header) for c in part], vectors or {},
+                                  batch_size))
             done += len(part)
             if progress:
                 progress(done, len(todo))
@@ -197,14 +251,17 @@ def ingest_paths(
     A bad file or JSONL line is reported in ``errors`` and skipped; if nothing could be loaded at all,
     raises with every error. ``strict``: any skip or warning raises before anything is written.
     Files are parsed in worker processes where several need a structured reader (``parse_workers``,
-    default :func:`~domainrag.data.sources.parse_workers`); ``parse_progress`` gets
+    default :func:`~domainrag.data.sources.parse_workers`), while this process embeds the chunks of the files
+    already parsed (:class:`EmbedWhileParsing`); ``parse_progress`` gets
     ``(label, done, total)`` for the files and for the pages of a long file.
     """
     store.check_dimension(encoder.dimension, encoder.name)  # before loading anything
     report = IngestReport()
+    early = EmbedWhileParsing(store, encoder, batch_size=batch_size, max_words=max_words,
+                              overlap_words=overlap_words, contextual_header=contextual_header)
     with tempfile.TemporaryDirectory(prefix="domainrag-ingest-") as tmp:
         docs = load_sources(fetch_sources(paths, Path(tmp)), report.errors, report.files,
-                            workers=parse_workers, progress=parse_progress)
+                            workers=parse_workers, progress=parse_progress, meanwhile=early)
     if strict and report.errors:
         raise DomainRagError("--strict: nothing was written, because these files were not read whole:\n  "
                              + "\n  ".join(report.errors), hint="fix or remove them, or ingest without --strict")
@@ -214,4 +271,4 @@ def ingest_paths(
                              hint=f"supported file types: {', '.join(SUPPORTED_SUFFIXES)}")
     return ingest_documents(docs, store, encoder, batch_size=batch_size, max_words=max_words,
                             overlap_words=overlap_words, progress=progress, report=report,
-                            contextual_header=contextual_header)
+                            contextual_header=contextual_header, vectors=early.vectors)

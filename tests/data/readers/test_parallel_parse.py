@@ -80,3 +80,40 @@ def test_default_workers_only_for_several_structured_files(folder: Path, monkeyp
     monkeypatch.setenv("DOMAINRAG_PARSE_WORKERS", "two")
     with pytest.raises(Exception, match="DOMAINRAG_PARSE_WORKERS must be a whole number"):
         parse_workers(sources)
+
+
+class _Recorder:
+    """A ``Meanwhile`` that records what it is told and does a few units of work per file."""
+
+    def __init__(self) -> None:
+        self.docs: list[str] = []
+        self.parsed: list[tuple[int, int]] = []
+        self.units = 0
+        self.left = 0
+
+    def loaded(self, docs: list, parsed: int, files: int) -> None:
+        self.docs.extend(d.doc_id for d in docs)
+        self.parsed.append((parsed, files))
+        self.left += 2
+
+    def work(self) -> bool:
+        if self.left:
+            self.left -= 1
+            self.units += 1
+        return self.left > 0
+
+
+def test_meanwhile_gets_every_parsed_file_while_workers_parse(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources_module.os, "cpu_count", lambda: 2)
+    crowded = _Recorder()  # two workers on two cores: no core left for the ingesting process's own work
+    load_sources(local_sources([folder]), [], workers=2, meanwhile=crowded)
+    assert crowded.docs == [] and crowded.units == 0
+    monkeypatch.setattr(sources_module.os, "cpu_count", lambda: 4)
+    recorder = _Recorder()
+    docs = load_sources(local_sources([folder]), [], workers=2, meanwhile=recorder)
+    assert sorted(recorder.docs) == sorted(d.doc_id for d in docs)  # each file's documents, once, any order
+    assert recorder.parsed == [(n, 8) for n in range(1, 9)]  # every file, the unreadable ones too
+    assert recorder.units > 0  # it was given time while files were still being parsed
+    serial = _Recorder()
+    load_sources(local_sources([folder]), [], workers=0, meanwhile=serial)
+    assert serial.docs == [] and serial.units == 0  # parsing in this process leaves no time to share
