@@ -211,14 +211,13 @@ def ingest_documents(
     # progress is reported after every batch; a group is written at once.
     group = batch_size * max(encode_group, 1)
     encode = _bulk_encode(encoder, len(todo))
+    texts = {c.chunk_id: embed_text(c, contextual_header) for c in todo}
     for start in range(0, len(todo), group):
-        batch = sorted(todo[start : start + group], key=lambda c: len(embed_text(c, contextual_header)),
-                       reverse=True)
+        batch = sorted(todo[start : start + group], key=lambda c: len(texts[c.chunk_id]), reverse=True)
         parts = []
         for offset in range(0, len(batch), batch_size):
             part = batch[offset : offset + batch_size]
-            parts.append(_vectors(encode, [embed_text(c, contextual_header) for c in part], vectors or {},
-                                  batch_size))
+            parts.append(_vectors(encode, [texts[c.chunk_id] for c in part], vectors or {}, batch_size))
             done += len(part)
             if progress:
                 progress(done, len(todo))
