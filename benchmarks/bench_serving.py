@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _machine import lscpu
 
 
 def _free_port() -> int:
@@ -105,6 +106,26 @@ def ttft_long_prompt(backends: list[str], n_tokens: int = 1000, runs: int = 5) -
     return results
 
 
+EMULATION_ENV = ("DOMAINRAG_NATIVE_BF16", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def kernels() -> dict[str, str | None]:
+    """What the kernels were told and built for: the settings that emulate a CPU without AVX-512 / bf16 on one
+    that has them (benchmarks/README.md), torch's dispatch level and the llama.cpp build's instruction sets."""
+    import torch
+
+    out: dict[str, str | None] = {k: os.environ.get(k) for k in EMULATION_ENV}
+    out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    try:
+        import llama_cpp
+
+        out["llama_cpp"] = llama_cpp.__file__
+        out["llama_cpp_system_info"] = llama_cpp.llama_print_system_info().decode()
+    except ImportError:
+        out["llama_cpp"] = None
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", default=".domainrag")
@@ -120,8 +141,9 @@ def main() -> None:
     a = ap.parse_args()
     backends = [b for b in a.ttft_backends.split(",") if b]
     if a.only_ttft:
-        out = {"command": " ".join(sys.argv), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-               "long_prompt": ttft_long_prompt(backends)}
+        out = {"command": " ".join(sys.argv), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                                          **lscpu()},
+               "kernels": kernels(), "long_prompt": ttft_long_prompt(backends)}
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(out, indent=2))
         return

@@ -118,13 +118,6 @@ def _status(with_retrieval: bool, judge: Judge | None, faithfulness: float | Non
 def _ask_all(app: Answerer, questions: Sequence[Mapping[str, Any]], judge: Judge | None, with_retrieval: bool,
              concurrency: int, done: Callable[[int], None] | None) -> list[tuple[AnswerEntry, bool]]:
     """Every question to one app, ``concurrency`` at a time; results in question order. ``done(n)`` after each."""
-    if concurrency == 1:
-        out = []
-        for i, q in enumerate(questions):
-            out.append(_ask(app, q, judge, with_retrieval))
-            if done:
-                done(i + 1)
-        return out
     with ThreadPoolExecutor(concurrency, thread_name_prefix="domainrag-eval") as pool:
         futures = {pool.submit(_ask, app, q, judge, with_retrieval): i for i, q in enumerate(questions)}
         results: list[Any] = [None] * len(questions)
@@ -152,7 +145,7 @@ def run_answer_eval(
 
     ``apps`` maps a label to a loader; ``configs`` what the report shows about each label;
     ``warnings`` are carried into the result; ``concurrency`` questions are in flight at once (1: one
-    after the other, in this thread). Answers and scores are kept in question order either way.
+    after the other). Answers and scores are kept in question order either way.
     """
     if concurrency < 1:
         raise DomainRagError(f"concurrency must be at least 1, not {concurrency}")
