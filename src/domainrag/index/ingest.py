@@ -250,8 +250,8 @@ def ingest_paths(
     A bad file or JSONL line is reported in ``errors`` and skipped; if nothing could be loaded at all,
     raises with every error. ``strict``: any skip or warning raises before anything is written.
     Files are parsed in worker processes where several need a structured reader (``parse_workers``,
-    default :func:`~domainrag.data.sources.parse_workers`), while this process embeds the chunks of the files
-    already parsed (:class:`EmbedWhileParsing`); ``parse_progress`` gets
+    default :func:`~domainrag.data.sources.parse_workers`); where cores are left over, this process embeds the
+    chunks of the files already parsed meanwhile (:class:`EmbedWhileParsing`); ``parse_progress`` gets
     ``(label, done, total)`` for the files and for the pages of a long file.
     """
     store.check_dimension(encoder.dimension, encoder.name)  # before loading anything
