@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,16 +75,49 @@ def test_questions_are_asked_concurrently_and_kept_in_order(tmp_path: Path) -> N
     answers = {QUESTIONS[0]["question"]: "Prime it for 30 seconds [1].",
                QUESTIONS[1]["question"]: "The knowledge base does not contain this information.",
                QUESTIONS[2]["question"]: "Yes [1]."}
-    ticks: list[int] = []
     result = run_answer_eval({"app": lambda: _Barrier(answers, 3)}, QUESTIONS, dataset_files={"q.jsonl": qfile},
-                             concurrency=3, progress=lambda label, done, total: ticks.append(done))
+                             concurrency=3)
     assert result.answers is not None
     assert [q.results["app"].answer for q in result.answers.questions] == [answers[q["question"]] for q in QUESTIONS]
     assert result.answers.runs[0].errors == 0 and result.answers.runs[0].metrics["key_fact_accuracy"] == 1.0
-    assert ticks == [1, 2, 3]
     serial = run_answer_eval({"app": lambda: ScriptedApp(answers)}, QUESTIONS, dataset_files={"q.jsonl": qfile},
                              concurrency=1)
     assert serial.answers is not None and serial.answers.runs[0].metrics == result.answers.runs[0].metrics
     with pytest.raises(DomainRagError, match="concurrency"):
         run_answer_eval({"app": lambda: ScriptedApp(answers)}, QUESTIONS, dataset_files={"q.jsonl": qfile},
                         concurrency=0)
+
+
+class _Held(ScriptedApp):
+    """Answers its first question at once; every later one waits until ``release`` is set."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__(answers)
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+
+    def invoke(self, query: str) -> Any:
+        with self.lock:
+            self.calls += 1
+            first = self.calls == 1
+        if not first:
+            self.release.wait(10)
+        return super().invoke(query)
+
+
+def test_an_interrupted_evaluation_stops_without_asking_the_questions_left(tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("x")
+    questions = [{**QUESTIONS[0], "id": f"q{i}"} for i in range(12)]
+    app = _Held({QUESTIONS[0]["question"]: "Prime it for 30 seconds [1]."})
+
+    def interrupt(label: str, done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_answer_eval({"app": lambda: app}, questions, dataset_files={"q.jsonl": qfile}, concurrency=2,
+                        progress=interrupt)
+    app.release.set()  # the questions in flight when it stopped may finish; none of the others starts
+    time.sleep(0.2)
+    assert app.calls <= 3 < len(questions)

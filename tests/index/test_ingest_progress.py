@@ -64,7 +64,7 @@ def test_vectors_embedded_while_parsing_are_used_not_embedded_again(tmp_path: Pa
     store = EmbeddedStore("idx", EmbeddedStoreConfig(), str(tmp_path / "lance"))
     embedder = _CountingEmbedder()
     early = EmbedWhileParsing(store, embedder, batch_size=2, max_words=120, overlap_words=20, contextual_header=True)
-    early.loaded(docs[:4], 4, 6)  # four files of six parsed; two batches embedded before the rest arrive
+    early.loaded(docs[:4])  # four files parsed; two batches embedded before the rest arrive
     assert early.work() and not early.work() and embedder.calls == [2, 2] and len(early.vectors) == 4
     report = ingest_documents(docs, store, embedder, batch_size=2, vectors=early.vectors)
     assert sum(embedder.calls) == 6 and report.written == store.count() == 6  # only the two late ones embedded
@@ -73,5 +73,21 @@ def test_vectors_embedded_while_parsing_are_used_not_embedded_again(tmp_path: Pa
         assert hits[0].chunk_id == chunk.chunk_id
     again = EmbedWhileParsing(store, embedder, batch_size=2, max_words=120, overlap_words=20,
                               contextual_header=True)
-    again.loaded(docs, 6, 6)
+    again.loaded(docs)
     assert not again.work() and again.vectors == {}  # chunks the index holds are not embedded again
+
+
+def test_early_embedding_waits_until_the_ingest_is_big_enough_for_its_bulk_path(tmp_path: Path) -> None:
+    """An encoder that picks its bulk path by the ingest's size gets no early batch until that many texts are
+    queued: the early chunks then go the path the whole ingest takes."""
+    from domainrag.index.ingest import EmbedWhileParsing
+
+    docs = [Document(f"d{i}.md", f"document {i} " + "word " * (i * 3 + 1), f"doc {i}") for i in range(6)]
+    store = EmbeddedStore("idx", EmbeddedStoreConfig(), str(tmp_path / "lance"))
+    embedder = _CountingEmbedder()
+    embedder.bulk_min_texts = 5  # type: ignore[attr-defined]
+    early = EmbedWhileParsing(store, embedder, batch_size=2, max_words=120, overlap_words=20, contextual_header=True)
+    early.loaded(docs[:4])
+    assert not early.work() and embedder.calls == []  # 4 queued of the 5 needed: it waits
+    early.loaded(docs[4:])
+    assert early.work() and embedder.calls == [2]

@@ -16,7 +16,7 @@ from domainrag.index import open_store, parse_store_config
 from domainrag.index.embedded import EmbeddedStore
 from domainrag.index.ingest import embed_text, ingest_paths
 from domainrag.index.record import EmbedderPin
-from domainrag.retrieval.embedder import BULK_ENCODER_ENV, Embedder
+from domainrag.retrieval.embedder import AUTO_MIN_TEXTS, BULK_ENCODER_ENV, Embedder
 from domainrag.retrieval.int8_guard import MIN_MEAN_COSINE, int8_kernels
 from domainrag.retrieval.onnx_encoder import int8_path
 
@@ -52,7 +52,10 @@ def test_auto_takes_int8_only_when_the_guard_passes(minilm, tmp_path, monkeypatc
     monkeypatch.setenv("DOMAINRAG_CACHE", str(tmp_path))  # a first use: export, quantize, guard
     ref = minilm.encode(TEXTS)
     auto = bulk(minilm, "auto")
+    assert auto.bulk_min_texts == AUTO_MIN_TEXTS  # nothing picked yet: a small ingest stays on torch
+    assert auto.encode_documents(TEXTS[:2], total=2) is not None and auto.bulk_path is None
     vecs = auto.encode_documents(TEXTS, batch_size=2)
+    assert auto.bulk_min_texts == 0  # picked: every later chunk goes the same path
     verdict = verdict_file(auto)
     assert verdict["key"]["min_mean"] == MIN_MEAN_COSINE
     assert auto.bulk_path == ("onnx-int8" if verdict["verdict"]["passed"] else "onnx-fp32")

@@ -9,6 +9,7 @@ different roots apart, so an ingest can refuse the second instead of overwriting
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from domainrag.data.readers.registry import PageHook, page_progress
 from domainrag.errors import DatasetError, DomainRagError
 from domainrag.storage.options import open_fs, split_scheme
 from domainrag.storage.preflight import preflight, require
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,11 @@ ParseProgress = Callable[[str, int, int], None]  # (label, done, total): files p
 class Meanwhile(Protocol):
     """Work for the ingesting process while worker processes parse (e.g. embedding what is parsed already)."""
 
-    def loaded(self, docs: list[Document], parsed: int, files: int) -> None:
-        """One file's documents, as soon as its worker returns them; ``parsed`` of ``files`` are in now."""
+    def loaded(self, docs: list[Document]) -> None:
+        """One file's documents, as soon as its worker returns them."""
 
     def work(self) -> bool:
-        """Do one short unit of work (about a second at most: parse progress waits for it); whether more is left."""
+        """Do one short unit of work (one batch: parse progress waits for it); whether more is left."""
 
 
 PAGE_BAR_MIN = 20  # a file with at least this many pages gets its own progress bar by pages
@@ -236,12 +239,19 @@ def _parallel(sources: Sequence[SourceFile], workers: int, progress: ParseProgre
             if progress and finished:
                 progress("parse files", done, len(sources))
             if meanwhile is not None:
-                for n, future in enumerate(finished, start=done - len(finished) + 1):
-                    if future.exception() is None:
-                        meanwhile.loaded(future.result()[0], n, len(sources))
-                busy = bool(pending) and meanwhile.work()
-        _drain(queue, progress)
-        return [_result(src, f) for src, f in zip(sources, futures, strict=True)]
+                try:
+                    for future in finished:
+                        if future.exception() is None:
+                            meanwhile.loaded(future.result()[0])
+                    busy = bool(pending) and meanwhile.work()
+                except Exception as exc:  # optional work ahead of time: its failure must not cost the parse
+                    log.warning("work alongside parsing stopped (%s: %s); it is done after parsing instead",
+                                type(exc).__name__, exc)
+                    meanwhile, busy = None, False
+    # After the pool is shut down: a worker's queue thread flushes its last page events when the worker exits,
+    # and they can arrive after the worker's result (the result travels on another pipe).
+    _drain(queue, progress)
+    return [_result(src, f) for src, f in zip(sources, futures, strict=True)]
 
 
 def _drain(queue: Any, progress: ParseProgress | None) -> None:

@@ -29,10 +29,9 @@ from domainrag.evaluation.result import (
     Passage,
     new_result,
 )
+from domainrag.evaluation.spec import DEFAULT_CONCURRENCY
 
 EXCERPT_CHARS = 240
-DEFAULT_CONCURRENCY = 8
-"""Questions in flight at once: enough for continuous batching to pay off on a CPU (benchmarks/README.md)."""
 Progress = Callable[[str, int, int], None]
 """``progress(label, done, total)``."""
 
@@ -118,13 +117,18 @@ def _status(with_retrieval: bool, judge: Judge | None, faithfulness: float | Non
 def _ask_all(app: Answerer, questions: Sequence[Mapping[str, Any]], judge: Judge | None, with_retrieval: bool,
              concurrency: int, done: Callable[[int], None] | None) -> list[tuple[AnswerEntry, bool]]:
     """Every question to one app, ``concurrency`` at a time; results in question order. ``done(n)`` after each."""
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="domainrag-eval") as pool:
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="domainrag-eval")
+    try:
         futures = {pool.submit(_ask, app, q, judge, with_retrieval): i for i, q in enumerate(questions)}
         results: list[Any] = [None] * len(questions)
         for n, future in enumerate(as_completed(futures)):
             results[futures[future]] = future.result()  # _ask records an app's failure; it does not raise
             if done:
                 done(n + 1)
+    except BaseException:  # Ctrl-C or a bug: stop now, not after every question still queued
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return results
 
 

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from domainrag.errors import DomainRagError
-from domainrag.evaluation.answer_eval import DEFAULT_CONCURRENCY
 from domainrag.evaluation.answers import LOWER_IS_BETTER
 from domainrag.evaluation.result import AnswerRun, RetrievalRun
 from domainrag.evaluation.retrieval import DEFAULT_METRICS, validate_metric
@@ -173,6 +172,11 @@ class JudgeSpec(BaseModel):
     model: str
     url: str | None = Field(None, description="OpenAI-compatible endpoint; key from $DOMAINRAG_JUDGE_API_KEY")
     threshold: float = Field(0.5, description="in-process judges: supported when P(yes) reaches this")
+
+
+DEFAULT_CONCURRENCY = 8
+"""Questions in flight at once in an answer evaluation: enough for continuous batching to pay off on a CPU
+(benchmarks/README.md, "Without bf16")."""
 
 
 class AnswerEvalSpec(BaseModel):

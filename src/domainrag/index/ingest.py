@@ -128,7 +128,9 @@ class EmbedWhileParsing:
 
     Nothing is written meanwhile: the ingest's checks (colliding ids, ``strict``) need every file first. The
     vectors wait in :attr:`vectors`, keyed by the exact text embedded, and :func:`ingest_documents` takes them
-    instead of embedding those texts again. Chunks the index already holds are not embedded.
+    instead of embedding those texts again. Chunks the index already holds are not embedded. An encoder that
+    picks its bulk path by the ingest's size (``bulk_min_texts``) gets nothing until that many texts are
+    queued, so the early chunks go the path :func:`ingest_documents` will take for the rest.
     """
 
     def __init__(self, store: VectorStore, encoder: Encoder, *, batch_size: int, max_words: int,
@@ -138,23 +140,21 @@ class EmbedWhileParsing:
                          "contextual_header": contextual_header}
         self.vectors: dict[str, np.ndarray] = {}
         self._todo: list[str] = []
-        self._queued = 0  # texts queued so far; times _expected (files / files parsed): the ingest's estimated size
-        self._expected = 1.0
+        self._seen: set[str] = set()  # every text queued: a lower bound of what the ingest will embed
 
-    def loaded(self, docs: list[Document], parsed: int, files: int) -> None:
-        self._expected = files / parsed  # the bulk path is picked by the whole ingest's size, as ingest_documents does
+    def loaded(self, docs: list[Document]) -> None:
         chunks = [c for doc in docs for c in chunk_document(doc, **self.chunking)]
         present = self.store.existing_ids([c.chunk_id for c in chunks]) if self.store.exists() else set()
         header = self.chunking["contextual_header"]
-        texts = {embed_text(c, header) for c in chunks if c.chunk_id not in present} - self.vectors.keys()
+        texts = {embed_text(c, header) for c in chunks if c.chunk_id not in present} - self._seen
+        self._seen |= texts
         self._todo.extend(sorted(texts, key=len, reverse=True))  # one file's similar lengths share a batch
-        self._queued += len(texts)
 
     def work(self) -> bool:
-        if not self._todo:
+        if not self._todo or len(self._seen) < getattr(self.encoder, "bulk_min_texts", 0):
             return False
         part, self._todo = self._todo[: self.batch_size], self._todo[self.batch_size :]
-        vecs = _bulk_encode(self.encoder, round(self._queued * self._expected))(part, batch_size=self.batch_size)
+        vecs = _bulk_encode(self.encoder, len(self._seen))(part, batch_size=self.batch_size)
         self.vectors.update(zip(part, vecs, strict=True))
         return bool(self._todo)
 

@@ -122,6 +122,13 @@ class Embedder:
         return self.encode(texts, batch_size) if bulk is None else bulk.encode(texts, batch_size=batch_size)
 
     @property
+    def bulk_min_texts(self) -> int:
+        """Chunks an ingest must embed before ``encode_documents`` picks its bulk path (0 once it is picked, or
+        when the setting is not ``auto``): a caller embedding before it knows the whole ingest waits for this
+        many, so that every chunk of one ingest goes the same path."""
+        return AUTO_MIN_TEXTS if self._bulk_path is None and self.bulk_encoder == "auto" else 0
+
+    @property
     def bulk_path(self) -> str | None:
         """What ``encode_documents`` runs on: ``torch``, ``onnx-fp32``, ``onnx-int8`` (guard passed) or
         ``onnx-int8-unguarded`` (forced by the setting although the guard failed); None before its first call."""

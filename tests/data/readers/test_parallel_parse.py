@@ -83,37 +83,58 @@ def test_default_workers_only_for_several_structured_files(folder: Path, monkeyp
 
 
 class _Recorder:
-    """A ``Meanwhile`` that records what it is told and does a few units of work per file."""
+    """A ``Meanwhile`` that records what it is told and does two units of work per file."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail: bool = False) -> None:
         self.docs: list[str] = []
-        self.parsed: list[tuple[int, int]] = []
         self.units = 0
         self.left = 0
+        self.fail = fail
 
-    def loaded(self, docs: list, parsed: int, files: int) -> None:
+    def loaded(self, docs: list) -> None:
         self.docs.extend(d.doc_id for d in docs)
-        self.parsed.append((parsed, files))
         self.left += 2
 
     def work(self) -> bool:
+        if self.fail:
+            raise RuntimeError("encoder broke")
         if self.left:
             self.left -= 1
             self.units += 1
         return self.left > 0
 
 
-def test_meanwhile_gets_every_parsed_file_while_workers_parse(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def slow_folder(tmp_path_factory: pytest.TempPathFactory, folder: Path) -> Path:
+    """The mixed folder and a 150-page PDF: files finish while that one is still being parsed."""
+    root = tmp_path_factory.mktemp("mixed-slow")
+    shutil.copytree(folder, root, dirs_exist_ok=True)
+    _long_pdf(root / "a-very-long.pdf", 150)
+    return root
+
+
+def test_meanwhile_gets_every_parsed_file_while_workers_parse(slow_folder: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources_module.os, "cpu_count", lambda: 2)
     crowded = _Recorder()  # two workers on two cores: no core left for the ingesting process's own work
-    load_sources(local_sources([folder]), [], workers=2, meanwhile=crowded)
+    load_sources(local_sources([slow_folder]), [], workers=2, meanwhile=crowded)
     assert crowded.docs == [] and crowded.units == 0
     monkeypatch.setattr(sources_module.os, "cpu_count", lambda: 4)
     recorder = _Recorder()
-    docs = load_sources(local_sources([folder]), [], workers=2, meanwhile=recorder)
+    docs = load_sources(local_sources([slow_folder]), [], workers=2, meanwhile=recorder)
     assert sorted(recorder.docs) == sorted(d.doc_id for d in docs)  # each file's documents, once, any order
-    assert recorder.parsed == [(n, 8) for n in range(1, 9)]  # every file, the unreadable ones too
-    assert recorder.units > 0  # it was given time while files were still being parsed
+    assert recorder.units > 0  # it was given time while the long file was still being parsed
     serial = _Recorder()
-    load_sources(local_sources([folder]), [], workers=0, meanwhile=serial)
+    load_sources(local_sources([slow_folder]), [], workers=0, meanwhile=serial)
     assert serial.docs == [] and serial.units == 0  # parsing in this process leaves no time to share
+
+
+def test_a_failing_meanwhile_costs_nothing_of_the_parse(folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sources_module.os, "cpu_count", lambda: 4)
+    errors: list[str] = []
+    docs = load_sources(local_sources([folder]), errors, workers=2, meanwhile=_Recorder(fail=True))
+    expected_errors: list[str] = []
+    expected = load_sources(local_sources([folder]), expected_errors, workers=0)
+    assert docs == expected and errors == expected_errors
+    assert "encoder broke" in caplog.text
