@@ -31,3 +31,36 @@ def native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, lowered by a cgroup CPU quota (a container's
+    ``--cpus``), never below 1. ``os.cpu_count()`` counts the host's CPUs and ignores both, so worker and
+    thread counts sized by it oversubscribe a container."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, max(1, int(quota + 0.5)))  # a quota of 1.5 CPUs keeps 2 threads busy enough
+    return max(1, count)
+
+
+def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs allowed by the cgroup (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); None
+    when unlimited or unreadable."""
+    try:
+        with open(f"{root}/cpu.max", encoding="ascii") as fh:
+            quota, period = fh.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(f"{root}/cpu/cpu.cfs_quota_us", encoding="ascii") as fh:
+            quota_us = int(fh.read())
+        with open(f"{root}/cpu/cpu.cfs_period_us", encoding="ascii") as fh:
+            period_us = int(fh.read())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us

@@ -24,6 +24,7 @@ from domainrag.data.loaders import TEXT_SUFFIXES, Document, load_file
 from domainrag.data.readers import READERS
 from domainrag.data.readers.registry import PageHook, page_progress
 from domainrag.errors import DatasetError, DomainRagError
+from domainrag.hardware import usable_cpus
 from domainrag.storage.options import open_fs, split_scheme
 from domainrag.storage.preflight import preflight, require
 
@@ -128,7 +129,7 @@ def parse_workers(sources: Sequence[SourceFile]) -> int:
         return min(int(env), len(sources))
     if len(structured) < 2 or sum(p.stat().st_size for p in structured) < PARALLEL_MIN_BYTES:
         return 0
-    return min(4, os.cpu_count() or 1, len(structured))
+    return min(4, usable_cpus(), len(structured))
 
 
 def load_sources(
@@ -154,7 +155,7 @@ def load_sources(
     workers; parsing in this process, or workers on every core, leave no such time.
     """
     n = parse_workers(sources) if workers is None else min(workers, len(sources))
-    if (os.cpu_count() or 1) <= n:
+    if usable_cpus() <= n:
         meanwhile = None  # no core left for it: sharing the workers' cores slowed a whole ingest down (benchmarks/)
     results = _parallel(sources, n, progress, meanwhile) if n > 1 else _serial(sources, progress)
     docs: list[Document] = []

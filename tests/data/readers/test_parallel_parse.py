@@ -3,7 +3,6 @@ in file order, and progress by files and by the pages of a long PDF from inside 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from domainrag.data import sources as sources_module
 from domainrag.data.sources import PAGE_BAR_MIN, load_sources, local_sources, parse_workers
+from domainrag.hardware import usable_cpus
 
 
 def _long_pdf(path: Path, pages: int) -> Path:
@@ -74,7 +74,7 @@ def test_default_workers_only_for_several_structured_files(folder: Path, monkeyp
     assert parse_workers(texts) == 0 and parse_workers(sources[:1]) == 0
     assert parse_workers(sources) == 0  # five small structured files: parsed before a worker would start
     monkeypatch.setattr(sources_module, "PARALLEL_MIN_BYTES", 1000)
-    assert parse_workers(sources) == min(4, os.cpu_count() or 1, 5)  # 5 files need a structured reader
+    assert parse_workers(sources) == min(4, usable_cpus(), 5)  # 5 files need a structured reader
     monkeypatch.setenv("DOMAINRAG_PARSE_WORKERS", "2")
     assert parse_workers(sources) == 2
     monkeypatch.setenv("DOMAINRAG_PARSE_WORKERS", "two")
@@ -115,11 +115,11 @@ def slow_folder(tmp_path_factory: pytest.TempPathFactory, folder: Path) -> Path:
 
 def test_meanwhile_gets_every_parsed_file_while_workers_parse(slow_folder: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sources_module, "usable_cpus", lambda: 2)
     crowded = _Recorder()  # two workers on two cores: no core left for the ingesting process's own work
     load_sources(local_sources([slow_folder]), [], workers=2, meanwhile=crowded)
     assert crowded.docs == [] and crowded.units == 0
-    monkeypatch.setattr(sources_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(sources_module, "usable_cpus", lambda: 4)
     recorder = _Recorder()
     docs = load_sources(local_sources([slow_folder]), [], workers=2, meanwhile=recorder)
     assert sorted(recorder.docs) == sorted(d.doc_id for d in docs)  # each file's documents, once, any order
@@ -131,7 +131,7 @@ def test_meanwhile_gets_every_parsed_file_while_workers_parse(slow_folder: Path,
 
 def test_a_failing_meanwhile_costs_nothing_of_the_parse(folder: Path, monkeypatch: pytest.MonkeyPatch,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(sources_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(sources_module, "usable_cpus", lambda: 4)
     errors: list[str] = []
     docs = load_sources(local_sources([folder]), errors, workers=2, meanwhile=_Recorder(fail=True))
     expected_errors: list[str] = []

@@ -8,13 +8,13 @@ into the cache, once, under a file lock; they run when a model is deployed or lo
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from filelock import FileLock
 
+from domainrag import hardware
 from domainrag.errors import DomainRagError
 from domainrag.serving.backends.config import GgufType, LlamaCppEndpoint
 from domainrag.serving.backends.llamacpp import import_llama_cpp
@@ -95,7 +95,7 @@ def quantize_gguf(source: Path, target: Path, tensor_type: GgufType) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, _FTYPES[tensor_type])
     params.allow_requantize = True
-    params.nthread = os.cpu_count() or 1
+    params.nthread = hardware.usable_cpus()
     from llama_cpp._utils import suppress_stdout_stderr  # llama_cpp is an optional extra: imported on use
 
     with suppress_stdout_stderr(disable=False):  # llama.cpp prints a line per tensor
