@@ -17,6 +17,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from domainrag.data.chunking import check_window
 from domainrag.errors import ConflictError, DomainRagError, NotFoundError, StorageError
 from domainrag.index import (
     EmbedderPin,
@@ -300,6 +301,7 @@ def ingest(
     its vectors came from; ``reembed`` migrates instead: the index is emptied and rebuilt from
     ``paths`` with the model as it is now (and pinned to it).
     """
+    check_window(max_words, overlap_words)  # before any model is loaded
     record = ws.index_record(index)
     if not ws.lake.is_local:
         require(preflight(writes=[ws.lake.url(f"chunks/{index}")]))

@@ -134,7 +134,11 @@ def load_workspace_config(path: str | Path) -> tuple[WorkspaceConfig, Located]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), "file not found", hint="pass the YAML file with -f")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text (byte {exc.start} cannot be decoded)",
+                          hint="pass the workspace's YAML file with -f, saved as UTF-8") from exc
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

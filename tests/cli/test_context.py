@@ -63,6 +63,8 @@ def test_cli_group_prints_errors_with_their_exit_status() -> None:
             raise _context.OptionError("--x [a] is not valid", hint="use --x b")
         if kind == "os":
             raise FileNotFoundError("[Errno 2] No such file: 'weights.bin'\nlong library detail")
+        if kind == "exit":
+            raise typer.Exit(3)
         raise DomainRagError("index 'kb' [embedded] not found")
 
     @cli.command("ok")
@@ -78,3 +80,29 @@ def test_cli_group_prints_errors_with_their_exit_status() -> None:
     assert oserror.exit_code == 1
     assert oserror.output == "error: FileNotFoundError: [Errno 2] No such file: 'weights.bin'\n"  # one line
     assert runner.invoke(cli, ["nope"]).exit_code == 2  # click's own usage error
+    assert runner.invoke(cli, ["fail", "exit"]).exit_code == 3  # a command's own exit status passes through
+
+
+def test_an_unexplained_exception_is_one_line_unless_the_traceback_is_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    cli = typer.Typer(cls=_context.CliGroup)
+
+    @cli.command("fail")
+    def fail() -> None:
+        raise ValueError("Failed to load model from file: x.gguf\nlibrary detail")
+
+    @cli.command("ok")
+    def ok() -> None:
+        pass
+
+    monkeypatch.delenv(_context.TRACEBACK_ENV, raising=False)
+    result = CliRunner().invoke(cli, ["fail"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("error: unexpected ValueError: Failed to load model from file: x.gguf\nhint:")
+    assert "library detail" not in result.output and _context.TRACEBACK_ENV in result.output
+    monkeypatch.setenv(_context.TRACEBACK_ENV, "1")
+    shown = CliRunner().invoke(cli, ["fail"])
+    assert isinstance(shown.exception, ValueError)  # raised on, so Python prints where it happened

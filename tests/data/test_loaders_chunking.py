@@ -4,7 +4,7 @@ import pytest
 
 from domainrag.data.chunking import chunk_document
 from domainrag.data.loaders import Document, iter_files, load_file
-from domainrag.errors import DatasetError
+from domainrag.errors import DatasetError, DomainRagError
 
 
 def test_loads_every_supported_format(tmp_path: Path) -> None:
@@ -111,3 +111,10 @@ def test_contextual_header_off_leaves_the_bare_text_and_new_ids() -> None:
     assert embed_text(on) == "CTL-400\nCTL-400 datasheet > Mechanical\n\nThe controller weighs 2.1 kg."
     assert embed_text(off, contextual_header=False) == off.text
     assert on.chunk_id != off.chunk_id
+
+
+@pytest.mark.parametrize(("max_words", "overlap_words"), [(0, 0), (10, 10), (10, 50), (10, -5)])
+def test_a_window_that_would_lose_words_is_refused_with_both_options_named(max_words: int, overlap_words: int) -> None:
+    with pytest.raises(DomainRagError) as err:
+        chunk_document(Document("d", "one two three " * 20), max_words=max_words, overlap_words=overlap_words)
+    assert "--max-words" in err.value.hint and "--overlap-words" in err.value.hint

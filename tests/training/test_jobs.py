@@ -51,6 +51,28 @@ def test_crashing_job_is_marked_failed_with_reason(ws, tmp_path: Path) -> None:
     assert "FAILED" in log and "Traceback" in log
 
 
+def test_a_process_that_dies_before_logging_shows_what_it_printed(ws, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from domainrag.training import jobs
+    from domainrag.training.jobs import job_log
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"query": "q1", "positive": "p1"}\n{"query": "q2", "positive": "p2"}\n')
+    record = create_job(
+        ws, EmbeddingJobSpec(name="emb", base_model="all-minilm-l6-v2", dataset=str(data)), start=False
+    )
+    crash = "import sys; print('launcher starting'); sys.exit('RuntimeError: FP8 is not available on this machine')"
+    monkeypatch.setattr(jobs, "build_launch_command", lambda *a, **k: [sys.executable, "-c", crash])
+    start_job(ws, record.name)  # as a launcher that fails before the worker writes its log
+    final = wait_job(ws, record.name, timeout=60, poll=0.2)
+    assert final.state == "failed"
+    assert "exited unexpectedly: RuntimeError: FP8 is not available" in (final.error or "")
+    shown = job_log(ws, record.name)
+    assert "the worker wrote no log" in shown and "launcher starting" in shown and "FP8" in shown
+
+
 def test_unknown_hyperparameter_is_refused_before_anything_is_recorded(ws, tmp_path: Path) -> None:
     from domainrag.training.spec import parse_job_spec
 

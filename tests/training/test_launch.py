@@ -14,6 +14,7 @@ from accelerate.commands.launch import launch_command_parser
 from pydantic import ValidationError
 
 from domainrag.errors import DomainRagError
+from domainrag.training import launch
 from domainrag.training.jobs import create_job
 from domainrag.training.launch import LaunchConfig, build_launch_command, write_accelerate_config
 from domainrag.training.spec import RerankerJobSpec, parse_job_spec
@@ -108,6 +109,8 @@ def test_invalid_launch_configs() -> None:
         LaunchConfig(num_processes=0)
     with pytest.raises(ValidationError):
         LaunchConfig(mixed_precision="fp64")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        LaunchConfig(mixed_precision="fp8")  # type: ignore[arg-type]  # accelerate fails on it without GPUs/TE
 
 
 def test_job_spec_carries_the_launch_config_to_start_job(ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,6 +128,7 @@ def test_job_spec_carries_the_launch_config_to_start_job(ws, tmp_path: Path, mon
         return _Proc()
 
     monkeypatch.setattr("domainrag.training.jobs.subprocess.Popen", fake_popen)
+    monkeypatch.setattr(launch, "module_installed", lambda name: True)  # DeepSpeed lives on the GPU machines
     spec = RerankerJobSpec(
         name="big",
         base_model="all-minilm-l6-v2",
@@ -142,6 +146,13 @@ def test_job_spec_carries_the_launch_config_to_start_job(ws, tmp_path: Path, mon
 
     with pytest.raises(DomainRagError, match="does not exist"):  # refused before anything is recorded
         create_job(ws, spec.model_copy(update={"launch": LaunchConfig(deepspeed_config=tmp_path / "nope.json")}))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"zero_optimization": {"stage": 2')
+    with pytest.raises(DomainRagError, match=r"broken\.json is not valid JSON \(line 1"):
+        create_job(ws, spec.model_copy(update={"launch": LaunchConfig(deepspeed_config=broken)}))
+    monkeypatch.setattr(launch, "module_installed", lambda name: False)
+    with pytest.raises(DomainRagError, match="needs DeepSpeed, which is not installed"):
+        create_job(ws, spec)
     assert len(ws.catalog.list("job")) == 1
 
 

@@ -8,6 +8,7 @@ without loading them. That is the one reason imports in ``domainrag.cli`` are fu
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,8 +23,11 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from domainrag.errors import DomainRagError
+
+TRACEBACK_ENV = "DOMAINRAG_TRACEBACK"
 
 if TYPE_CHECKING:
     from domainrag.workspace import Workspace
@@ -66,7 +70,8 @@ class CliGroup(TyperGroup):
     """The root command group: a DomainRagError or pydantic ValidationError raised by any command is printed
     by report_error and becomes its exit status, so the CLI (and typer's CliRunner) never shows a traceback.
     An OSError that no layer turned into a DomainRagError (a file, a disk, a model library's loader) is
-    printed as one line too, exit status 1."""
+    printed as one line too, exit status 1, and so is any other exception (``DOMAINRAG_TRACEBACK=1`` shows its
+    traceback instead)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -76,6 +81,17 @@ class CliGroup(TyperGroup):
         except OSError as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
             raise typer.Exit(report_error(DomainRagError(f"{type(exc).__name__}: {first}"))) from exc
+        except (typer.Exit, typer.Abort, TyperException, click.exceptions.Exit, click.exceptions.Abort,
+                click.ClickException):
+            raise  # exits and usage errors (typer's bundled click and the standalone one)
+        except Exception as exc:  # a failure no layer explained: one line and a way to see more, not a traceback
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise typer.Exit(report_error(DomainRagError(
+                f"unexpected {type(exc).__name__}: {first}",
+                hint=f"this is a domainrag bug if the input was valid: set {TRACEBACK_ENV}=1 to see where it "
+                     "happened, and report it"))) from exc
 
 
 def command_app(name: str | None = None, help: str | None = None) -> typer.Typer:

@@ -96,8 +96,8 @@ def eval_retrieval(
                                                       "precision@k, mrr@k, map); default: nDCG@10, recall@1/5/10/100, "
                                                       "MRR@10, MAP")] = None,
     depth: Annotated[int | None, typer.Option(help="chunks fetched per query (default 2 × largest cut-off)")] = None,
-    max_words: Annotated[int, typer.Option(help="chunk size in words when ingesting")] = 120,
-    overlap_words: Annotated[int, typer.Option(help="chunk overlap in words when ingesting")] = 20,
+    max_words: Annotated[int, typer.Option(min=1, help="chunk size in words when ingesting")] = 120,
+    overlap_words: Annotated[int, typer.Option(min=0, help="chunk overlap in words when ingesting")] = 20,
     limit: Annotated[int | None, typer.Option(help="evaluate only the first N queries")] = None,
     report: ReportOpt = None,
     json_out: JsonOpt = None,

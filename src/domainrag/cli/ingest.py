@@ -18,8 +18,8 @@ def ingest_cmd(
     index: Annotated[str, typer.Option(help="target index")],
     batch_size: Annotated[int, typer.Option(min=1, help="chunks per embedding batch (the progress bar moves per "
                                                          "batch)")] = 64,
-    max_words: Annotated[int, typer.Option(help="chunk size in words")] = 120,
-    overlap_words: Annotated[int, typer.Option(help="overlap between chunks in words")] = 20,
+    max_words: Annotated[int, typer.Option(min=1, help="chunk size in words")] = 120,
+    overlap_words: Annotated[int, typer.Option(min=0, help="overlap between chunks in words")] = 20,
     reembed: Annotated[bool, typer.Option(help="rebuild the index from PATHS with its embedding model as it is "
                                                "now (after the model changed)")] = False,
     strict: Annotated[bool, typer.Option(help="any skipped file or line is an error, and nothing is written")] = False,

@@ -29,7 +29,8 @@ def model_create(
     source: Annotated[str, typer.Option(help="job | path | remote")] = "job",
     job_id: Annotated[str | None, typer.Option(help="job whose artifact to register")] = None,
     path: Annotated[Path | None, typer.Option(help="model folder (with --source path)")] = None,
-    kind: Annotated[str | None, typer.Option(help="llm | embedding (with --source path)")] = None,
+    kind: Annotated[str | None, typer.Option(help="llm | embedding | reranker (with --source path; default: "
+                                                  "detected from the folder)")] = None,
     base_model: Annotated[str | None, typer.Option(help="base model of a LoRA adapter folder")] = None,
     new_version: Annotated[bool, typer.Option(help="add a version to an existing model")] = False,
     endpoint: Annotated[

@@ -41,7 +41,7 @@ def log_config(access: str) -> dict[str, Any]:
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
     access_log: Annotated[str | None, typer.Option(
         help="one line per request on stdout: text, json or off (default: $DOMAINRAG_ACCESS_LOG, else text)")] = None,
     key_rpm: Annotated[int | None, typer.Option(

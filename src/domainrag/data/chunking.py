@@ -25,6 +25,7 @@ from typing import Any
 
 from domainrag.data.blocks import Block
 from domainrag.data.loaders import Document
+from domainrag.errors import DomainRagError
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,14 @@ _PARA = re.compile(r"\n\s*\n")
 NEIGHBOURS = 2  # text chunks linked on each side of a table
 
 
+def check_window(max_words: int, overlap_words: int) -> None:
+    """Refuse a chunk window that would lose words: a negative overlap skips words between windows."""
+    if max_words < 1 or overlap_words < 0 or overlap_words >= max_words:
+        raise DomainRagError(f"chunk window of {max_words} words with an overlap of {overlap_words} is invalid",
+                             hint="max_words must be at least 1 and overlap_words from 0 to max_words - 1 "
+                                  "(--max-words / --overlap-words)")
+
+
 def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20, *,
                    contextual_header: bool = True) -> list[Chunk]:
     """Paragraph-aware word windows: paragraphs are packed up to ``max_words``; a longer
@@ -60,8 +69,7 @@ def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20,
     Written by hand because the splitters in the big frameworks drag in their whole stack; this
     is the part of them we need (and it keeps chunk boundaries stable across versions).
     """
-    if overlap_words >= max_words:
-        raise ValueError("overlap_words must be smaller than max_words")
+    check_window(max_words, overlap_words)
     if doc.blocks:
         return _chunk_blocks(doc, max_words, overlap_words, contextual_header)
     return _make_chunks(doc, [(text, {}) for text in _pack(doc.text, max_words, overlap_words)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from domainrag.errors import DomainRagError
 from domainrag.serving.backends import (
@@ -17,9 +17,10 @@ from domainrag.serving.backends import (
     validate_endpoint,
 )
 from domainrag.workspace import ResolvedLLM, Workspace
-from domainrag.zoo import portable_base_id
+from domainrag.zoo import RecordKind, portable_base_id
 
 _JOB_KIND = {"sft": "llm", "embedding": "embedding", "reranker": "reranker"}
+MODEL_KINDS: tuple[str, ...] = get_args(RecordKind)
 
 
 def _is_cross_encoder(path: Path) -> bool:
@@ -87,6 +88,8 @@ def _create(
     new_version: bool,
     endpoint: dict[str, Any] | str | None,
 ) -> dict[str, Any]:
+    if kind not in (None, *MODEL_KINDS):
+        raise DomainRagError(f"unknown model kind '{kind}'", hint=f"--kind is one of {', '.join(MODEL_KINDS)}")
     if source == "remote":
         return _create_remote(ws, name, endpoint, kind=kind, base_model=base_model, new_version=new_version)
     if endpoint is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from domainrag.errors import DomainRagError
 from domainrag.storage.lake import split_scheme
 from domainrag.storage.preflight import preflight, require
-from domainrag.training.launch import accelerate_config, build_launch_command
+from domainrag.training.launch import accelerate_config, build_launch_command, check_launch_dependencies
 from domainrag.training.spec import JobRecord, JobSpec
 from domainrag.workspace import Workspace
 
@@ -39,6 +39,7 @@ def create_job(ws: Workspace, spec: JobSpec, *, start: bool = True) -> JobRecord
         spec.check_dataset()
     if spec.launch is not None:
         accelerate_config(spec.launch)  # missing DeepSpeed/FSDP files fail here
+        check_launch_dependencies(spec.launch)
     remote = [spec.dataset] if split_scheme(spec.dataset) not in ("file", "local") else []
     writes = [spec.output] if spec.output else []
     if not ws.lake.is_local:  # the job's spec, logs, checkpoints and artifact go to the lake
@@ -115,14 +116,31 @@ def refresh_state(ws: Workspace, job_id: str) -> JobRecord:
         time.sleep(0.2)
         record = load_job(ws, job_id)
         if record.state in ("queued", "running"):
+            last = _last_output_line(ws, job_id)
             record = _update(
                 ws,
                 job_id,
                 state="failed",
-                error="the job process exited unexpectedly (see `job logs`)",
+                error="the job process exited unexpectedly" + (f": {last}" if last else "") + " (see `job logs`)",
                 finished_at=time.time(),
             )
     return record
+
+
+def _process_output(ws: Workspace, job_id: str) -> Path:
+    """What the job's process (the launcher and the worker) printed: where a crash before logging shows."""
+    return ws.settings.workspace / "logs" / f"{job_id}.out"
+
+
+def _last_output_line(ws: Workspace, job_id: str) -> str:
+    """The last non-empty line the job's process printed (a traceback ends with its exception), or ""."""
+    path = _process_output(ws, job_id)
+    if not path.is_file():
+        return ""
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 8192))
+        lines = [line.strip() for line in fh.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 def cancel_job(ws: Workspace, job_id: str) -> JobRecord:
@@ -149,6 +167,12 @@ def wait_job(ws: Workspace, job_id: str, timeout: float | None = None, poll: flo
 
 
 def job_log(ws: Workspace, job_id: str) -> str:
-    """The job's log so far ("" before the worker wrote anything)."""
+    """The job's log so far ("" before the worker wrote anything). A job that failed before its worker wrote
+    a line (a launcher error, a crash at import) shows what its process printed instead."""
     key = f"jobs/{job_id}/log.txt"
-    return ws.lake.read_text(key) if ws.lake.exists(key) else ""
+    log = ws.lake.read_text(key) if ws.lake.exists(key) else ""
+    output = _process_output(ws, job_id)
+    if not log and load_job(ws, job_id).state == "failed" and output.is_file():
+        return f"(the worker wrote no log; the job's process printed, in {output}:)\n" + output.read_text(
+            encoding="utf-8", errors="replace")
+    return log

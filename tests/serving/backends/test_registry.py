@@ -43,6 +43,9 @@ def test_remote_model_registration(client_ws: Any, server: SimpleNamespace, dead
         create_model(client_ws, "dead", source="remote",
                      endpoint={"type": "openai", "base_url": dead_url(), "model": LLM})
     assert client_ws.model_record("dead") is None
+    with pytest.raises(DomainRagError, match="unknown model kind 'vision'") as exc:
+        create_model(client_ws, "v", source="path", path=Path("."), kind="vision")
+    assert "llm, embedding, reranker" in (exc.value.hint or "") and client_ws.model_record("v") is None
     with pytest.raises(DomainRagError, match="already exists"):
         create_model(client_ws, "remote-smol", source="remote", endpoint=remote_endpoint(server))
     with pytest.raises(DomainRagError, match="no local weights"):

@@ -37,6 +37,10 @@ def test_validation_checks_without_converting(ws, no_conversion, tmp_path: Path)
     assert not list(tmp_path.glob("*q8_0*"))
     with pytest.raises(DomainRagError, match=r"neither a \.gguf file"):
         validate_endpoint(ws, LLM, parse_endpoint({"type": "llamacpp", "gguf": "no-such-model"}))
+    not_gguf = tmp_path / "trunc.gguf"
+    not_gguf.write_bytes(b"\x7fELF" + bytes(96))  # a file of another kind, named .gguf
+    with pytest.raises(DomainRagError, match=r"trunc\.gguf is not a GGUF file"):
+        validate_endpoint(ws, LLM, parse_endpoint({"type": "llamacpp", "gguf": str(not_gguf)}))
     with pytest.raises(NotFoundError, match="neither registered nor a known base model"):
         check_llm(ws, "no-such-model")
     with pytest.raises(DomainRagError, match="is an embedding model, not an LLM"):

@@ -40,10 +40,22 @@ def _packaged_model(spec: str) -> BaseModel:
     return model
 
 
+GGUF_MAGIC = b"GGUF"
+
+
 def check_gguf(spec: str) -> None:
-    """Raise unless ``spec`` is a ``.gguf`` file or an installed GGUF-packaged base model; writes nothing."""
-    if not Path(spec).expanduser().is_file():
+    """Raise unless ``spec`` is a GGUF file (by its magic bytes) or an installed GGUF-packaged base model;
+    writes nothing. A file that is no GGUF would otherwise be accepted at deploy and fail at the first request."""
+    path = Path(spec).expanduser()
+    if not path.is_file():
         gguf_parts(_packaged_model(spec))
+        return
+    with path.open("rb") as fh:
+        magic = fh.read(len(GGUF_MAGIC))
+    if magic != GGUF_MAGIC:
+        raise DomainRagError(f"{path} is not a GGUF file (it does not start with {GGUF_MAGIC.decode()})",
+                             hint="point gguf at a .gguf model file, e.g. one written by `domainrag model export "
+                                  "--format gguf`, or at a packaged model's name")
 
 
 def resolve_gguf(spec: str) -> str:
