@@ -48,3 +48,11 @@ def test_new_weights_with_the_same_dimension_are_refused_until_reembedded(ws: Wo
     assert ws.index_embedder("kb").name == str(model_dir)  # pinned to the new weights now
     hits = ws.store("kb").dense_search(ws.index_embedder("kb").encode(["dosing pump litres"])[0], 1)
     assert hits[0].doc_id == "pump.md"
+
+
+def test_a_workspace_path_that_is_a_file_is_refused_by_name(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a workspace")
+    with pytest.raises(DomainRagError, match=r"workspace .*afile is a file, not a folder"):
+        Workspace.open(afile)
+    assert afile.read_text() == "not a workspace"

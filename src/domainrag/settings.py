@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from domainrag.errors import DomainRagError
+
 DEFAULT_WORKSPACE = ".domainrag"
 
 
@@ -38,5 +40,8 @@ class Settings:
     @classmethod
     def resolve(cls, workspace: str | os.PathLike[str] | None = None, lake: str | None = None) -> Settings:
         ws = Path(workspace or os.environ.get("DOMAINRAG_HOME") or DEFAULT_WORKSPACE).expanduser().resolve()
+        if ws.exists() and not ws.is_dir():
+            raise DomainRagError(f"workspace {ws} is a file, not a folder",
+                                 hint="pass a folder with --workspace (or $DOMAINRAG_HOME); it is created if missing")
         ws.mkdir(parents=True, exist_ok=True)
         return cls(workspace=ws, lake=lake or os.environ.get("DOMAINRAG_LAKE") or str(ws))

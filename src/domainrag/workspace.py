@@ -171,7 +171,8 @@ class Workspace:
                 raise DomainRagError(
                     f"index '{index}' holds {record.dimension}-dimensional vectors of {record.embedder.describe()}, "
                     f"but that model is now {now.describe()}{changed}: mixing them would return wrong results",
-                    hint=f"re-embed the index (`domainrag ingest {index} PATH... --reembed`) or create a new index",
+                    hint=f"re-embed the index (`domainrag ingest PATH... --index {index} --reembed`) or create "
+                         "a new index",
                 )
         return self.embedder(record.embedding_model)
 

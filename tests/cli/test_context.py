@@ -45,7 +45,7 @@ def test_print_table_formats_cells(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_load_json_names_the_option() -> None:
     assert _context.load_json('{"a": 1}', "--x") == {"a": 1}
-    with pytest.raises(DomainRagError, match=r"--retrieval is not valid JSON: .* at column 2"):
+    with pytest.raises(DomainRagError, match=r"--retrieval is not valid JSON: .* \(column 2\)"):
         _context.load_json("{a", "--retrieval")
     assert _context.store_option("embedded") == "embedded"
     assert _context.store_option(' {"type": "opensearch"}') == {"type": "opensearch"}

@@ -45,6 +45,8 @@ def test_index_search_shows_where_each_hit_comes_from(ws, cli_for, docs) -> None
     assert all(set(h["scores"]) <= {"dense", "bm25"} and h["scores"] for h in hits)
     bad = CliRunner().invoke(cli_for(ws), ["index", "search", "kb", "--query", "x", "--mode", "nope"])
     assert bad.exit_code != 0
+    empty = CliRunner().invoke(cli_for(ws), ["index", "search", "kb", "--query", "  ", "--mode", "bm25"])
+    assert empty.exit_code == 2 and "--query is empty" in empty.output
 
 
 def test_an_unloadable_embedding_model_is_one_clear_error_and_nothing_is_recorded(ws, cli_for, tmp_path) -> None:

@@ -62,3 +62,6 @@ def test_run_from_hits_keeps_each_documents_best_rank() -> None:
 def test_unknown_metric_is_rejected() -> None:
     with pytest.raises(ValueError, match="unsupported metric"):
         evaluate_run({"q": {"d": 1}}, {"q": {"d": 1.0}}, ["bleu"])
+    for bad in ("ndcg@0", "recall@x", "mrr@-1"):  # a cut-off of 0 scored 1.0; a word gave Python's int() message
+        with pytest.raises(ValueError, match=f"metric '{bad}': the cut-off after @ must be a whole number"):
+            evaluate_run({"q": {"d": 1}}, {"q": {"d": 1.0}}, [bad])

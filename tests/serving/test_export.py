@@ -9,6 +9,7 @@ or a wrong q/k row order for llama.cpp changes the numbers the tests compare.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -206,6 +207,15 @@ def test_cli_export_and_its_errors(tuned, cli_for, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["model", "export", "nope", "--format", "hf", "--out", str(tmp_path / "x")])
     assert missing.exit_code == 1 and "nope" in missing.output and "Traceback" not in missing.output
     assert not (tmp_path / "x").exists()
+    (tmp_path / "afile").write_text("x")
+    under_file = runner.invoke(app, ["model", "export", "tuned", "--format", "hf",
+                                     "--out", str(tmp_path / "afile/sub")])
+    assert under_file.exit_code == 1 and "afile is a file, not a folder" in under_file.output
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not os.access(locked, os.W_OK):  # root writes anywhere: the check has nothing to refuse there
+        denied = runner.invoke(app, ["model", "export", "tuned", "--format", "hf", "--out", str(locked / "m")])
+        assert denied.exit_code == 1 and "cannot write in" in denied.output and "locked" in denied.output
 
     to_lake = runner.invoke(app, ["model", "export", "tuned", "--format", "hf", "--lake-key", "exports/tuned",
                                   "--dtype", "bfloat16"])

@@ -215,7 +215,7 @@ def load_json(text: str, option: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise OptionError(f"{option} is not valid JSON: {exc.msg} at column {exc.colno}") from exc
+        raise OptionError(f"{option} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
 
 
 class Waiting:

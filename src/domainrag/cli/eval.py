@@ -95,7 +95,8 @@ def eval_retrieval(
     metric: Annotated[list[str] | None, typer.Option("--metric", help="metric, repeatable (ndcg@k, recall@k, "
                                                       "precision@k, mrr@k, map); default: nDCG@10, recall@1/5/10/100, "
                                                       "MRR@10, MAP")] = None,
-    depth: Annotated[int | None, typer.Option(help="chunks fetched per query (default 2 × largest cut-off)")] = None,
+    depth: Annotated[int | None, typer.Option(min=1, help="chunks fetched per query (default 2 × largest "
+                                                          "cut-off)")] = None,
     max_words: Annotated[int, typer.Option(min=1, help="chunk size in words when ingesting")] = 120,
     overlap_words: Annotated[int, typer.Option(min=0, help="chunk overlap in words when ingesting")] = 20,
     limit: Annotated[int | None, typer.Option(help="evaluate only the first N queries")] = None,

@@ -94,6 +94,8 @@ def index_search(
 
     if mode not in ("dense", "bm25", "hybrid"):
         raise OptionError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
+    if not query.strip():
+        raise OptionError("--query is empty", hint='search for a question or keywords, e.g. --query "CTL-400 weight"')
     config = RetrievalConfig(index=name, mode=mode, top_k=top_k, rerank_model=rerank_model)
     with Waiting(f"loading the models of index {name} and searching"):
         reranker = ws().reranker(rerank_model) if rerank_model else None

@@ -96,7 +96,7 @@ def parse_jsonl(path: Path, lines: Iterable[str], first_line: int = 1) -> Iterat
         except json.JSONDecodeError as exc:
             raise DatasetError(
                 str(path),
-                f"invalid JSON ({exc.msg} at column {exc.colno})",
+                f"invalid JSON ({exc.msg}: column {exc.colno})",
                 line=lineno,
                 hint="JSONL needs exactly one complete JSON object per line",
             ) from None

@@ -19,12 +19,18 @@ DEFAULT_METRICS = ("ndcg@10", "recall@1", "recall@5", "recall@10", "recall@100",
 
 def _trec_name(metric: str) -> tuple[str, str, int | None]:
     name, _, cut = metric.partition("@")
+    if name not in ("ndcg", "recall", "precision", "mrr", "map"):
+        raise ValueError(f"unsupported metric '{metric}' (use ndcg@k, recall@k, precision@k, mrr@k, map)")
+    if cut and not (cut.isdigit() and int(cut) > 0):
+        raise ValueError(f"metric '{metric}': the cut-off after @ must be a whole number of at least 1, e.g. {name}@10")
     k = int(cut) if cut else None
     if name == "ndcg":
         return (f"ndcg_cut.{k}", f"ndcg_cut_{k}", None) if k else ("ndcg", "ndcg", None)
     if name == "recall":
         return (f"recall.{k}", f"recall_{k}", None) if k else ("recall", "recall", None)
     if name == "precision":
+        if not k:
+            raise ValueError(f"metric '{metric}' needs a cut-off, e.g. precision@5")
         return (f"P.{k}", f"P_{k}", None)
     if name == "mrr":
         return ("recip_rank", "recip_rank", k)  # cut applied by truncating the run

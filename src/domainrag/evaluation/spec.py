@@ -142,7 +142,7 @@ class RetrievalEvalSpec(BaseModel):
     embedding_model: str | None = Field(None, description="embedding model of `index` when ingest creates it")
     store: str | dict[str, Any] = Field("embedded", description="store type or config of indexes ingest creates")
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1)
-    depth: int | None = Field(None, ge=0, description="chunks fetched per query (default 2 x largest cut-off)")
+    depth: int | None = Field(None, ge=1, description="chunks fetched per query (default 2 x largest cut-off)")
     max_words: int = Field(120, gt=0, description="chunk size in words when ingesting")
     overlap_words: int = Field(20, ge=0, description="chunk overlap in words when ingesting")
     drill_hits: int = Field(5, ge=0, description="hits per query kept for the report's drill-down")

@@ -52,6 +52,19 @@ def _check_out(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ExportError(f"output folder {out} is not empty",
                           hint="pass --force to replace it, or name another folder")
+    # The export is staged beside out: its parent must be a folder this process can create and write, checked
+    # now rather than after the model has loaded.
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ExportError(f"--out {out}: {parent} is a file, not a folder", hint="name a folder path for --out")
+    try:
+        with tempfile.TemporaryDirectory(dir=parent, prefix=".export-check-"):
+            pass
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot write in {parent} ({exc.strerror or exc})",
+                          hint="name a folder you can write to") from exc
 
 
 def _base_name(llm: ResolvedLLM) -> str | None:

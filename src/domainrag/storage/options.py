@@ -198,7 +198,7 @@ def parse_storage_options(
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StorageError(
-            f"{source} is not valid JSON ({exc.msg} at column {exc.colno})",
+            f"{source} is not valid JSON ({exc.msg}: column {exc.colno})",
             hint='pass a JSON object, e.g. {"endpoint_url": "http://127.0.0.1:19000"}',
         ) from None
     if not isinstance(value, dict):

@@ -100,7 +100,7 @@ def parse_endpoint(data: dict[str, Any] | str | BaseModel | None) -> EndpointCon
         try:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
-            raise DomainRagError(f"endpoint is not valid JSON: {exc.msg} at column {exc.colno}",
+            raise DomainRagError(f"endpoint is not valid JSON: {exc.msg} (column {exc.colno})",
                                  hint=ENDPOINT_EXAMPLES) from exc
     if isinstance(data, dict) and "api_key" in data:
         raise DomainRagError("endpoint configs never store API keys",
