@@ -82,6 +82,7 @@ def test_apply_creates_then_leaves_unchanged_then_updates(ws: Workspace, tmp_pat
 def _apply_error(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
     path = tmp_path / "app.yaml"
     path.write_text(text)
+    (tmp_path / "docs").mkdir(exist_ok=True)  # the declared source folder
     monkeypatch.setattr(sys, "argv", ["domainrag", "-w", str(tmp_path / "ws"), "apply", "-f", str(path)])
     with pytest.raises(SystemExit) as exc:
         main.main()
@@ -109,6 +110,10 @@ def test_bad_field_is_named_with_its_line(tmp_path: Path, monkeypatch: pytest.Mo
     text = APP_YAML.format(temperature=0.2).replace("smollm2-135m-instruct", "no-such-model")
     err = _apply_error(tmp_path, text, monkeypatch, capsys)
     assert "app.yaml:8 (field 'apps.docs.model'): model 'no-such-model' is neither registered" in err
+
+    text = APP_YAML.format(temperature=0.2).replace("source: docs", "source: nodocs")
+    err = _apply_error(tmp_path, text, monkeypatch, capsys)  # refused before the index is created (it was left empty)
+    assert f"app.yaml:5 (field 'indexes.kb.source'): source {tmp_path / 'nodocs'} does not exist" in err
 
 
 def test_yaml_syntax_and_duplicate_names_are_placed(tmp_path: Path) -> None:

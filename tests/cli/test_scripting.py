@@ -71,7 +71,8 @@ def test_exit_status_per_group(ws: Workspace, cli_for) -> None:
                  ["job", "show", "ghost"], ["job", "logs", "ghost"], ["model", "show", "ghost"],
                  ["key", "create", "--app", "ghost"],
                  ["eval", "answers", "--app", "ghost", "--dataset", "/ghost.jsonl"],
-                 ["ingest", "--index", "ghost", "/nope"], ["dataset", "upload", "/ghost", "--name", "d"]]
+                 ["ingest", "--index", "ghost", "/nope"], ["dataset", "upload", "/ghost", "--name", "d"],
+                 ["index", "delete", "ghost"]]  # without --yes: refused before asking
     for args in not_found:
         res = runner.invoke(cli_for(ws), args)
         assert res.exit_code == 1, (args, res.output)
@@ -80,6 +81,8 @@ def test_exit_status_per_group(ws: Workspace, cli_for) -> None:
     usage = [["app", "create", "--name", "a", "--model", "m", "--retrieval", "{oops"],  # invalid option value
              ["app", "create", "--name", "a", "--model", "m", "--retrieval", '{"top_k": "many"}'],  # invalid field
              ["index", "search", "kb", "--query", "q", "--mode", "sideways"],
+             ["dataset", "upload", "foo://bucket/x", "--name", "d"],  # a URL where a local path goes
+             ["index", "create", "kb2", "--store", "foo"],  # refused as --store before the model loads
              ["job", "create", "--name", "j", "--algorithm", "embedding", "--base-model", "m", "--dataset", "d",
               "--hp", "novalue"],
              ["app", "show"],  # missing argument (click)
@@ -135,3 +138,14 @@ def test_job_create_prints_the_id_alone_and_a_failed_wait_exits_1(ws: Workspace,
     assert job_id in out.stdout.splitlines()  # the id on a line of its own
     assert out.stdout.splitlines()[0] == job_id
     assert "FAILED: out of memory" in out.stdout and "Traceback" not in out.output
+
+
+def test_serve_on_a_port_in_use_names_it(ws: Workspace, cli_for) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        res = CliRunner().invoke(cli_for(ws), ["serve", "--port", str(port)])
+    assert res.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in res.output and "--port" in res.output

@@ -34,6 +34,8 @@ def test_doctor_command_exit_code(tmp_path: Path, cli_for) -> None:
     ws = Workspace.open(tmp_path / "ws")
     cli = cli_for(ws)
     runner = CliRunner(env={"COLUMNS": "250"})
+    ws.catalog.put("model", "remote", {"version": 1, "kind": "llm", "key": None, "format": "remote",
+                                       "uri": "http://127.0.0.1:9/v1"})  # a server's URL, not a lake folder
     ok = runner.invoke(cli, ["doctor"])
     assert ok.exit_code == 0, ok.output
     assert "all 2 checks passed" in ok.output

@@ -58,7 +58,8 @@ def report_error(exc: DomainRagError | ValidationError) -> int:
     if isinstance(exc, ValidationError):
         err_console.print("[bold red]error:[/] invalid input", soft_wrap=True)
         for e in exc.errors():
-            err_console.print(f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}", markup=False, soft_wrap=True)
+            where = ".".join(str(p) for p in e["loc"]) or exc.title  # a whole-object check: name the object
+            err_console.print(f"  {where}: {e['msg']}", markup=False, soft_wrap=True)
     else:
         err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
         if exc.hint:
@@ -257,8 +258,20 @@ class Waiting:
 
 
 def store_option(text: str) -> Any:
-    """A store option: a type name (embedded, opensearch, ...) or a JSON config object."""
-    return load_json(text, "--store") if text.strip().startswith("{") else text
+    """A store option: a type name (embedded, opensearch, ...) or a JSON config object, checked here so that a
+    bad one is named as ``--store`` before any model loads."""
+    value = load_json(text, "--store") if text.strip().startswith("{") else text
+    from domainrag.index.config import parse_store_config  # start-up time: only commands with --store pay
+
+    try:
+        parse_store_config(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"][1:])  # loc[0] is the store type's tag
+        raise OptionError(f"--store: {field + ': ' if field else ''}{first['msg']}",
+                          hint='a type (embedded, opensearch, elasticsearch) or JSON, e.g. '
+                               '{"type": "opensearch", "hosts": ["http://localhost:9200"]}') from exc
+    return value
 
 
 def progress_bar() -> Progress:

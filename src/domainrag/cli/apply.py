@@ -43,6 +43,18 @@ def _source(decl_source: str, base: Path) -> str:
     return str((base / decl_source).resolve())
 
 
+def _check_local_source(source: str | None, located: Located, name: str) -> None:
+    """A local source folder must exist before anything is created (a remote one is read when ingesting)."""
+    from domainrag.storage.lake import split_scheme
+
+    if not source or split_scheme(source) not in ("file", "local"):
+        return
+    path = Path(_source(source, located.path.parent).removeprefix("file://"))
+    if not path.exists():
+        raise located.error(("indexes", name, "source"), f"source {path} does not exist",
+                            hint="a relative source is read from the YAML file's folder")
+
+
 def plan(workspace: Workspace, config: WorkspaceConfig, located: Located) -> tuple[list[Change], dict[str, Any]]:
     """What applying would do, and the validated app specs; raises (naming the line) before any change."""
     from domainrag.errors import DomainRagError
@@ -53,6 +65,7 @@ def plan(workspace: Workspace, config: WorkspaceConfig, located: Located) -> tup
     store_types: dict[str, str] = {}
     for name, decl in config.indexes.items():
         store_types[name] = decl.store.type
+        _check_local_source(decl.source, located, name)
         record = workspace.catalog.get("index", name)
         if record is None:
             changes.append(Change("index", name, "created"))

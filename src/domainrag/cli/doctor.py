@@ -31,7 +31,9 @@ def doctor(
     stdout), and return the results."""
     lake = workspace.settings.lake
     reads = [r["uri"] for r in workspace.catalog.list("dataset") if r.get("uri")]
-    reads += [f"{r['uri'].rstrip('/')}/manifest.json" for r in workspace.catalog.list("model") if r.get("uri")]
+    # a model with stored weights has a manifest in the lake; a remote or GGUF-file model's uri is its server or file
+    reads += [f"{r['uri'].rstrip('/')}/manifest.json" for r in workspace.catalog.list("model")
+              if r.get("uri") and r.get("key")]
     results = preflight(reads=reads, writes=[lake], lists=[lake], options=storage_options)
     print_results(results, lake, storage_options, console or Console())
     return results

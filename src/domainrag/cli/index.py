@@ -35,8 +35,9 @@ def index_create(
     """Create an index; the vector dimension is read from the embedding model (PUT /index)."""
     from domainrag.workspace import create_index
 
+    store_config = store_option(store)
     with Waiting(f"loading embedding model {embedding_model}"):
-        record = create_index(ws(), name, embedding_model, store_option(store))
+        record = create_index(ws(), name, embedding_model, store_config)
     console.print(
         f"index [bold]{name}[/]: {record['dimension']}-d vectors from {embedding_model}, "
         f"store {record['store']['type']}"
@@ -73,6 +74,7 @@ def index_delete(
     """Delete an index and its chunks."""
     from domainrag.workspace import delete_index
 
+    ws().catalog.require("index", name)  # an unknown name is an error before any question is asked
     if not yes:
         typer.confirm(f"delete index '{name}' and its chunks?", abort=True)
     delete_index(ws(), name)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Annotated, Any
 
 import typer
 
 from domainrag.cli._context import command_app, ws
+from domainrag.errors import DomainRagError
 
 app = command_app()
 
@@ -38,6 +40,18 @@ def log_config(access: str) -> dict[str, Any]:
     }
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail with the address named before the app loads; uvicorn would exit 3, the status ingest uses for skips."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise DomainRagError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                                 hint="choose another --port, or stop the server that holds it") from exc
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
@@ -57,5 +71,6 @@ def serve(
     from domainrag.serving.tracing import access_log_mode
 
     mode = access_log_mode(access_log if access_log is not None else os.environ.get("DOMAINRAG_ACCESS_LOG") or "text")
+    _check_port(host, port)
     api = create_api(ws(), key_rpm=key_rpm, key_max_streams=key_max_streams, access_log=mode)
     uvicorn.run(api, host=host, port=port, log_level="info", log_config=log_config(mode), access_log=False)
