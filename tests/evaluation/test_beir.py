@@ -86,6 +86,10 @@ def test_question_format_uses_gold_doc_and_skips_unanswerable(tmp_path: Path, be
     lone.parent.mkdir()
     lone.write_text(json.dumps(rows[0]) + "\n")
     assert load_questions(lone).corpus is None
+    (lone.parent / "corpus.jsonl").write_text('{"_id": "pumps", "text": "Prime it."}\n{broken\n')
+    with pytest.raises(DatasetError, match=r"corpus\.jsonl:2") as exc:  # a file the user did not name
+        load_questions(lone)
+    assert "read as the corpus of q.jsonl because it lies in the same folder" in (exc.value.hint or "")
 
 
 def test_nonexistent_dataset_path() -> None:

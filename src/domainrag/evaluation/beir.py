@@ -18,7 +18,7 @@ from typing import Any
 
 from domainrag.data.formats import iter_jsonl
 from domainrag.data.loaders import Document
-from domainrag.errors import DatasetError
+from domainrag.errors import DatasetError, DomainRagError
 
 
 @dataclass
@@ -207,7 +207,13 @@ def load_questions(path: str | Path, corpus: str | Path | None = None) -> Retrie
     docs: dict[str, Document] | None = None
     if corpus or corpus_path.is_file():
         files["corpus.jsonl"] = _require(corpus_path, "corpus file")
-        docs = read_corpus(corpus_path, stats)
+        try:
+            docs = read_corpus(corpus_path, stats)
+        except DomainRagError as exc:
+            if not corpus:  # not a file the user named: say why it was read
+                exc.hint = (f"{exc.hint}; " if exc.hint else "") + (
+                    f"{corpus_path.name} was read as the corpus of {p.name} because it lies in the same folder")
+            raise
     queries: dict[str, str] = {}
     raw: dict[str, dict[str, int]] = {}
     for item in items:
