@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -53,7 +54,7 @@ class OpenAIEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["openai"]
-    base_url: str = Field(min_length=8, description="e.g. http://gpu-box:8000/v1")
+    base_url: str = Field(description="e.g. http://gpu-box:8000/v1")
     model: str = Field(min_length=1, description="the model id the server serves")
     api_key_env: str = Field(DEFAULT_API_KEY_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout: float = Field(120.0, gt=0, le=3600, description="seconds per read (and for the whole probe)")
@@ -62,8 +63,8 @@ class OpenAIEndpoint(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
+        if not value.startswith(("http://", "https://")) or not urlsplit(value).netloc:
+            raise ValueError("base_url must be an http:// or https:// URL with a host, e.g. http://gpu-box:8000/v1")
         return value.rstrip("/")
 
 
