@@ -29,6 +29,11 @@ test on ``--heldout`` (default 100) test questions, both seeded samples of the q
 question's withheld twin loses its *whole report* (table and every paragraph), not only the evidence, so
 nothing left in the index can answer it. TAT-QA has no unanswerable questions of its own.
 
+``--dataset pubmedqa``: the same on PubMedQA's 1,000 expert-labelled questions (``convert_pubmedqa``: one
+document per abstract, all 1,000 in one index), fit on ``--train`` questions sampled from the 500 training
+questions, test on ``--heldout`` (default 100) sampled from the official 500 test questions. The withheld twin
+loses its own abstract; the other 999 abstracts (other studies, many on neighbouring topics) stay.
+
     PYTHONPATH=src .venv/bin/python benchmarks/bench_gate.py --train 100 --out benchmarks/results/gate_sample.json
     PYTHONPATH=src .venv/bin/python benchmarks/bench_gate.py --train 100 --reranker train \
         --out benchmarks/results/gate_sample_reranker.json
@@ -48,6 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import convert_pubmedqa
 import convert_tatqa
 from _beir_out import DEFAULT_DATA_DIR
 from _machine import lscpu, version
@@ -196,12 +202,40 @@ def tatqa_items(data_dir: Path, work: Path, ws: Workspace) -> dict[str, list[dic
     return items
 
 
+def pubmedqa_items(data_dir: Path, work: Path, ws: Workspace) -> dict[str, list[dict]]:
+    """Index every PubMedQA abstract into ``docs``; the questions of the training and the official test split."""
+    folder = work / "pubmedqa"
+    convert_pubmedqa.convert(data_dir, folder, test_split="all")
+    ingest(ws, "docs", [folder / "corpus.jsonl"])
+    test_ids = set(json.loads((data_dir / "pubmedqa" / "test_ground_truth.json").read_text()))
+    questions = read_questions(folder / "questions.jsonl")
+    return {"train": [q for q in questions if q["id"] not in test_ids],
+            "test": [q for q in questions if q["id"] in test_ids]}
+
+
+DATASET_NAMES = {"sample": "the sample domain", "tatqa": "TAT-QA", "pubmedqa": "PubMedQA"}
+
+
+def _question_sets(args: argparse.Namespace, n_test: int) -> dict[str, str]:
+    """What the fit and test rows are, for the JSON."""
+    if args.dataset == "sample":
+        return {"fit_questions": f"qa_train.jsonl first {args.train} + withheld-gold twins",
+                "test_questions": "qa_heldout.jsonl (45 answerable, 5 unanswerable) + withheld-gold twins of the 45"}
+    if args.dataset == "tatqa":
+        return {"fit_questions": f"TAT-QA dev, {args.train} sampled (seed {args.seed}) + twins without their report",
+                "test_questions": f"TAT-QA test_gold, {n_test} sampled + twins without their report"}
+    return {"fit_questions": f"PubMedQA training split, {args.train} sampled (seed {args.seed}) + twins without "
+                             "their abstract",
+            "test_questions": f"PubMedQA official test split, {n_test} sampled + twins without their abstract"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", choices=("sample", "tatqa"), default="sample")
-    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared data folder (tatqa/)")
-    ap.add_argument("--seed", type=int, default=0, help="TAT-QA: the question samples")
-    ap.add_argument("--train", type=int, default=100, help="questions to fit on (qa_train.jsonl, or TAT-QA dev)")
+    ap.add_argument("--dataset", choices=("sample", "tatqa", "pubmedqa"), default="sample")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared data folder (tatqa/, pubmedqa/)")
+    ap.add_argument("--seed", type=int, default=0, help="TAT-QA, PubMedQA: the question samples")
+    ap.add_argument("--train", type=int, default=100,
+                    help="questions to fit on (qa_train.jsonl, TAT-QA dev, PubMedQA train)")
     ap.add_argument("--target", type=float, default=0.05)
     ap.add_argument("--embedder", default="all-minilm-l6-v2")
     ap.add_argument("--llm", default="smollm2-135m-instruct")
@@ -229,13 +263,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace.open(Path(tmp) / "ws")
         create_index(ws, "docs", args.embedder, "embedded")
-        if args.dataset == "tatqa":
+        if args.dataset != "sample":
             if args.reranker == "train":
                 raise SystemExit("--reranker train trains on the sample domain only; pass a reranker folder")
-            tatqa = tatqa_items(args.data_dir, Path(tmp), ws)
+            if args.dataset == "tatqa":
+                public = tatqa_items(args.data_dir, Path(tmp), ws)
+                fit_pool, test_pool = public["dev"], public["test"]
+            else:
+                public = pubmedqa_items(args.data_dir, Path(tmp), ws)
+                fit_pool, test_pool = public["train"], public["test"]
             rng = random.Random(args.seed)
-            splits = [("fit", rng.sample(tatqa["dev"], min(args.train, len(tatqa["dev"])))),
-                      ("test", rng.sample(tatqa["test"], min(args.heldout or 100, len(tatqa["test"]))))]
+            splits = [("fit", rng.sample(fit_pool, min(args.train, len(fit_pool)))),
+                      ("test", rng.sample(test_pool, min(args.heldout or 100, len(test_pool))))]
         else:
             ingest(ws, "docs", [SAMPLE / "docs"])
             splits = [("fit", read_questions(SAMPLE / "qa_train.jsonl")[: args.train]),
@@ -285,16 +324,11 @@ def main() -> None:
     default = [not decide(None, r.signals).answerable for r in rows["test"]]
     results[f"uncalibrated default (dense >= {DEFAULT_MIN_DENSE})"] = {"test": _test_rates(default, rows["test"])}
     out = {
-        "benchmark": f"answerability gate on {'TAT-QA' if args.dataset == 'tatqa' else 'the sample domain'}",
+        "benchmark": f"answerability gate on {DATASET_NAMES[args.dataset]}",
         "command": "PYTHONPATH=src .venv/bin/python " + " ".join(sys.argv),
         "note": args.note,
         "setup": {"embedder": args.embedder, "llm": args.llm, "retrieval": "hybrid top_k 3", "target": args.target,
-                  "fit_questions": f"qa_train.jsonl first {args.train} + withheld-gold twins"
-                  if args.dataset == "sample"
-                  else f"TAT-QA dev, {args.train} sampled (seed {args.seed}) + twins without their report",
-                  "test_questions": "qa_heldout.jsonl (45 answerable, 5 unanswerable) + withheld-gold twins of the 45"
-                  if args.dataset == "sample" else f"TAT-QA test_gold, {len(splits[1][1])} sampled + twins without "
-                  "their report",
+                  **_question_sets(args, len(splits[1][1])),
                   "counts": {k: {c: len(v) for c, v in _split(r).items()} for k, r in rows.items()}},
         "reranker": reranker_info,
         "reader_signal_from": None if not stored else {
