@@ -39,6 +39,8 @@ def test_cgroup_v2_quota_is_read_and_unlimited_is_none(tmp_path):
     assert hardware._cgroup_cpu_quota(str(tmp_path)) == 1.5
     (tmp_path / "cpu.max").write_text("max 100000\n")
     assert hardware._cgroup_cpu_quota(str(tmp_path)) is None
+    (tmp_path / "cpu.max").write_text("150000 0\n")  # a broken period: unlimited, not a ZeroDivisionError
+    assert hardware._cgroup_cpu_quota(str(tmp_path)) is None
 
 
 def test_cgroup_v1_quota_is_read_when_v2_is_absent(tmp_path):

@@ -27,7 +27,7 @@ class DatasetError(DomainRagError):
         where = path if line is None else f"{path}:{line}"
         if field is not None:
             where += f" (field '{field}')"
-        self.path, self.line, self.field = path, line, field
+        self.path, self.line, self.field, self.problem = path, line, field, problem
         super().__init__(f"{where}: {problem}", hint=hint)
 
 

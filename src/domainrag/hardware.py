@@ -49,11 +49,12 @@ def usable_cpus() -> int:
 
 def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
     """CPUs allowed by the cgroup (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); None
-    when unlimited or unreadable."""
+    when unlimited or unreadable. Reads the cgroup mounted at ``root``, which is the process's own inside a
+    container; a limit set on a parent slice of a host process (systemd ``CPUQuota=``) is not seen."""
     try:
         with open(f"{root}/cpu.max", encoding="ascii") as fh:
             quota, period = fh.read().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
+        return None if quota == "max" or int(period) <= 0 else int(quota) / int(period)
     except (OSError, ValueError):
         pass
     try:

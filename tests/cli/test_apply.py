@@ -115,6 +115,10 @@ def test_bad_field_is_named_with_its_line(tmp_path: Path, monkeypatch: pytest.Mo
     err = _apply_error(tmp_path, text, monkeypatch, capsys)  # refused before the index is created (it was left empty)
     assert f"app.yaml:5 (field 'indexes.kb.source'): source {tmp_path / 'nodocs'} does not exist" in err
 
+    text = APP_YAML.format(temperature=0.2).replace("source: docs", "source: gs://bucket/docs")
+    err = _apply_error(tmp_path, text, monkeypatch, capsys)
+    assert "app.yaml:5 (field 'indexes.kb.source'): unsupported storage scheme" in err
+
 
 def test_yaml_syntax_and_duplicate_names_are_placed(tmp_path: Path) -> None:
     path = tmp_path / "app.yaml"
@@ -137,3 +141,13 @@ def test_the_example_file_is_valid(ws: Workspace) -> None:
     assert [(c.kind, c.name, c.result) for c in changes] == [("index", "quillmere", "created"),
                                                             ("app", "QuillmereRAG", "created")]
     assert (located.path.parent / config.indexes["quillmere"].source).is_dir()
+
+
+def test_a_declared_source_resolves_like_ingest_reads_it(tmp_path: Path) -> None:
+    from domainrag.cli.apply import _source
+
+    assert _source("docs", tmp_path) == str(tmp_path / "docs")  # relative: the YAML file's folder
+    assert _source("file:///srv/docs", tmp_path) == "/srv/docs"  # was joined onto the folder as "file:/srv/docs"
+    assert _source("local:///srv/docs", tmp_path) == "/srv/docs"
+    assert _source("/srv/docs", tmp_path) == "/srv/docs"
+    assert _source("s3://bucket/docs", tmp_path) == "s3://bucket/docs"

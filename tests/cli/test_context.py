@@ -103,6 +103,8 @@ def test_an_unexplained_exception_is_one_line_unless_the_traceback_is_asked_for(
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith("error: unexpected ValueError: Failed to load model from file: x.gguf\nhint:")
     assert "library detail" not in result.output and _context.TRACEBACK_ENV in result.output
+    monkeypatch.setenv(_context.TRACEBACK_ENV, "0")
+    assert CliRunner().invoke(cli, ["fail"]).exit_code == 1  # 0 means off
     monkeypatch.setenv(_context.TRACEBACK_ENV, "1")
     shown = CliRunner().invoke(cli, ["fail"])
     assert isinstance(shown.exception, ValueError)  # raised on, so Python prints where it happened

@@ -140,8 +140,13 @@ def test_job_create_prints_the_id_alone_and_a_failed_wait_exits_1(ws: Workspace,
     assert "FAILED: out of memory" in out.stdout and "Traceback" not in out.output
 
 
-def test_serve_on_a_port_in_use_names_it(ws: Workspace, cli_for) -> None:
+def test_serve_on_a_port_in_use_names_it(ws: Workspace, cli_for, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
+
+    def serving(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the port check let a held port through")  # instead of serving forever
+
+    monkeypatch.setattr("uvicorn.run", serving)
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))

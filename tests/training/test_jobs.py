@@ -68,7 +68,7 @@ def test_a_process_that_dies_before_logging_shows_what_it_printed(ws, tmp_path: 
     start_job(ws, record.name)  # as a launcher that fails before the worker writes its log
     final = wait_job(ws, record.name, timeout=60, poll=0.2)
     assert final.state == "failed"
-    assert "exited unexpectedly: RuntimeError: FP8 is not available" in (final.error or "")
+    assert "exited unexpectedly; the last line it printed: RuntimeError: FP8 is not available" in (final.error or "")
     shown = job_log(ws, record.name)
     assert "the worker wrote no log" in shown and "launcher starting" in shown and "FP8" in shown
 

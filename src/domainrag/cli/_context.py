@@ -67,6 +67,11 @@ def report_error(exc: DomainRagError | ValidationError) -> int:
     return exit_code(exc)
 
 
+def traceback_wanted() -> bool:
+    """Whether ``DOMAINRAG_TRACEBACK`` asks for Python tracebacks instead of one-line errors (any value but 0)."""
+    return os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0")
+
+
 class CliGroup(TyperGroup):
     """The root command group: a DomainRagError or pydantic ValidationError raised by any command is printed
     by report_error and becomes its exit status, so the CLI (and typer's CliRunner) never shows a traceback.
@@ -80,13 +85,15 @@ class CliGroup(TyperGroup):
         except (DomainRagError, ValidationError) as exc:
             raise typer.Exit(report_error(exc)) from exc
         except OSError as exc:
+            if traceback_wanted():
+                raise
             first = (str(exc).strip().splitlines() or [""])[0]
             raise typer.Exit(report_error(DomainRagError(f"{type(exc).__name__}: {first}"))) from exc
         except (typer.Exit, typer.Abort, TyperException, click.exceptions.Exit, click.exceptions.Abort,
                 click.ClickException):
             raise  # exits and usage errors (typer's bundled click and the standalone one)
         except Exception as exc:  # a failure no layer explained: one line and a way to see more, not a traceback
-            if os.environ.get(TRACEBACK_ENV):
+            if traceback_wanted():
                 raise
             first = (str(exc).strip().splitlines() or [""])[0]
             raise typer.Exit(report_error(DomainRagError(

@@ -35,21 +35,29 @@ class Change:
 
 
 def _source(decl_source: str, base: Path) -> str:
-    """A relative local source is relative to the YAML file's folder; URLs and absolute paths stay."""
+    """A local source (a path, or a file:// / local:// URL) as a path, relative ones taken from the YAML file's
+    folder; other URLs stay as they are."""
     from domainrag.storage.lake import split_scheme
 
-    if split_scheme(decl_source) not in ("file", "local") or Path(decl_source).expanduser().is_absolute():
+    if split_scheme(decl_source) not in ("file", "local"):
         return decl_source
-    return str((base / decl_source).resolve())
+    path = Path(decl_source.removeprefix("file://").removeprefix("local://")).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def _check_local_source(source: str | None, located: Located, name: str) -> None:
     """A local source folder must exist before anything is created (a remote one is read when ingesting)."""
+    from domainrag.errors import DomainRagError
     from domainrag.storage.lake import split_scheme
 
-    if not source or split_scheme(source) not in ("file", "local"):
+    if not source:
         return
-    path = Path(_source(source, located.path.parent).removeprefix("file://"))
+    try:
+        if split_scheme(source) not in ("file", "local"):
+            return
+    except DomainRagError as exc:  # an unsupported scheme
+        raise located.error(("indexes", name, "source"), exc.message, exc.hint) from exc
+    path = Path(_source(source, located.path.parent))
     if not path.exists():
         raise located.error(("indexes", name, "source"), f"source {path} does not exist",
                             hint="a relative source is read from the YAML file's folder")

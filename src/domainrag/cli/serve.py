@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from typing import Annotated, Any
@@ -40,22 +41,34 @@ def log_config(access: str) -> dict[str, Any]:
     }
 
 
+_HOSTS = "e.g. 127.0.0.1 or 0.0.0.0"
+
+
 def _check_port(host: str, port: int) -> None:
-    """Fail with the address named before the app loads; uvicorn would exit 3, the status ingest uses for skips."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise DomainRagError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                                 hint="choose another --port, or stop the server that holds it") from exc
+    """Fail with the address named before the app loads, binding every address ``host`` resolves to, as uvicorn
+    will; uvicorn itself would exit 3, the status ingest uses for skipped files."""
+    try:
+        addresses = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise DomainRagError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                             hint=f"--host must be a name or address of this machine, {_HOSTS}") from exc
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                hint = {errno.EADDRINUSE: "choose another --port, or stop the server that holds it",
+                        errno.EACCES: "ports below 1024 need privileges: choose a --port above 1023",
+                        errno.EADDRNOTAVAIL: f"--host must be an address of this machine, {_HOSTS}",
+                        }.get(exc.errno, "check --host and --port")
+                raise DomainRagError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint=hint) from exc
 
 
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: one the system picks)")] = 8000,
     access_log: Annotated[str | None, typer.Option(
         help="one line per request on stdout: text, json or off (default: $DOMAINRAG_ACCESS_LOG, else text)")] = None,
     key_rpm: Annotated[int | None, typer.Option(

@@ -18,7 +18,7 @@ from typing import Any
 
 from domainrag.data.formats import iter_jsonl
 from domainrag.data.loaders import Document
-from domainrag.errors import DatasetError, DomainRagError
+from domainrag.errors import DatasetError
 
 
 @dataclass
@@ -209,11 +209,12 @@ def load_questions(path: str | Path, corpus: str | Path | None = None) -> Retrie
         files["corpus.jsonl"] = _require(corpus_path, "corpus file")
         try:
             docs = read_corpus(corpus_path, stats)
-        except DomainRagError as exc:
-            if not corpus:  # not a file the user named: say why it was read
-                exc.hint = (f"{exc.hint}; " if exc.hint else "") + (
-                    f"{corpus_path.name} was read as the corpus of {p.name} because it lies in the same folder")
-            raise
+        except DatasetError as exc:
+            if corpus:
+                raise
+            why = f"{corpus_path.name} was read as the corpus of {p.name} because it lies in the same folder"
+            raise DatasetError(exc.path, exc.problem, line=exc.line, field=exc.field,
+                               hint=f"{exc.hint}; {why}" if exc.hint else why) from exc
     queries: dict[str, str] = {}
     raw: dict[str, dict[str, int]] = {}
     for item in items:

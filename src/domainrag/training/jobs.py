@@ -121,7 +121,8 @@ def refresh_state(ws: Workspace, job_id: str) -> JobRecord:
                 ws,
                 job_id,
                 state="failed",
-                error="the job process exited unexpectedly" + (f": {last}" if last else "") + " (see `job logs`)",
+                error="the job process exited unexpectedly" + (f"; the last line it printed: {last}" if last else "")
+                + " (see `job logs`)",
                 finished_at=time.time(),
             )
     return record

@@ -19,6 +19,6 @@ def test_endpoint_config_union() -> None:
         parse_endpoint({"type": "openai", "base_url": "http://h/v1", "model": "m", "api_key": "sk-x"})
     with pytest.raises(DomainRagError, match="invalid endpoint"):
         parse_endpoint({"type": "vllm"})
-    for url in ("ftp://h/v1", "foo://x", "http://"):  # a short one said "at least 8 characters"
+    for url in ("ftp://h/v1", "foo://x", "http://", "http://:8000/v1"):  # a short one said "at least 8 characters"
         with pytest.raises(DomainRagError, match="http:// or https:// URL with a host"):
             parse_endpoint({"type": "openai", "base_url": url, "model": "m"})

@@ -63,7 +63,7 @@ class OpenAIEndpoint(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")) or not urlsplit(value).netloc:
+        if not value.startswith(("http://", "https://")) or not urlsplit(value).hostname:
             raise ValueError("base_url must be an http:// or https:// URL with a host, e.g. http://gpu-box:8000/v1")
         return value.rstrip("/")
 

@@ -44,10 +44,12 @@ class LlamaCppGenerator:
         try:
             self.llm = llama_cpp.Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=n_threads,
                                        flash_attn=flash_attn, verbose=False)
-        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file: ..."
+        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file: ...", or a missing path
+            unreadable = "Failed to load model" in str(exc)
             raise DomainRagError(f"llama.cpp could not load {gguf_path}: {exc}",
-                                 hint="the file is truncated or not a model llama.cpp supports; export or "
-                                      "download it again, then `domainrag model deploy` it") from exc
+                                 hint="the file is truncated or not a model llama.cpp supports; export or download "
+                                      "it again, then `domainrag model deploy` it" if unreadable else
+                                      "check the endpoint's gguf path and settings (`domainrag model show`)") from exc
         self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
         self._closed = threading.Event()
         # Freed before interpreter teardown (llama-cpp-python's __del__ fails once modules are gone), and only
